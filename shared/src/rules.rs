@@ -1,0 +1,370 @@
+//! The rules a declaration is judged by: validation against the clock and the meter, and
+//! reconciliation against the meter's chain of readings in reading time.
+//!
+//! Both sides run these functions: the web app offline against the meter context it cached (to
+//! warn before queueing), the server against the stored chain (to decide the outcome). They are
+//! pure: the caller passes in "now" and the neighbours.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::{Code, Reading, Status};
+
+/// How far a phone's clock may run ahead of the server's.
+pub const CLOCK_SLACK: Duration = Duration::minutes(10);
+/// How old a reading may be when it is declared.
+pub const MAX_AGE: Duration = Duration::days(90);
+/// Two accepted declarations of the same reading this close in reading time are one declaration
+/// sent twice (a double tap offline, or the app and an SMS for the same reading).
+pub const DUPLICATE_WINDOW: Duration = Duration::days(7);
+/// The digit count of a meter whose count the registry does not give.
+pub const DEFAULT_DIGITS: u8 = 5;
+/// A G4 household meter passes at most 6 m³ an hour.
+pub const DEFAULT_MAX_HOURLY_M3: f64 = 6.0;
+/// Use is unusual above this many times the meter's average daily use over the interval
+/// (winter heating runs at three to four times the yearly average, so it is not flagged)…
+pub const UNUSUAL_FACTOR: f64 = 5.0;
+/// …plus this many cubic metres, so that a short interval or a small average never flags a
+/// normal reading.
+pub const UNUSUAL_SLACK_M3: f64 = 20.0;
+/// Readings are the black digits, truncated: one cubic metre of slack in physical checks.
+const ROUNDING_SLACK_M3: f64 = 1.0;
+
+/// What the rules need to know about a meter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeterContext {
+    /// How many black digits the meter shows.
+    pub digits: u8,
+    /// The average daily use from billing history, if known.
+    pub avg_daily_m3: Option<f64>,
+    /// The most gas the meter can pass in an hour.
+    pub max_hourly_m3: f64,
+}
+
+impl MeterContext {
+    /// The most gas the meter can pass in a day, as the wire's `max_daily_m3`.
+    pub fn max_daily_m3(&self) -> f64 {
+        self.max_hourly_m3 * 24.0
+    }
+
+    /// The first reading the meter cannot show: it wraps to zero there.
+    pub fn wrap(&self) -> u64 {
+        10u64.saturating_pow(u32::from(self.digits.clamp(1, 12)))
+    }
+}
+
+impl Default for MeterContext {
+    fn default() -> Self {
+        Self { digits: DEFAULT_DIGITS, avg_daily_m3: None, max_hourly_m3: DEFAULT_MAX_HOURLY_M3 }
+    }
+}
+
+/// Where a point of the chain comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The last billed reading, imported from the billing system.
+    Billing,
+    /// A stored declaration, by its store sequence number.
+    Declaration(u64),
+}
+
+/// A reading that counts: the billing baseline or an accepted declaration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub source: Source,
+    pub reading: u64,
+    pub read_at: OffsetDateTime,
+}
+
+/// A meter's counting readings in reading time (ties keep arrival order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chain {
+    points: Vec<Point>,
+}
+
+impl Chain {
+    pub fn new(mut points: Vec<Point>) -> Self {
+        points.sort_by_key(|p| p.read_at);
+        Self { points }
+    }
+
+    pub fn points(&self) -> &[Point] {
+        &self.points
+    }
+
+    /// The last point read at or before `at`, and the first one read after it.
+    pub fn neighbours(&self, at: OffsetDateTime) -> (Option<&Point>, Option<&Point>) {
+        let split = self.points.partition_point(|p| p.read_at <= at);
+        (split.checked_sub(1).map(|i| &self.points[i]), self.points.get(split))
+    }
+
+    /// The latest point in reading time.
+    pub fn latest(&self) -> Option<&Point> {
+        self.points.last()
+    }
+
+    /// Adds a point that counts, keeping reading-time order.
+    pub fn insert(&mut self, point: Point) {
+        let at = self.points.partition_point(|p| p.read_at <= point.read_at);
+        self.points.insert(at, point);
+    }
+}
+
+/// A declaration to judge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub reading: Reading,
+    pub read_at: OffsetDateTime,
+}
+
+/// The outcome of judging a declaration against its meter's chain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub status: Status,
+    pub code: Option<Code>,
+    /// Cubic metres since the previous reading in reading time, where there is one.
+    pub consumption_m3: Option<u64>,
+    /// For `duplicate_declaration`: the declaration this one repeats.
+    pub duplicate_of: Option<u64>,
+    /// When the declaration lands between two readings, the later one's consumption is now
+    /// measured from it: `(its sequence number, its new consumption)`.
+    pub next_consumption: Option<(u64, u64)>,
+}
+
+impl Decision {
+    fn of(code: Code) -> Self {
+        Self { status: code.status(), code: Some(code), consumption_m3: None, duplicate_of: None, next_consumption: None }
+    }
+
+    fn with_consumption(mut self, m3: u64) -> Self {
+        self.consumption_m3 = Some(m3);
+        self
+    }
+
+    /// Whether the declaration joins the chain (it is accepted and is not a repeat).
+    pub fn counts(&self) -> bool {
+        self.status == Status::Accepted && self.duplicate_of.is_none()
+    }
+}
+
+/// The checks that need only the meter and the clock: the reading fits the meter, and the
+/// reading time is neither in the future nor too old.
+pub fn check_declaration(meter: &MeterContext, candidate: &Candidate, now: OffsetDateTime) -> Result<(), Code> {
+    if candidate.reading.digit_count() > meter.digits {
+        return Err(Code::ReadingOutOfRange);
+    }
+    if candidate.read_at > now + CLOCK_SLACK {
+        return Err(Code::ReadAtInFuture);
+    }
+    if candidate.read_at < now - MAX_AGE {
+        return Err(Code::ReadAtTooOld);
+    }
+    Ok(())
+}
+
+/// Gas used going forward from `from` to `to` on a meter, and whether the meter wrapped.
+fn forward_use(meter: &MeterContext, from: u64, to: u64) -> (u64, bool) {
+    if to >= from { (to - from, false) } else { ((to + meter.wrap()).saturating_sub(from), true) }
+}
+
+fn hours_between(earlier: OffsetDateTime, later: OffsetDateTime) -> f64 {
+    ((later - earlier).whole_seconds().max(0) as f64) / 3600.0
+}
+
+fn physically_possible(meter: &MeterContext, used: u64, hours: f64) -> bool {
+    used as f64 <= meter.max_hourly_m3 * hours + ROUNDING_SLACK_M3
+}
+
+/// Whether `used` cubic metres over `hours` is far above the meter's usual use. Without a known
+/// average nothing is unusual; only physics limits the reading then.
+pub fn is_unusual(meter: &MeterContext, used: u64, hours: f64) -> bool {
+    match meter.avg_daily_m3 {
+        Some(avg) if avg > 0.0 => {
+            let days = (hours / 24.0).max(1.0);
+            used as f64 > UNUSUAL_FACTOR * avg * days + UNUSUAL_SLACK_M3
+        }
+        _ => false,
+    }
+}
+
+/// Judges a declaration against its meter and the meter's chain in reading time.
+pub fn reconcile(meter: &MeterContext, chain: &Chain, candidate: &Candidate, now: OffsetDateTime) -> Decision {
+    if let Err(code) = check_declaration(meter, candidate, now) {
+        return Decision::of(code);
+    }
+    let reading = candidate.reading.value();
+    let (prev, next) = chain.neighbours(candidate.read_at);
+
+    // A repeat of an accepted declaration sits right beside it in reading time.
+    for neighbour in [prev, next].into_iter().flatten() {
+        if let Source::Declaration(seq) = neighbour.source
+            && neighbour.reading == reading
+            && (neighbour.read_at - candidate.read_at).abs() <= DUPLICATE_WINDOW
+        {
+            return Decision { duplicate_of: Some(seq), ..Decision::of(Code::DuplicateDeclaration) };
+        }
+    }
+
+    let mut decision = Decision {
+        status: Status::Accepted,
+        code: None,
+        consumption_m3: None,
+        duplicate_of: None,
+        next_consumption: None,
+    };
+    if let Some(prev) = prev {
+        let hours = hours_between(prev.read_at, candidate.read_at);
+        let (used, wrapped) = forward_use(meter, prev.reading, reading);
+        if wrapped {
+            if !physically_possible(meter, used, hours) || is_unusual(meter, used, hours) {
+                return Decision::of(Code::ReadingDecreased);
+            }
+            decision = Decision::of(Code::Rollover).with_consumption(used);
+        } else if !physically_possible(meter, used, hours) {
+            return Decision::of(Code::ImpossibleConsumption).with_consumption(used);
+        } else if is_unusual(meter, used, hours) {
+            return Decision::of(Code::UnusualConsumption).with_consumption(used);
+        } else {
+            decision.consumption_m3 = Some(used);
+        }
+    }
+    if let Some(next) = next {
+        let hours = hours_between(candidate.read_at, next.read_at);
+        // A wrap between this reading and the next one shows up as an impossible amount of gas.
+        let (used, _) = forward_use(meter, reading, next.reading);
+        if !physically_possible(meter, used, hours) {
+            return Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::OutOfOrder) };
+        }
+        if let Source::Declaration(seq) = next.source {
+            decision.next_consumption = Some((seq, used));
+        }
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-26 09:00 +03:30);
+
+    fn meter() -> MeterContext {
+        MeterContext { digits: 5, avg_daily_m3: Some(3.2), max_hourly_m3: 6.0 }
+    }
+
+    fn point(source: Source, reading: u64, days_ago: i64) -> Point {
+        Point { source, reading, read_at: NOW - Duration::days(days_ago) }
+    }
+
+    fn chain(points: &[(Source, u64, i64)]) -> Chain {
+        Chain::new(points.iter().map(|&(s, r, d)| point(s, r, d)).collect())
+    }
+
+    fn candidate(reading: u64, read_at: OffsetDateTime) -> Candidate {
+        Candidate { reading: Reading::new(reading).expect("valid"), read_at }
+    }
+
+    /// One case: the chain, the new reading and how many hours before now it was read, and the
+    /// expected status, code and consumption.
+    fn check(
+        chain: &Chain,
+        reading: u64,
+        hours_ago: i64,
+        expected: (Status, Option<Code>, Option<u64>),
+    ) -> Decision {
+        let d = reconcile(&meter(), chain, &candidate(reading, NOW - Duration::hours(hours_ago)), NOW);
+        assert_eq!((d.status, d.code, d.consumption_m3), expected, "reading {reading}, {hours_ago} h ago");
+        d
+    }
+
+    use Source::{Billing, Declaration};
+
+    #[test]
+    fn ordinary_readings_are_accepted_with_consumption() {
+        let billed = chain(&[(Billing, 10_234, 56)]);
+        check(&billed, 10_321, 0, (Status::Accepted, None, Some(87)));
+        check(&billed, 10_234, 0, (Status::Accepted, None, Some(0)));
+        // A cold winter: four times the average over 56 days is still ordinary.
+        check(&billed, 10_234 + 4 * 3 * 56, 0, (Status::Accepted, None, Some(672)));
+        // No history at all: accepted, nothing to measure from.
+        check(&Chain::default(), 42, 0, (Status::Accepted, None, None));
+    }
+
+    #[test]
+    fn clock_and_range_rules() {
+        let billed = chain(&[(Billing, 10_234, 56)]);
+        check(&billed, 100_000, 0, (Status::Rejected, Some(Code::ReadingOutOfRange), None));
+        check(&billed, 10_300, -1, (Status::Rejected, Some(Code::ReadAtInFuture), None));
+        let d = reconcile(&meter(), &billed, &candidate(10_300, NOW + Duration::minutes(9)), NOW);
+        assert_eq!(d.status, Status::Accepted, "ten minutes of clock slack");
+        check(&billed, 10_300, 24 * 91, (Status::Rejected, Some(Code::ReadAtTooOld), None));
+        let six_digits = MeterContext { digits: 6, ..meter() };
+        let d = reconcile(&six_digits, &billed, &candidate(100_000, NOW), NOW);
+        assert_eq!(d.code, Some(Code::ImpossibleConsumption), "six digits fit a six-digit meter");
+    }
+
+    #[test]
+    fn physics_and_unusual_use() {
+        let billed = chain(&[(Billing, 10_000, 10)]);
+        // Ten days at 6 m³/h is 1,440 m³ at the most.
+        check(&billed, 11_442, 0, (Status::Rejected, Some(Code::ImpossibleConsumption), Some(1442)));
+        let d = reconcile(&MeterContext { avg_daily_m3: None, ..meter() }, &billed, &candidate(11_441, NOW), NOW);
+        assert_eq!(d.status, Status::Accepted, "exactly the meter's maximum, plus rounding");
+        // Possible, but far above 5 × 3.2 × 10 + 20 = 180 m³.
+        check(&billed, 10_181, 0, (Status::NeedsReview, Some(Code::UnusualConsumption), Some(181)));
+        check(&billed, 10_180, 0, (Status::Accepted, None, Some(180)));
+        let no_average = MeterContext { avg_daily_m3: None, ..meter() };
+        let d = reconcile(&no_average, &billed, &candidate(11_000, NOW), NOW);
+        assert_eq!((d.status, d.code), (Status::Accepted, None));
+    }
+
+    #[test]
+    fn rollover_or_decrease() {
+        let near_wrap = chain(&[(Billing, 99_950, 20)]);
+        check(&near_wrap, 30, 0, (Status::Accepted, Some(Code::Rollover), Some(80)));
+        let mid = chain(&[(Billing, 10_234, 20)]);
+        check(&mid, 10_200, 0, (Status::NeedsReview, Some(Code::ReadingDecreased), None));
+        // A wrap that would mean more gas than the meter can pass is a decrease, not a rollover.
+        let far = chain(&[(Billing, 90_000, 1)]);
+        check(&far, 10, 0, (Status::NeedsReview, Some(Code::ReadingDecreased), None));
+    }
+
+    #[test]
+    fn repeats_are_recognised() {
+        let c = chain(&[(Billing, 10_000, 30), (Declaration(7), 10_090, 1)]);
+        let d = check(&c, 10_090, 0, (Status::Accepted, Some(Code::DuplicateDeclaration), None));
+        assert_eq!(d.duplicate_of, Some(7));
+        assert!(!d.counts());
+        // The billing baseline is not a declaration to repeat.
+        let billed = chain(&[(Billing, 10_000, 1)]);
+        check(&billed, 10_000, 0, (Status::Accepted, None, Some(0)));
+        // The same number weeks apart is a meter that did not move: a new declaration.
+        let old = chain(&[(Billing, 9_000, 60), (Declaration(3), 10_000, 30)]);
+        check(&old, 10_000, 0, (Status::Accepted, None, Some(0)));
+    }
+
+    #[test]
+    fn order_by_reading_time() {
+        // Tuesday's SMS arrived first; Monday's offline reading lands before it.
+        let c = chain(&[(Billing, 10_000, 30), (Declaration(9), 10_100, 1)]);
+        let d = check(&c, 10_090, 48, (Status::Accepted, None, Some(90)));
+        assert_eq!(d.next_consumption, Some((9, 10)));
+        assert!(d.counts());
+        // Higher than the reading after it: the neighbours disagree.
+        check(&c, 10_150, 48, (Status::NeedsReview, Some(Code::OutOfOrder), Some(150)));
+    }
+
+    #[test]
+    fn chain_keeps_reading_time_order() {
+        let mut c = chain(&[(Billing, 1, 30), (Declaration(2), 3, 10)]);
+        c.insert(point(Declaration(3), 2, 20));
+        let readings: Vec<u64> = c.points().iter().map(|p| p.reading).collect();
+        assert_eq!(readings, [1, 2, 3]);
+        assert_eq!(c.latest().map(|p| p.reading), Some(3));
+        let (prev, next) = c.neighbours(NOW - Duration::days(15));
+        assert_eq!((prev.map(|p| p.reading), next.map(|p| p.reading)), (Some(2), Some(3)));
+    }
+}

@@ -1,0 +1,171 @@
+//! Tracking codes: short, digits only, unique, with a check digit.
+//!
+//! A code is a bijection of the store's sequence number (so uniqueness comes from the database's
+//! sequence), scrambled so that consecutive declarations do not get consecutive codes, followed by
+//! a Damm check digit, which catches every single-digit typo and every swap of adjacent digits
+//! when a subscriber reads a code out on the phone.
+
+use std::fmt;
+
+/// The Damm algorithm's quasigroup table of order 10.
+const DAMM: [[u8; 10]; 10] = [
+    [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
+    [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
+    [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
+    [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
+    [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
+    [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
+    [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
+    [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
+    [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
+    [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
+];
+
+/// The Damm check digit of a string of ASCII digits (0 for a valid code including its check).
+fn damm(digits: &[u8]) -> u8 {
+    digits.iter().fold(0, |interim, &d| DAMM[interim as usize][(d - b'0') as usize])
+}
+
+/// Bodies of 9 digits cover the first 10⁹ sequence numbers; 12 digits the rest.
+const WIDTHS: [(u32, u64); 2] = [(9, 1_000_000_000), (12, 1_000_000_000_000)];
+/// An odd multiplier that is not a multiple of 5 is invertible modulo any power of ten.
+const MULTIPLIER: u64 = 387_420_489;
+const OFFSET: u64 = 271_828_182;
+
+fn inverse_mod(a: u64, modulus: u64) -> u64 {
+    // Extended Euclid on signed 128-bit integers: no overflow for moduli below 2^63.
+    let (mut old_r, mut r) = (i128::from(a), i128::from(modulus));
+    let (mut old_s, mut s) = (1i128, 0i128);
+    while r != 0 {
+        let q = old_r / r;
+        (old_r, r) = (r, old_r - q * r);
+        (old_s, s) = (s, old_s - q * s);
+    }
+    old_s.rem_euclid(i128::from(modulus)) as u64
+}
+
+fn mul_mod(a: u64, b: u64, m: u64) -> u64 {
+    ((u128::from(a) * u128::from(b)) % u128::from(m)) as u64
+}
+
+/// A tracking code given to a subscriber for a stored declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrackingCode(String);
+
+impl TrackingCode {
+    /// The code for a store sequence number; `None` past 10¹² declarations.
+    pub fn from_sequence(seq: u64) -> Option<Self> {
+        let (width, modulus) = WIDTHS.into_iter().find(|&(_, m)| seq < m)?;
+        let base = if width == 9 { 0 } else { WIDTHS[0].1 };
+        let body = (mul_mod(seq - base, MULTIPLIER, modulus) + OFFSET) % modulus;
+        let mut text = format!("{body:0width$}", width = width as usize);
+        let check = damm(text.as_bytes());
+        text.push((b'0' + check) as char);
+        Some(Self(text))
+    }
+
+    /// Reads a code a person typed or said (any digit script, spaces and dashes allowed) and
+    /// checks its check digit.
+    pub fn parse(input: &str) -> Option<Self> {
+        let normalized = crate::digits::normalize(input);
+        let mut text = String::with_capacity(normalized.len());
+        for c in normalized.chars() {
+            if c.is_ascii_digit() {
+                text.push(c);
+            } else if !(crate::digits::is_space(c) || c == '-') {
+                return None;
+            }
+        }
+        let body_len = text.len().checked_sub(1)?;
+        if !WIDTHS.iter().any(|&(w, _)| w as usize == body_len) || damm(text.as_bytes()) != 0 {
+            return None;
+        }
+        Some(Self(text))
+    }
+
+    /// The store sequence number this code stands for.
+    pub fn sequence(&self) -> Option<u64> {
+        let body_len = self.0.len() - 1;
+        let &(_, modulus) = WIDTHS.iter().find(|&&(w, _)| w as usize == body_len)?;
+        let base = if body_len == 9 { 0 } else { WIDTHS[0].1 };
+        let body: u64 = self.0[..body_len].parse().ok()?;
+        let unshifted = (body + modulus - OFFSET % modulus) % modulus;
+        Some(mul_mod(unshifted, inverse_mod(MULTIPLIER, modulus), modulus) + base)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TrackingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn code(seq: u64) -> TrackingCode {
+        TrackingCode::from_sequence(seq).expect("in range")
+    }
+
+    #[test]
+    fn codes_round_trip_and_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for seq in (1..2_000).chain([999_999_999, 1_000_000_000, 5_000_000_000, 999_999_999_999]) {
+            let c = code(seq);
+            assert!(seen.insert(c.clone()), "duplicate code for {seq}");
+            assert_eq!(TrackingCode::parse(c.as_str()).and_then(|c| c.sequence()), Some(seq));
+        }
+        assert_eq!(code(1).as_str().len(), 10);
+        assert_eq!(code(1_000_000_000).as_str().len(), 13);
+        assert_eq!(TrackingCode::from_sequence(1_000_000_000_000), None);
+    }
+
+    #[test]
+    fn consecutive_codes_do_not_look_consecutive() {
+        let a: u64 = code(41).as_str()[..9].parse().expect("digits");
+        let b: u64 = code(42).as_str()[..9].parse().expect("digits");
+        assert!(a.abs_diff(b) > 1000);
+    }
+
+    #[test]
+    fn typos_are_caught() {
+        let good = code(12345).0;
+        let bytes = good.as_bytes();
+        for i in 0..bytes.len() {
+            for d in b'0'..=b'9' {
+                if d == bytes[i] {
+                    continue;
+                }
+                let mut typo = bytes.to_vec();
+                typo[i] = d;
+                let typo = String::from_utf8(typo).expect("ascii");
+                assert_eq!(TrackingCode::parse(&typo), None, "{typo} passed for {good}");
+            }
+            if i + 1 < bytes.len() && bytes[i] != bytes[i + 1] {
+                let mut swapped = bytes.to_vec();
+                swapped.swap(i, i + 1);
+                let swapped = String::from_utf8(swapped).expect("ascii");
+                assert_eq!(TrackingCode::parse(&swapped), None, "{swapped} passed for {good}");
+            }
+        }
+    }
+
+    #[test]
+    fn codes_typed_by_people() {
+        let c = code(7);
+        let persian = crate::digits::to_persian_digits(c.as_str());
+        let spaced = format!("{} {} {}", &persian[..6], &persian[6..12], &persian[12..]);
+        assert_eq!(TrackingCode::parse(&spaced), Some(c));
+        assert_eq!(TrackingCode::parse("12345"), None);
+        assert_eq!(TrackingCode::parse("abc"), None);
+        assert_eq!(TrackingCode::parse(""), None);
+    }
+}

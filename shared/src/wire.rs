@@ -1,0 +1,261 @@
+//! The wire types of sync API v1 (`sync-api.md`): the only types serialised across HTTP.
+//!
+//! Changing one is a protocol change: add optional fields, never rename or remove one.
+
+use serde::{Deserialize, Serialize};
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use crate::{Code, Lang, Reading, Status, digits};
+
+/// The most submissions one sync request may carry.
+pub const MAX_BATCH: usize = 500;
+/// The largest request body the server reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The longest note, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
+/// Iran Standard Time, the offset the server writes its times in.
+pub const SERVER_OFFSET: UtcOffset = match UtcOffset::from_hms(3, 30, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// `POST /api/v1/meters/verify` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyRequest {
+    /// Digits in any script.
+    pub subscription: String,
+    pub meter_serial: String,
+    pub device_id: Uuid,
+}
+
+/// `POST /api/v1/meters/verify` answer: a device token and what the app needs to check readings
+/// offline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyResponse {
+    /// Sent later as `Authorization: Bearer …`.
+    pub device_token: String,
+    pub meter: MeterInfo,
+}
+
+/// A meter's context for offline checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MeterInfo {
+    /// The normalised subscription number.
+    pub subscription: String,
+    /// How many black digits the meter shows.
+    pub digits: u8,
+    /// The latest accepted reading in reading time, from any channel, or the billed one.
+    pub last_reading: Option<u64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_read_at: Option<OffsetDateTime>,
+    pub avg_daily_m3: Option<f64>,
+    /// The most gas the meter can pass in a day.
+    pub max_daily_m3: f64,
+}
+
+/// `POST /api/v1/sync` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncRequest {
+    pub device_id: Uuid,
+    /// 1 to 500 submissions.
+    pub submissions: Vec<Submission>,
+}
+
+/// One declaration, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Submission {
+    /// Made by the client: the idempotency key.
+    pub id: Uuid,
+    pub subscription: String,
+    pub meter_serial: String,
+    pub reading: ReadingInput,
+    /// When the subscriber read the meter, from the device's clock.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub read_at: OffsetDateTime,
+    /// Optional free text, at most 500 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A reading as sent: a JSON number (the contract), or digits in a string (tolerated). Whether it
+/// is a whole number of the right size is a rule with its own code, not a parse failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum ReadingInput {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl ReadingInput {
+    /// The reading, if it is a whole number ≥ 0 that any meter could show.
+    pub fn reading(&self) -> Option<Reading> {
+        match self {
+            Self::Number(n) => n.as_u64().and_then(Reading::new),
+            Self::Text(t) => Reading::parse(t).ok(),
+        }
+    }
+}
+
+impl From<Reading> for ReadingInput {
+    fn from(r: Reading) -> Self {
+        Self::Number(r.value().into())
+    }
+}
+
+/// `POST /api/v1/sync` answer: one result per submission, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncResponse {
+    pub results: Vec<SyncResult>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub server_time: OffsetDateTime,
+}
+
+/// The outcome of one submission. All three statuses are final for the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SyncResult {
+    /// The submission's id; `null` only for an item whose id could not be read.
+    pub id: Option<Uuid>,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Code>,
+    /// In the request's `Accept-Language` (Persian by default).
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_m3: Option<u64>,
+    /// True when this id had been stored before: the result is the first one, unchanged.
+    pub replayed: bool,
+}
+
+/// The body of every non-200 answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    pub code: ApiErrorCode,
+    pub message: String,
+}
+
+macro_rules! api_errors {
+    ($( $variant:ident = $name:literal, $fa:literal, $en:literal; )*) => {
+        /// Why a whole request was refused (as opposed to one submission's outcome).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        pub enum ApiErrorCode { $( $variant, )* }
+
+        impl ApiErrorCode {
+            pub const fn as_str(self) -> &'static str {
+                match self { $( Self::$variant => $name, )* }
+            }
+
+            pub const fn message(self, lang: Lang) -> &'static str {
+                match (self, lang) { $( (Self::$variant, Lang::Fa) => $fa, (Self::$variant, Lang::En) => $en, )* }
+            }
+        }
+    };
+}
+
+api_errors! {
+    InvalidJson = "invalid_json", "بدنه درخواست JSON معتبر نیست.", "The request body is not valid JSON.";
+    InvalidEnvelope = "invalid_envelope", "درخواست فهرست submissions یا device_id معتبر ندارد.", "The request has no valid submissions array or device_id.";
+    BatchSize = "batch_size", "هر درخواست باید ۱ تا ۵۰۰ اعلام داشته باشد.", "A request must carry 1 to 500 submissions.";
+    UnsupportedMediaType = "unsupported_media_type", "نوع محتوا باید application/json باشد.", "The content type must be application/json.";
+    PayloadTooLarge = "payload_too_large", "حجم درخواست بیش از ۱ مگابایت است.", "The request body is larger than 1 MiB.";
+    IdentityMismatch = "identity_mismatch", "شماره اشتراک یا شماره سریال کنتور درست نیست.", "The subscription number or the meter serial number is not correct.";
+    RateLimited = "rate_limited", "تلاش‌های ناموفق زیاد بود؛ کمی بعد دوباره امتحان کنید.", "Too many failed attempts; try again later.";
+    Unavailable = "unavailable", "سرویس موقتاً در دسترس نیست؛ اعلام‌ها در گوشی می‌مانند و بعداً ارسال می‌شوند.", "The service is temporarily unavailable; declarations stay queued and will be sent later.";
+    Internal = "internal", "خطای داخلی رخ داد؛ دوباره امتحان کنید.", "An internal error occurred; try again.";
+    NotFound = "not_found", "چنین نشانی‌ای وجود ندارد.", "There is no such address.";
+}
+
+impl ErrorBody {
+    pub fn new(code: ApiErrorCode, lang: Lang) -> Self {
+        Self { error: ErrorDetail { code, message: code.message(lang).to_owned() } }
+    }
+}
+
+/// Cuts a note to the allowed length and drops invisible marks at its ends.
+pub fn clean_note(note: Option<&str>) -> Option<String> {
+    let note = digits::normalize(note?);
+    if note.is_empty() {
+        return None;
+    }
+    Some(note.chars().take(MAX_NOTE_CHARS).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn the_contract_example_reads() {
+        let body = r#"{"device_id":"3f0c8a4e-8d4f-4f59-9a43-0d6f1a0e2b11","submissions":[
+            {"id":"0b7f2a5e-1c7e-4d0e-9a8b-5b5a3f7c9d21","subscription":"1234567890",
+             "meter_serial":"AB123456","reading":10321,"read_at":"2026-11-26T08:15:00+03:30",
+             "note":"optional free text"}]}"#;
+        let req: SyncRequest = serde_json::from_str(body).expect("the contract's example parses");
+        let s = &req.submissions[0];
+        assert_eq!(s.reading.reading().map(Reading::value), Some(10321));
+        assert_eq!(s.read_at.offset(), SERVER_OFFSET);
+    }
+
+    #[test]
+    fn readings_on_the_wire() {
+        let check = |json: &str, expected: Option<u64>| {
+            let r: ReadingInput = serde_json::from_str(json).expect("a reading parses");
+            assert_eq!(r.reading().map(Reading::value), expected, "{json}");
+        };
+        check("10321", Some(10321));
+        check("\"۱۰۳۲۱\"", Some(10321));
+        check("-1", None);
+        check("12.5", None);
+        check("1e3", None);
+        check("\"abc\"", None);
+    }
+
+    #[test]
+    fn results_leave_out_what_is_absent() {
+        let r = SyncResult {
+            id: None,
+            status: Status::Rejected,
+            code: Some(Code::Malformed),
+            message: "m".into(),
+            tracking_code: None,
+            consumption_m3: None,
+            replayed: false,
+        };
+        let json = serde_json::to_value(&r).expect("serialises");
+        assert_eq!(json, serde_json::json!({"id": null, "status": "rejected", "code": "malformed", "message": "m", "replayed": false}));
+        let e = serde_json::to_value(ErrorBody::new(ApiErrorCode::BatchSize, Lang::En)).expect("serialises");
+        assert_eq!(e["error"]["code"], "batch_size");
+    }
+
+    #[test]
+    fn notes_are_bounded() {
+        assert_eq!(clean_note(None), None);
+        assert_eq!(clean_note(Some(" \u{200F} ")), None);
+        assert_eq!(clean_note(Some(&"ک".repeat(600))).map(|n| n.chars().count()), Some(500));
+    }
+}
