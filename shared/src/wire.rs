@@ -91,6 +91,7 @@ pub struct Submission {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ReadingInput {
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     Number(serde_json::Number),
     Text(String),
 }

@@ -1,0 +1,338 @@
+//! The HTTP API: routes, handlers and their errors (sync API v1, `sync-api.md`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use shared::codes::accepted_message;
+use shared::wire::{
+    self, ApiErrorCode, ErrorBody, MAX_BATCH, MAX_BODY_BYTES, Submission, SyncResponse, SyncResult, VerifyRequest,
+    VerifyResponse,
+};
+use shared::{Code, Lang, MeterSerial, Status, SubscriptionNumber, TrackingCode, digits};
+use time::OffsetDateTime;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::limits::Key;
+use crate::store::{Channel, Incoming, Outcome};
+use crate::writer::WriteError;
+
+/// Builds the application's routes.
+pub fn router(state: AppState) -> axum::Router {
+    let mut router = axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/meters/verify", post(verify))
+        .route("/api/v1/sync", post(sync));
+    if let Some(root) = state.web_root.as_ref().filter(|root| root.is_dir()) {
+        // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
+        // HTML that a service worker would cache under the wrong name.
+        router = router
+            .route("/pwa", get(|| async { axum::response::Redirect::permanent("/pwa/") }))
+            .nest_service("/pwa/", tower_http::services::ServeDir::new(root));
+    }
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A refused request: a status, a stable code and a message in the request's language.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ApiErrorCode,
+    lang: Lang,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ApiErrorCode, lang: Lang) -> Self {
+        Self { status, code, lang, retry_after: None }
+    }
+
+    fn rate_limited(lang: Lang, wait: Duration) -> Self {
+        Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, ApiErrorCode::RateLimited, lang) }
+    }
+
+    fn from_write(err: &WriteError, lang: Lang) -> Self {
+        match err {
+            WriteError::Unavailable(_) | WriteError::Busy => Self {
+                retry_after: Some(Duration::from_secs(5)),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, ApiErrorCode::Unavailable, lang)
+            },
+            WriteError::Failed(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, ApiErrorCode::Internal, lang),
+        }
+    }
+
+    fn from_body(rejection: &BytesRejection, lang: Lang) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(StatusCode::PAYLOAD_TOO_LARGE, ApiErrorCode::PayloadTooLarge, lang)
+        } else {
+            Self::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidJson, lang)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(ErrorBody::new(self.code, self.lang))).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+fn lang_of(headers: &HeaderMap) -> Lang {
+    Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+}
+
+fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json { Ok(()) } else { Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, lang)) }
+}
+
+/// Tells "not JSON at all" from "JSON of the wrong shape".
+fn envelope_error(body: &[u8], lang: Lang) -> ApiError {
+    let code = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        ApiErrorCode::InvalidEnvelope
+    } else {
+        ApiErrorCode::InvalidJson
+    };
+    ApiError::new(StatusCode::BAD_REQUEST, code, lang)
+}
+
+async fn not_found(headers: HeaderMap) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, lang_of(&headers))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The process is up", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Ready to take traffic", body = String),
+    (status = 503, description = "The database does not answer", body = ErrorBody),
+))]
+pub async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Result<&'static str, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Ok("ready"),
+        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ApiErrorCode::Unavailable, lang_of(&headers))),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document_json(),
+    )
+        .into_response()
+}
+
+/// Verifies a meter while online and hands the app a device token and the meter's context.
+#[utoipa::path(post, path = "/api/v1/meters/verify", request_body = VerifyRequest, responses(
+    (status = 200, description = "The pair matches", body = VerifyResponse),
+    (status = 400, description = "Not JSON, or not a verify request", body = ErrorBody),
+    (status = 404, description = "`identity_mismatch`, whichever half was wrong", body = ErrorBody),
+    (status = 415, description = "Not `application/json`", body = ErrorBody),
+    (status = 429, description = "Too many failures; see `Retry-After`", body = ErrorBody),
+))]
+pub async fn verify(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    let lang = lang_of(&headers);
+    require_json(&headers, lang)?;
+    let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    let request: VerifyRequest = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
+    let client = Key::Client(peer.ip());
+    let subscription = SubscriptionNumber::parse(&request.subscription);
+    let sub_key = Key::Subscription(
+        subscription.as_ref().map_or_else(|_| digits::normalize(&request.subscription), ToString::to_string),
+    );
+    state.limiter.check([&client, &sub_key]).map_err(|wait| ApiError::rate_limited(lang, wait))?;
+
+    let serial = MeterSerial::parse(&request.meter_serial).ok();
+    let meter = match &subscription {
+        Ok(sub) => state.store.meter(sub).await.map_err(|e| {
+            tracing::error!(error = %e, "looking up a meter failed");
+            ApiError::from_write(&WriteError::from(&e), lang)
+        })?,
+        Err(_) => None,
+    };
+    let Some(meter) = meter.filter(|m| serial.as_ref() == Some(&m.meter_serial)) else {
+        state.limiter.record_failure(client);
+        state.limiter.record_failure(sub_key);
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::IdentityMismatch, lang));
+    };
+
+    let token = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    state
+        .store
+        .register_device(&token_hash(&token), request.device_id, &meter.subscription, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| ApiError::from_write(&WriteError::from(&e), lang))?;
+    Ok(Json(VerifyResponse { device_token: token, meter: meter.info() }))
+}
+
+/// The stored form of a device token: its SHA-256, so a copy of the database holds no tokens.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    device_id: Option<Uuid>,
+    #[serde(borrow)]
+    submissions: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+/// Sends queued declarations; answers one result per submission, in request order.
+#[utoipa::path(post, path = "/api/v1/sync", request_body = wire::SyncRequest, responses(
+    (status = 200, description = "One result per submission, in request order", body = SyncResponse),
+    (status = 400, description = "Not JSON, no `submissions` array, or not 1 to 500 submissions", body = ErrorBody),
+    (status = 413, description = "The body is over 1 MiB", body = ErrorBody),
+    (status = 415, description = "Not `application/json`", body = ErrorBody),
+    (status = 429, description = "Too many identity failures; see `Retry-After`", body = ErrorBody),
+    (status = 503, description = "The database is unavailable: keep the batch queued", body = ErrorBody),
+))]
+pub async fn sync(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SyncResponse>, ApiError> {
+    let lang = lang_of(&headers);
+    require_json(&headers, lang)?;
+    let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
+    if envelope.submissions.is_empty() || envelope.submissions.len() > MAX_BATCH {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::BatchSize, lang));
+    }
+
+    // Read every item on its own: one that cannot be read is answered `malformed`, the rest go on.
+    let mut slots: Vec<Result<usize, Option<Uuid>>> = Vec::with_capacity(envelope.submissions.len());
+    let mut incoming = Vec::with_capacity(envelope.submissions.len());
+    for raw in &envelope.submissions {
+        match serde_json::from_str::<Submission>(raw.get()) {
+            Ok(submission) => {
+                slots.push(Ok(incoming.len()));
+                incoming.push(to_incoming(submission, envelope.device_id));
+            }
+            Err(_) => slots.push(Err(usable_id(raw))),
+        }
+    }
+
+    let client = Key::Client(peer.ip());
+    let mut keys = vec![client.clone()];
+    keys.extend(incoming.iter().map(|i| Key::Subscription(i.subscription.clone())));
+    state.limiter.check(&keys).map_err(|wait| ApiError::rate_limited(lang, wait))?;
+
+    let outcomes = if incoming.is_empty() {
+        Vec::new()
+    } else {
+        let items = incoming.clone();
+        state.writer.submit(items).await.map_err(|e| {
+            tracing::error!(error = %e, "sync not stored");
+            ApiError::from_write(&e, lang)
+        })?
+    };
+    for (item, outcome) in incoming.iter().zip(&outcomes) {
+        if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
+            state.limiter.record_failure(client.clone());
+            state.limiter.record_failure(Key::Subscription(item.subscription.clone()));
+        }
+    }
+
+    let results = slots
+        .into_iter()
+        .map(|slot| match slot {
+            Ok(index) => result_of(&outcomes[index], lang),
+            Err(id) => SyncResult {
+                id,
+                status: Status::Rejected,
+                code: Some(Code::Malformed),
+                message: Code::Malformed.message(lang).to_owned(),
+                tracking_code: None,
+                consumption_m3: None,
+                replayed: false,
+            },
+        })
+        .collect();
+    Ok(Json(SyncResponse { results, server_time: OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET) }))
+}
+
+fn usable_id(raw: &RawValue) -> Option<Uuid> {
+    let id = serde_json::from_str::<IdOnly>(raw.get()).ok()?.id?;
+    id.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok())
+}
+
+fn to_incoming(s: Submission, device_id: Option<Uuid>) -> Incoming {
+    let reading_text = match &s.reading {
+        wire::ReadingInput::Number(n) => n.to_string(),
+        wire::ReadingInput::Text(t) => digits::normalize(t),
+    };
+    let subscription = SubscriptionNumber::parse(&s.subscription)
+        .map_or_else(|_| digits::normalize(&s.subscription), |sub| sub.to_string());
+    Incoming {
+        id: s.id,
+        channel: Channel::App,
+        device_id,
+        subscription,
+        meter_serial: digits::normalize(&s.meter_serial),
+        reading: s.reading.reading(),
+        reading_text,
+        read_at: s.read_at,
+        note: wire::clean_note(s.note.as_deref()),
+    }
+}
+
+fn result_of(outcome: &Outcome, lang: Lang) -> SyncResult {
+    SyncResult {
+        id: Some(outcome.id),
+        status: outcome.status,
+        code: outcome.code,
+        message: outcome.code.map_or_else(|| accepted_message(lang), |c| c.message(lang)).to_owned(),
+        tracking_code: outcome.tracking_seq.and_then(TrackingCode::from_sequence).map(|c| c.to_string()),
+        consumption_m3: outcome.consumption_m3,
+        replayed: outcome.replayed,
+    }
+}
+

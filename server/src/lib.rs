@@ -1,0 +1,87 @@
+//! Kontor's sync server: the HTTP API, the group-commit writer and the store.
+//!
+//! `main.rs` is the `kontor` command line; everything it runs lives here so that the black-box
+//! tests in `tests/` can start the same server on a port of their own.
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod http;
+pub mod import;
+pub mod limits;
+pub mod openapi;
+pub mod store;
+pub mod writer;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::limits::{IdentityLimiter, Limits};
+use crate::store::Store;
+use crate::writer::Writer;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub limiter: Arc<IdentityLimiter>,
+    /// The built web app, served under `/pwa/` when the folder exists.
+    pub web_root: Option<PathBuf>,
+}
+
+/// How to run the server, besides its listener and store.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub web_root: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains the requests in flight and lets
+/// the writer finish its last transaction.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (writer, writer_task) = Writer::spawn(store.clone());
+    let state = AppState {
+        store,
+        writer,
+        limiter: Arc::new(IdentityLimiter::new(options.limits)),
+        web_root: options.web_root,
+    };
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving http")?;
+    // The router (and with it the last writer handle) is gone: the writer ends after its queue.
+    writer_task.await.context("the writer task failed")?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

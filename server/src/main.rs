@@ -1,0 +1,102 @@
+//! `kontor`: the sync server's command line (serve, import the subscriber registry).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use server::store::{SqlStore, Store};
+use server::{ServeOptions, demo, import};
+use time::OffsetDateTime;
+
+/// The SQLite file used when no database is named.
+const DEFAULT_DATABASE: &str = "sqlite://data/kontor.db?mode=rwc";
+
+#[derive(Parser)]
+#[command(name = "kontor", version, about = "Kontor: gas meter-reading declarations, reconciled exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the sync API and the web app.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "KONTOR_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// A sqlx database URL: sqlite://PATH?mode=rwc or postgres://USER@HOST/DB.
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
+        database: String,
+        /// Seed the demo subscribers and print them.
+        #[arg(long)]
+        demo: bool,
+        /// The built web app, served under /pwa/.
+        #[arg(long, env = "KONTOR_WEB_ROOT", default_value = "dist/pwa")]
+        web_root: PathBuf,
+    },
+    /// Import or update subscribers from the billing system's CSV export.
+    ImportSubscribers {
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
+        database: String,
+        /// CSV with the header subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { listen, database, demo, web_root } => {
+            let store = Arc::new(SqlStore::connect(&database).await?);
+            if demo {
+                let rows = demo::subscribers(OffsetDateTime::now_utc());
+                store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("seeding demo subscribers")?;
+                println!("Demo subscribers (subscription / meter serial / last billed reading):");
+                for row in &rows {
+                    println!("  {}  {}  {}", row.subscription, row.meter_serial, row.last_reading.unwrap_or_default());
+                }
+            }
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            tracing::info!(
+                address = %listener.local_addr()?,
+                database = %server::store::sql_redact(&database),
+                web_root = %web_root.display(),
+                "kontor is serving"
+            );
+            println!("Serving on http://{}/ (web app at /pwa/)", listener.local_addr()?);
+            let options = ServeOptions { web_root: Some(web_root), ..ServeOptions::default() };
+            server::serve(listener, store, options, server::shutdown_signal()).await
+        }
+        Command::ImportSubscribers { database, file } => {
+            let reader = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let rows = match import::parse_csv(reader) {
+                Ok(rows) => rows,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{}: {e}", file.display());
+                    }
+                    anyhow::bail!("nothing imported: {} bad row(s)", errors.len());
+                }
+            };
+            let store = SqlStore::connect(&database).await?;
+            store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("importing subscribers")?;
+            println!("imported {} subscriber(s)", rows.len());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The OpenAPI document of sync API v1, generated from the wire types and the handlers, served at
+//! `GET /api/v1/openapi.json`. It is the living version of `sync-api.md`.
+
+use std::sync::OnceLock;
+
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kontor sync API",
+        version = "1.0.0",
+        description = "Meter-reading declarations from every channel, reconciled exactly once. \
+            Every submission carries a client-made UUID: the same id sent again returns the first \
+            outcome (`replayed: true`); the same id with other content is refused (`id_conflict`). \
+            Messages follow `Accept-Language` (Persian by default, English on request). \
+            Tracking codes are digits only and end with a Damm check digit."
+    ),
+    paths(crate::http::healthz, crate::http::readyz, crate::http::verify, crate::http::sync),
+    components(schemas(
+        shared::wire::VerifyRequest,
+        shared::wire::VerifyResponse,
+        shared::wire::MeterInfo,
+        shared::wire::SyncRequest,
+        shared::wire::Submission,
+        shared::wire::ReadingInput,
+        shared::wire::SyncResponse,
+        shared::wire::SyncResult,
+        shared::wire::ErrorBody,
+        shared::wire::ErrorDetail,
+        shared::wire::ApiErrorCode,
+        shared::Status,
+        shared::Code,
+    ))
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document_json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}

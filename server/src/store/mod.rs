@@ -1,0 +1,206 @@
+//! The store: the subscriber registry, devices and every channel's declarations.
+//!
+//! One trait, [`Store`], used by the HTTP handlers and the group-commit writer. [`SqlStore`]
+//! implements it for SQLite and PostgreSQL, chosen once from the database URL; each backend has
+//! its own migrations under `server/migrations/`.
+
+mod sql;
+
+pub use sql::redact as sql_redact;
+
+use async_trait::async_trait;
+use shared::rules::{MeterContext, Point, Source};
+use shared::wire::MeterInfo;
+use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use sql::SqlStore;
+
+/// What can go wrong in the store. Handlers answer `503` for [`StoreError::Unavailable`] (the
+/// client keeps its outbox and retries) and `500` for the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn classify(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                Self::Unavailable(err)
+            }
+            other => Self::Database(other),
+        }
+    }
+}
+
+/// A meter as the registry knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterRecord {
+    pub subscription: SubscriptionNumber,
+    pub meter_serial: MeterSerial,
+    pub digits: u8,
+    pub avg_daily_m3: Option<f64>,
+    pub max_hourly_m3: f64,
+    pub phone: Option<String>,
+    /// The latest reading that counts, in reading time.
+    pub last: Option<Point>,
+}
+
+impl MeterRecord {
+    pub fn context(&self) -> MeterContext {
+        MeterContext { digits: self.digits, avg_daily_m3: self.avg_daily_m3, max_hourly_m3: self.max_hourly_m3 }
+    }
+
+    pub fn info(&self) -> MeterInfo {
+        MeterInfo {
+            subscription: self.subscription.to_string(),
+            digits: self.digits,
+            last_reading: self.last.map(|p| p.reading),
+            last_read_at: self.last.map(|p| p.read_at.to_offset(shared::wire::SERVER_OFFSET)),
+            avg_daily_m3: self.avg_daily_m3,
+            max_daily_m3: self.context().max_daily_m3(),
+        }
+    }
+}
+
+/// One row of the billing system's subscriber export.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriberRow {
+    pub subscription: SubscriptionNumber,
+    pub meter_serial: MeterSerial,
+    pub digits: u8,
+    pub last_reading: Option<u64>,
+    pub last_read_at: Option<OffsetDateTime>,
+    pub avg_daily_m3: Option<f64>,
+    pub phone: Option<String>,
+}
+
+/// The channel a declaration came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    App,
+}
+
+impl Channel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::App => "app",
+        }
+    }
+}
+
+/// A declaration as received, before it is judged. The identifiers are kept as sent (after digit
+/// normalisation), because a declaration that names no known meter is stored too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub device_id: Option<Uuid>,
+    pub subscription: String,
+    pub meter_serial: String,
+    /// `None` when what was sent is not a whole number ≥ 0.
+    pub reading: Option<Reading>,
+    /// The reading as sent, for the fingerprint.
+    pub reading_text: String,
+    pub read_at: OffsetDateTime,
+    pub note: Option<String>,
+}
+
+impl Incoming {
+    /// What makes two submissions under one id "the same content": the normalised identifiers,
+    /// the reading, the instant it was read and the note.
+    pub fn fingerprint(&self) -> String {
+        let sub = SubscriptionNumber::parse(&self.subscription).map_or_else(|_| self.subscription.clone(), |s| s.to_string());
+        let serial = MeterSerial::parse(&self.meter_serial).map_or_else(|_| self.meter_serial.clone(), |s| s.to_string());
+        let reading = self.reading.map_or_else(|| self.reading_text.clone(), |r| r.to_string());
+        format!(
+            "{sub}\u{1F}{serial}\u{1F}{reading}\u{1F}{}\u{1F}{}",
+            unix_ms(self.read_at),
+            self.note.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// The stored outcome of a declaration, as answered to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub id: Uuid,
+    pub status: Status,
+    pub code: Option<Code>,
+    pub consumption_m3: Option<u64>,
+    /// The sequence number the tracking code stands for (the first declaration's, for a repeat);
+    /// none for a rejection.
+    pub tracking_seq: Option<u64>,
+    pub replayed: bool,
+}
+
+/// Counts for tests, benchmarks and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub declarations: u64,
+    pub meters: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Creates or updates registry rows, all or none.
+    async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError>;
+    /// Remembers a device token (by its hash) issued for a verified meter.
+    async fn register_device(
+        &self,
+        token_hash: &str,
+        device_id: Uuid,
+        subscription: &SubscriptionNumber,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// Judges and stores a batch of declarations in one transaction, in order; answers one
+    /// outcome per item. An id stored before gets its first outcome back (`replayed`), or
+    /// `id_conflict` when the content differs; the UNIQUE constraint on the id decides.
+    async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError>;
+    async fn counts(&self) -> Result<Counts, StoreError>;
+    /// The outcomes stored for a meter, oldest first in reading time (for tests and the console).
+    async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError>;
+}
+
+/// A stored declaration, as the console and the tests read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDeclaration {
+    pub seq: u64,
+    pub id: Uuid,
+    pub reading: Option<u64>,
+    pub read_at: OffsetDateTime,
+    pub status: Status,
+    pub code: Option<Code>,
+    pub consumption_m3: Option<u64>,
+    pub counts: bool,
+}
+
+pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_unix_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(format!("time {ms}: {e}")))
+}
+
+pub(crate) fn last_point(seq: Option<i64>, reading: Option<i64>, at_ms: Option<i64>) -> Result<Option<Point>, StoreError> {
+    let (Some(reading), Some(at_ms)) = (reading, at_ms) else { return Ok(None) };
+    let source = match seq {
+        Some(seq) => Source::Declaration(seq as u64),
+        None => Source::Billing,
+    };
+    Ok(Some(Point { source, reading: reading as u64, read_at: from_unix_ms(at_ms)? }))
+}

@@ -1,0 +1,651 @@
+//! [`SqlStore`]: the store on SQLite or PostgreSQL through sqlx's `Any` driver.
+//!
+//! One query text serves both backends (numbered `$N` parameters, text ids, millisecond times);
+//! the few places where they differ go through [`Dialect`]. SQLite runs in WAL mode with
+//! `synchronous = FULL`, so a committed transaction survives a power cut; PostgreSQL is durable
+//! by default. The writer (`crate::writer`) batches requests into one transaction each, so a
+//! commit's fsync is shared by many declarations.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use shared::rules::{self, Candidate, Chain, Decision, Point, Source};
+use shared::{Code, MeterSerial, Status, SubscriptionNumber};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    Counts, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms, last_point,
+    unix_ms,
+};
+
+/// Which database the URL named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn from_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// Parameters per statement stay well under both backends' limits (SQLite 32,766; PG 65,535).
+const MAX_PARAMS: usize = 16_000;
+const INSERT_COLUMNS: usize = 18;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The store on a SQL database.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://PATH?mode=rwc` or `postgres://…`) and brings its schema up to
+    /// date. A SQLite file's folder is created when missing.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::from_url(url).with_context(|| format!("unsupported database url {url:?}: use sqlite:// or postgres://"))?;
+        if dialect == Dialect::Sqlite {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or("");
+            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        let migrator = match dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&pool).await.context("migrating the database")?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+}
+
+/// The URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn db(err: sqlx::Error) -> StoreError {
+    StoreError::classify(err)
+}
+
+const METER_COLUMNS: &str =
+    "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
+
+fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
+    let subscription: String = row.try_get(0)?;
+    let serial: String = row.try_get(1)?;
+    let digits: i64 = row.try_get(2)?;
+    Ok(MeterRecord {
+        subscription: SubscriptionNumber::parse(&subscription).map_err(|_| corrupt("subscription"))?,
+        meter_serial: MeterSerial::parse(&serial).map_err(|_| corrupt("serial"))?,
+        digits: u8::try_from(digits).map_err(|_| corrupt("digits"))?,
+        avg_daily_m3: row.try_get(3)?,
+        max_hourly_m3: row.try_get(4)?,
+        phone: row.try_get(5)?,
+        last: last_point(row.try_get(6)?, row.try_get(7)?, row.try_get(8)?)?,
+    })
+}
+
+/// What the batch needs to know about an id stored before.
+struct StoredOutcome {
+    seq: u64,
+    status: Status,
+    code: Option<Code>,
+    consumption: Option<u64>,
+    duplicate_of: Option<u64>,
+    fingerprint: String,
+}
+
+impl StoredOutcome {
+    fn replay(&self, id: Uuid, fingerprint: &str) -> Outcome {
+        if self.fingerprint != fingerprint {
+            return Outcome {
+                id,
+                status: Status::Rejected,
+                code: Some(Code::IdConflict),
+                consumption_m3: None,
+                tracking_seq: None,
+                replayed: false,
+            };
+        }
+        Outcome {
+            id,
+            status: self.status,
+            code: self.code,
+            consumption_m3: self.consumption,
+            tracking_seq: tracking_seq(self.status, self.seq, self.duplicate_of),
+            replayed: true,
+        }
+    }
+}
+
+fn tracking_seq(status: Status, seq: u64, duplicate_of: Option<u64>) -> Option<u64> {
+    (status != Status::Rejected).then_some(duplicate_of.unwrap_or(seq))
+}
+
+/// A row to insert, decided in memory.
+struct NewRow<'a> {
+    seq: u64,
+    item: &'a Incoming,
+    subscription: String,
+    serial: String,
+    decision: Decision,
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+fn opt_i64(v: Option<u64>) -> Option<i64> {
+    v.and_then(|v| i64::try_from(v).ok())
+}
+
+/// A batch failed because another process stored one of its ids first: start again.
+struct Raced;
+
+impl SqlStore {
+    async fn stored_outcomes(
+        &self,
+        conn: &mut AnyConnection,
+        ids: &[String],
+    ) -> Result<HashMap<String, StoredOutcome>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+                let status: String = row.try_get(2)?;
+                let code: Option<String> = row.try_get(3)?;
+                let seq: i64 = row.try_get(1)?;
+                found.insert(
+                    row.try_get::<String, _>(0)?,
+                    StoredOutcome {
+                        seq: seq as u64,
+                        status: Status::from_str_opt(&status)
+                            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+                        code: code.as_deref().and_then(Code::from_str_opt),
+                        consumption: opt_u64(row.try_get(4)?),
+                        duplicate_of: opt_u64(row.try_get(5)?),
+                        fingerprint: row.try_get(6)?,
+                    },
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    async fn meters_for_update(
+        &self,
+        conn: &mut AnyConnection,
+        subscriptions: &BTreeSet<String>,
+    ) -> Result<HashMap<String, MeterRecord>, StoreError> {
+        let mut found = HashMap::new();
+        let subs: Vec<&String> = subscriptions.iter().collect();
+        for chunk in subs.chunks(MAX_PARAMS) {
+            // Locking the meters serialises declarations for one meter across processes; the
+            // sorted order keeps two batches from deadlocking. SQLite has one writer already.
+            let lock = if self.dialect == Dialect::Postgres { " ORDER BY subscription FOR UPDATE" } else { "" };
+            let sql = format!(
+                "SELECT {METER_COLUMNS} FROM meters WHERE subscription IN ({}){lock}",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for sub in chunk {
+                query = query.bind(sub.as_str());
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+                let meter = meter_from_row(&row)?;
+                found.insert(meter.subscription.to_string(), meter);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The counting readings of a meter from the last one before `from` onwards, with the billed
+    /// reading, for a declaration that lands before the meter's latest reading.
+    async fn chain_from(
+        &self,
+        conn: &mut AnyConnection,
+        meter: &MeterRecord,
+        from: OffsetDateTime,
+    ) -> Result<Chain, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, reading, read_at_ms FROM declarations \
+             WHERE subscription = $1 AND counts AND read_at_ms >= COALESCE( \
+               (SELECT MAX(read_at_ms) FROM declarations WHERE subscription = $1 AND counts AND read_at_ms <= $2), $2) \
+             ORDER BY read_at_ms, seq",
+        )
+        .bind(meter.subscription.as_str())
+        .bind(unix_ms(from))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let mut points = Vec::with_capacity(rows.len() + 1);
+        for row in rows {
+            let seq: i64 = row.try_get(0)?;
+            let reading: Option<i64> = row.try_get(1)?;
+            points.push(Point {
+                source: Source::Declaration(seq as u64),
+                reading: reading.unwrap_or_default() as u64,
+                read_at: from_unix_ms(row.try_get(2)?)?,
+            });
+        }
+        let billed = sqlx::query("SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1")
+            .bind(meter.subscription.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        if let Some(row) = billed
+            && let Some(point) = last_point(None, row.try_get(0)?, row.try_get(1)?)?
+        {
+            points.push(point);
+        }
+        Ok(Chain::new(points))
+    }
+
+    async fn allocate_seqs(&self, conn: &mut AnyConnection, count: usize) -> Result<Vec<u64>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        match self.dialect {
+            Dialect::Sqlite => {
+                // One writer at a time holds the database, so the next numbers are ours.
+                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM declarations")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                Ok((1..=count as u64).map(|i| max as u64 + i).collect())
+            }
+            Dialect::Postgres => {
+                let seqs: Vec<i64> = sqlx::query_scalar(
+                    "SELECT nextval(pg_get_serial_sequence('declarations', 'seq')) FROM generate_series(1, $1)",
+                )
+                .bind(count as i64)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+                Ok(seqs.into_iter().map(|s| s as u64).collect())
+            }
+        }
+    }
+
+    async fn insert_rows(&self, conn: &mut AnyConnection, rows: &[NewRow<'_>], now: OffsetDateTime) -> Result<Result<(), Raced>, StoreError> {
+        let received = unix_ms(now);
+        for chunk in rows.chunks(MAX_PARAMS / INSERT_COLUMNS) {
+            let values: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(i * INSERT_COLUMNS + 1, INSERT_COLUMNS))).collect();
+            let sql = format!(
+                "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
+                 read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
+                 fingerprint) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for row in chunk {
+                let item = row.item;
+                let d = &row.decision;
+                let read_at = item
+                    .read_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| unix_ms(item.read_at).to_string());
+                query = query
+                    .bind(row.seq as i64)
+                    .bind(item.id.to_string())
+                    .bind(item.channel.as_str())
+                    .bind(item.device_id.map(|d| d.to_string()))
+                    .bind(row.subscription.clone())
+                    .bind(row.serial.clone())
+                    .bind(opt_i64(item.reading.map(|r| r.value())))
+                    .bind(unix_ms(item.read_at))
+                    .bind(read_at)
+                    .bind(item.note.clone())
+                    .bind(received)
+                    .bind(d.status.as_str())
+                    .bind(d.code.map(|c| c.as_str()))
+                    .bind(opt_i64(d.consumption_m3))
+                    .bind(opt_i64(d.consumption_m3))
+                    .bind(opt_i64(d.duplicate_of))
+                    .bind(d.counts())
+                    .bind(item.fingerprint());
+            }
+            let inserted = query.fetch_all(&mut *conn).await.map_err(db)?;
+            if inserted.len() != chunk.len() {
+                return Ok(Err(Raced));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn apply_once(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let ids: Vec<String> = batch.iter().map(|i| i.id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let stored = self.stored_outcomes(&mut tx, &ids).await?;
+
+        let parsed: Vec<Option<SubscriptionNumber>> =
+            batch.iter().map(|i| SubscriptionNumber::parse(&i.subscription).ok()).collect();
+        let wanted: BTreeSet<String> = batch
+            .iter()
+            .zip(&parsed)
+            .filter(|(item, _)| !stored.contains_key(&item.id.to_string()))
+            .filter_map(|(_, sub)| sub.as_ref().map(ToString::to_string))
+            .collect();
+        let mut meters = self.meters_for_update(&mut tx, &wanted).await?;
+
+        // Each meter's chain: its latest reading, or more of it where a declaration lands earlier.
+        let mut chains: HashMap<String, Chain> = HashMap::new();
+        for (sub, meter) in &meters {
+            let earliest = batch
+                .iter()
+                .zip(&parsed)
+                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.as_str() == sub))
+                .map(|(item, _)| item.read_at)
+                .min();
+            let chain = match (meter.last, earliest) {
+                (Some(last), Some(earliest)) if earliest < last.read_at => self.chain_from(&mut tx, meter, earliest).await?,
+                (last, _) => Chain::new(last.into_iter().collect()),
+            };
+            chains.insert(sub.clone(), chain);
+        }
+
+        let fresh = batch.iter().filter(|i| !stored.contains_key(&i.id.to_string())).count();
+        let mut seqs = self.allocate_seqs(&mut tx, fresh).await?.into_iter();
+        let mut rows: Vec<NewRow> = Vec::with_capacity(fresh);
+        let mut by_id: HashMap<Uuid, usize> = HashMap::new();
+        let mut consumption_updates: Vec<(u64, u64)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+
+        for (item, sub) in batch.iter().zip(&parsed) {
+            let fingerprint = item.fingerprint();
+            if let Some(prior) = stored.get(&item.id.to_string()) {
+                outcomes.push(prior.replay(item.id, &fingerprint));
+                continue;
+            }
+            if let Some(&index) = by_id.get(&item.id) {
+                let row: &NewRow = &rows[index];
+                let prior = StoredOutcome {
+                    seq: row.seq,
+                    status: row.decision.status,
+                    code: row.decision.code,
+                    consumption: row.decision.consumption_m3,
+                    duplicate_of: row.decision.duplicate_of,
+                    fingerprint: row.item.fingerprint(),
+                };
+                outcomes.push(prior.replay(item.id, &fingerprint));
+                continue;
+            }
+            let Some(seq) = seqs.next() else {
+                return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
+            };
+            let serial = MeterSerial::parse(&item.meter_serial).ok();
+            let meter = sub.as_ref().and_then(|s| meters.get_mut(s.as_str()));
+            let decision = match (meter, serial.as_ref(), item.reading) {
+                (Some(meter), Some(serial), reading) if meter.meter_serial == *serial => match reading {
+                    None => decision_of(Code::ReadingOutOfRange),
+                    Some(reading) => {
+                        let chain = chains.entry(meter.subscription.to_string()).or_default();
+                        let candidate = Candidate { reading, read_at: item.read_at };
+                        let decision = rules::reconcile(&meter.context(), chain, &candidate, now);
+                        if decision.counts() {
+                            let point = Point { source: Source::Declaration(seq), reading: reading.value(), read_at: item.read_at };
+                            chain.insert(point);
+                            if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
+                                meter.last = Some(point);
+                            }
+                        }
+                        if let Some(update) = decision.next_consumption {
+                            consumption_updates.push(update);
+                        }
+                        decision
+                    }
+                },
+                _ => decision_of(Code::IdentityMismatch),
+            };
+            outcomes.push(Outcome {
+                id: item.id,
+                status: decision.status,
+                code: decision.code,
+                consumption_m3: decision.consumption_m3,
+                tracking_seq: tracking_seq(decision.status, seq, decision.duplicate_of),
+                replayed: false,
+            });
+            by_id.insert(item.id, rows.len());
+            rows.push(NewRow {
+                seq,
+                item,
+                subscription: sub.as_ref().map_or_else(|| item.subscription.clone(), ToString::to_string),
+                serial: serial.map_or_else(|| item.meter_serial.clone(), |s| s.to_string()),
+                decision,
+            });
+        }
+
+        if let Err(raced) = self.insert_rows(&mut tx, &rows, now).await? {
+            tx.rollback().await.map_err(db)?;
+            return Ok(Err(raced));
+        }
+        for (seq, consumption) in consumption_updates {
+            sqlx::query("UPDATE declarations SET consumption_m3 = $1 WHERE seq = $2")
+                .bind(consumption as i64)
+                .bind(seq as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let touched: Vec<&MeterRecord> = meters.values().filter(|m| rows.iter().any(|r| r.decision.counts() && r.subscription == m.subscription.as_str())).collect();
+        self.update_latest(&mut tx, &touched, now).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Ok(outcomes))
+    }
+
+    async fn update_latest(&self, conn: &mut AnyConnection, meters: &[&MeterRecord], now: OffsetDateTime) -> Result<(), StoreError> {
+        const COLUMNS: usize = 4;
+        let latest: Vec<(String, Option<i64>, i64, i64)> = meters
+            .iter()
+            .filter_map(|meter| {
+                let last = meter.last?;
+                let seq = match last.source {
+                    Source::Declaration(seq) => Some(seq as i64),
+                    Source::Billing => None,
+                };
+                Some((meter.subscription.to_string(), seq, last.reading as i64, unix_ms(last.read_at)))
+            })
+            .collect();
+        for chunk in latest.chunks(MAX_PARAMS / COLUMNS) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 2, COLUMNS))).collect();
+            let sql = format!(
+                "WITH v (subscription, seq, reading, at_ms) AS (VALUES {}) \
+                 UPDATE meters SET last_seq = v.seq, last_reading = v.reading, last_read_at_ms = v.at_ms, updated_at_ms = $1 \
+                 FROM v WHERE meters.subscription = v.subscription",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(unix_ms(now));
+            for (subscription, seq, reading, at_ms) in chunk {
+                query = query.bind(subscription.as_str()).bind(*seq).bind(*reading).bind(*at_ms);
+            }
+            query.execute(&mut *conn).await.map_err(db)?;
+        }
+        Ok(())
+    }
+}
+
+fn decision_of(code: Code) -> Decision {
+    Decision { status: code.status(), code: Some(code), consumption_m3: None, duplicate_of: None, next_consumption: None }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for row in rows {
+            let billed_at = row.last_read_at.map(unix_ms);
+            sqlx::query(
+                "INSERT INTO meters (subscription, meter_serial, digits, billed_reading, billed_at_ms, avg_daily_m3, phone, \
+                   last_seq, last_reading, last_read_at_ms, updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $4, $5, $8) \
+                 ON CONFLICT (subscription) DO UPDATE SET meter_serial = excluded.meter_serial, digits = excluded.digits, \
+                   billed_reading = excluded.billed_reading, billed_at_ms = excluded.billed_at_ms, \
+                   avg_daily_m3 = excluded.avg_daily_m3, phone = excluded.phone, updated_at_ms = excluded.updated_at_ms, \
+                   last_seq = CASE WHEN meters.last_read_at_ms IS NULL OR excluded.billed_at_ms >= meters.last_read_at_ms \
+                     THEN NULL ELSE meters.last_seq END, \
+                   last_reading = CASE WHEN meters.last_read_at_ms IS NULL OR excluded.billed_at_ms >= meters.last_read_at_ms \
+                     THEN excluded.billed_reading ELSE meters.last_reading END, \
+                   last_read_at_ms = CASE WHEN meters.last_read_at_ms IS NULL OR excluded.billed_at_ms >= meters.last_read_at_ms \
+                     THEN excluded.billed_at_ms ELSE meters.last_read_at_ms END",
+            )
+            .bind(row.subscription.to_string())
+            .bind(row.meter_serial.to_string())
+            .bind(i64::from(row.digits))
+            .bind(opt_i64(row.last_reading))
+            .bind(billed_at)
+            .bind(row.avg_daily_m3)
+            .bind(row.phone.clone())
+            .bind(unix_ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError> {
+        let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(subscription.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(meter_from_row).transpose()
+    }
+
+    async fn register_device(
+        &self,
+        token_hash: &str,
+        device_id: Uuid,
+        subscription: &SubscriptionNumber,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO devices (token_hash, device_id, subscription, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_hash) DO NOTHING",
+        )
+        .bind(token_hash)
+        .bind(device_id.to_string())
+        .bind(subscription.to_string())
+        .bind(unix_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
+        // Another process may store one of the ids between our look-up and our insert; the
+        // UNIQUE constraint turns that into a retry, which then sees the stored outcome.
+        for _ in 0..5 {
+            if let Ok(outcomes) = self.apply_once(batch, now).await? {
+                return Ok(outcomes);
+            }
+        }
+        Err(StoreError::Corrupt("a batch kept racing with another writer".into()))
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let declarations: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM declarations").fetch_one(&self.pool).await.map_err(db)?;
+        let meters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters").fetch_one(&self.pool).await.map_err(db)?;
+        Ok(Counts { declarations: declarations as u64, meters: meters as u64 })
+    }
+
+    async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, id, reading, read_at_ms, status, code, consumption_m3, counts FROM declarations \
+             WHERE subscription = $1 ORDER BY read_at_ms, seq",
+        )
+        .bind(subscription)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(1)?;
+                let status: String = row.try_get(4)?;
+                let code: Option<String> = row.try_get(5)?;
+                let seq: i64 = row.try_get(0)?;
+                let counts: bool = row.try_get(7)?;
+                Ok(StoredDeclaration {
+                    seq: seq as u64,
+                    id: Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
+                    reading: opt_u64(row.try_get(2)?),
+                    read_at: from_unix_ms(row.try_get(3)?)?,
+                    status: Status::from_str_opt(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+                    code: code.as_deref().and_then(Code::from_str_opt),
+                    consumption_m3: opt_u64(row.try_get(6)?),
+                    counts,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,126 @@
+//! The group-commit writer: one task owns every write of declarations.
+//!
+//! Requests hand their declarations to the writer and wait. While one transaction commits, the
+//! next requests queue up; the writer then judges and stores all of them in one transaction, so
+//! one fsync makes many declarations durable. A request is answered only after its transaction
+//! has committed, so an acknowledged declaration is on disk. One writer also serialises the
+//! declarations of each meter (on PostgreSQL the meter rows are locked as well).
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{Incoming, Outcome, Store, StoreError};
+
+/// The most declarations one transaction takes from the queue before it commits.
+const MAX_GROUP: usize = 4_000;
+/// How many requests may wait for the writer before new ones are refused with 503.
+const QUEUE: usize = 4_096;
+
+/// Why the writer could not store a request's declarations. Nothing of the request was stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the writer is overloaded or stopping")]
+    Busy,
+    #[error("the store failed: {0}")]
+    Failed(String),
+}
+
+impl From<&StoreError> for WriteError {
+    fn from(err: &StoreError) -> Self {
+        let chain = error_chain(err);
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(chain),
+            _ => Self::Failed(chain),
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+struct Job {
+    items: Vec<Incoming>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, WriteError>>,
+}
+
+/// A handle for submitting declarations to the writer task.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task; it stops when the last handle is dropped.
+    pub fn spawn(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(run(store, queue));
+        (Self { jobs }, task)
+    }
+
+    /// Judges and stores `items`, answering one outcome per item once they are durable.
+    pub async fn submit(&self, items: Vec<Incoming>) -> Result<Vec<Outcome>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.try_send(Job { items, reply }).map_err(|_| WriteError::Busy)?;
+        answer.await.map_err(|_| WriteError::Busy)?
+    }
+}
+
+async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        let mut total = jobs[0].items.len();
+        while total < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => {
+                    total += job.items.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(store.as_ref(), jobs).await;
+    }
+}
+
+async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {
+    let now = OffsetDateTime::now_utc();
+    if jobs.len() == 1 {
+        for job in jobs {
+            let result = store.apply(&job.items, now).await.map_err(|e| {
+                tracing::error!(error = %error_chain(&e), "storing declarations failed");
+                WriteError::from(&e)
+            });
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
+    let combined: Vec<Incoming> = jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+    match store.apply(&combined, now).await {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for job in jobs {
+                let mine: Vec<Outcome> = outcomes.by_ref().take(job.items.len()).collect();
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(err) => {
+            // One request's data must not fail the others: try each request on its own.
+            tracing::warn!(error = %error_chain(&err), requests = jobs.len(), "group commit failed; retrying one by one");
+            for job in jobs {
+                Box::pin(commit_group(store, vec![job])).await;
+            }
+        }
+    }
+}
