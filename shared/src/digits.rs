@@ -83,13 +83,18 @@ pub fn parse_number(input: &str, allow_separators: bool) -> Result<u64, NumberEr
                 .and_then(|v| v.checked_add(u64::from(d)))
                 .ok_or(NumberError::TooLarge)?;
             seen = true;
-        } else if allow_separators && seen && (matches!(c, ',' | '\u{066C}' | '\'') || is_space(c)) {
+        } else if allow_separators && seen && (matches!(c, ',' | '\u{066C}' | '\'') || is_space(c))
+        {
             continue;
         } else {
             return Err(NumberError::NotDigits);
         }
     }
-    if seen { Ok(value) } else { Err(NumberError::Empty) }
+    if seen {
+        Ok(value)
+    } else {
+        Err(NumberError::Empty)
+    }
 }
 
 /// Writes the ASCII digits of `text` as Persian digits, for display.

@@ -13,13 +13,19 @@ impl Lang {
     /// Picks the language from an `Accept-Language` header: English when English is preferred
     /// over Persian, Persian otherwise (including when the header is missing or unreadable).
     pub fn from_accept_language(header: Option<&str>) -> Self {
-        let Some(header) = header else { return Self::Fa };
+        let Some(header) = header else {
+            return Self::Fa;
+        };
         let mut best: Option<(Self, f32)> = None;
         for part in header.split(',') {
             let mut pieces = part.split(';');
             let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
             let quality = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let lang = if tag == "en" || tag.starts_with("en-") {
                 Self::En

@@ -34,9 +34,10 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn classify(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-                Self::Unavailable(err)
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
             other => Self::Database(other),
         }
     }
@@ -57,7 +58,11 @@ pub struct MeterRecord {
 
 impl MeterRecord {
     pub fn context(&self) -> MeterContext {
-        MeterContext { digits: self.digits, avg_daily_m3: self.avg_daily_m3, max_hourly_m3: self.max_hourly_m3 }
+        MeterContext {
+            digits: self.digits,
+            avg_daily_m3: self.avg_daily_m3,
+            max_hourly_m3: self.max_hourly_m3,
+        }
     }
 
     pub fn info(&self) -> MeterInfo {
@@ -65,7 +70,9 @@ impl MeterRecord {
             subscription: self.subscription.to_string(),
             digits: self.digits,
             last_reading: self.last.map(|p| p.reading),
-            last_read_at: self.last.map(|p| p.read_at.to_offset(shared::wire::SERVER_OFFSET)),
+            last_read_at: self
+                .last
+                .map(|p| p.read_at.to_offset(shared::wire::SERVER_OFFSET)),
             avg_daily_m3: self.avg_daily_m3,
             max_daily_m3: self.context().max_daily_m3(),
         }
@@ -119,9 +126,13 @@ impl Incoming {
     /// What makes two submissions under one id "the same content": the normalised identifiers,
     /// the reading, the instant it was read and the note.
     pub fn fingerprint(&self) -> String {
-        let sub = SubscriptionNumber::parse(&self.subscription).map_or_else(|_| self.subscription.clone(), |s| s.to_string());
-        let serial = MeterSerial::parse(&self.meter_serial).map_or_else(|_| self.meter_serial.clone(), |s| s.to_string());
-        let reading = self.reading.map_or_else(|| self.reading_text.clone(), |r| r.to_string());
+        let sub = SubscriptionNumber::parse(&self.subscription)
+            .map_or_else(|_| self.subscription.clone(), |s| s.to_string());
+        let serial = MeterSerial::parse(&self.meter_serial)
+            .map_or_else(|_| self.meter_serial.clone(), |s| s.to_string());
+        let reading = self
+            .reading
+            .map_or_else(|| self.reading_text.clone(), |r| r.to_string());
         format!(
             "{sub}\u{1F}{serial}\u{1F}{reading}\u{1F}{}\u{1F}{}",
             unix_ms(self.read_at),
@@ -155,8 +166,15 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates or updates registry rows, all or none.
-    async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError>;
-    async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError>;
+    async fn upsert_subscribers(
+        &self,
+        rows: &[SubscriberRow],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn meter(
+        &self,
+        subscription: &SubscriptionNumber,
+    ) -> Result<Option<MeterRecord>, StoreError>;
     /// Remembers a device token (by its hash) issued for a verified meter.
     async fn register_device(
         &self,
@@ -168,10 +186,17 @@ pub trait Store: Send + Sync + 'static {
     /// Judges and stores a batch of declarations in one transaction, in order; answers one
     /// outcome per item. An id stored before gets its first outcome back (`replayed`), or
     /// `id_conflict` when the content differs; the UNIQUE constraint on the id decides.
-    async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError>;
+    async fn apply(
+        &self,
+        batch: &[Incoming],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, StoreError>;
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// The outcomes stored for a meter, oldest first in reading time (for tests and the console).
-    async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError>;
+    async fn declarations_of(
+        &self,
+        subscription: &str,
+    ) -> Result<Vec<StoredDeclaration>, StoreError>;
 }
 
 /// A stored declaration, as the console and the tests read it.
@@ -196,11 +221,21 @@ pub(crate) fn from_unix_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("time {ms}: {e}")))
 }
 
-pub(crate) fn last_point(seq: Option<i64>, reading: Option<i64>, at_ms: Option<i64>) -> Result<Option<Point>, StoreError> {
-    let (Some(reading), Some(at_ms)) = (reading, at_ms) else { return Ok(None) };
+pub(crate) fn last_point(
+    seq: Option<i64>,
+    reading: Option<i64>,
+    at_ms: Option<i64>,
+) -> Result<Option<Point>, StoreError> {
+    let (Some(reading), Some(at_ms)) = (reading, at_ms) else {
+        return Ok(None);
+    };
     let source = match seq {
         Some(seq) => Source::Declaration(seq as u64),
         None => Source::Billing,
     };
-    Ok(Some(Point { source, reading: reading as u64, read_at: from_unix_ms(at_ms)? }))
+    Ok(Some(Point {
+        source,
+        reading: reading as u64,
+        read_at: from_unix_ms(at_ms)?,
+    }))
 }

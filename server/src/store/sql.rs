@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Counts, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms, last_point,
-    unix_ms,
+    Counts, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow,
+    from_unix_ms, last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -60,12 +60,20 @@ impl SqlStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         sqlx::any::install_default_drivers();
-        let dialect = Dialect::from_url(url).with_context(|| format!("unsupported database url {url:?}: use sqlite:// or postgres://"))?;
+        let dialect = Dialect::from_url(url).with_context(|| {
+            format!("unsupported database url {url:?}: use sqlite:// or postgres://")
+        })?;
         if dialect == Dialect::Sqlite {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
-            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
             }
         }
         let pool = AnyPoolOptions::new()
@@ -90,12 +98,20 @@ impl SqlStore {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await.context("migrating the database")?;
+        migrator
+            .run(&pool)
+            .await
+            .context("migrating the database")?;
         Ok(Self { pool, dialect })
     }
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// Closes every connection (before the database is dropped, in tests).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 }
 
@@ -112,15 +128,17 @@ pub fn redact(url: &str) -> String {
 }
 
 fn placeholders(start: usize, count: usize) -> String {
-    (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
 
-const METER_COLUMNS: &str =
-    "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
+const METER_COLUMNS: &str = "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
 
 fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
@@ -128,7 +146,8 @@ fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     let serial: String = row.try_get(1)?;
     let digits: i64 = row.try_get(2)?;
     Ok(MeterRecord {
-        subscription: SubscriptionNumber::parse(&subscription).map_err(|_| corrupt("subscription"))?,
+        subscription: SubscriptionNumber::parse(&subscription)
+            .map_err(|_| corrupt("subscription"))?,
         meter_serial: MeterSerial::parse(&serial).map_err(|_| corrupt("serial"))?,
         digits: u8::try_from(digits).map_err(|_| corrupt("digits"))?,
         avg_daily_m3: row.try_get(3)?,
@@ -242,7 +261,11 @@ impl SqlStore {
         for chunk in subs.chunks(MAX_PARAMS) {
             // Locking the meters serialises declarations for one meter across processes; the
             // sorted order keeps two batches from deadlocking. SQLite has one writer already.
-            let lock = if self.dialect == Dialect::Postgres { " ORDER BY subscription FOR UPDATE" } else { "" };
+            let lock = if self.dialect == Dialect::Postgres {
+                " ORDER BY subscription FOR UPDATE"
+            } else {
+                ""
+            };
             let sql = format!(
                 "SELECT {METER_COLUMNS} FROM meters WHERE subscription IN ({}){lock}",
                 placeholders(1, chunk.len())
@@ -288,11 +311,12 @@ impl SqlStore {
                 read_at: from_unix_ms(row.try_get(2)?)?,
             });
         }
-        let billed = sqlx::query("SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1")
-            .bind(meter.subscription.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+        let billed =
+            sqlx::query("SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1")
+                .bind(meter.subscription.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
         if let Some(row) = billed
             && let Some(point) = last_point(None, row.try_get(0)?, row.try_get(1)?)?
         {
@@ -301,7 +325,11 @@ impl SqlStore {
         Ok(Chain::new(points))
     }
 
-    async fn allocate_seqs(&self, conn: &mut AnyConnection, count: usize) -> Result<Vec<u64>, StoreError> {
+    async fn allocate_seqs(
+        &self,
+        conn: &mut AnyConnection,
+        count: usize,
+    ) -> Result<Vec<u64>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
@@ -327,11 +355,17 @@ impl SqlStore {
         }
     }
 
-    async fn insert_rows(&self, conn: &mut AnyConnection, rows: &[NewRow<'_>], now: OffsetDateTime) -> Result<Result<(), Raced>, StoreError> {
+    async fn insert_rows(
+        &self,
+        conn: &mut AnyConnection,
+        rows: &[NewRow<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Result<(), Raced>, StoreError> {
         let received = unix_ms(now);
         for chunk in rows.chunks(MAX_PARAMS / INSERT_COLUMNS) {
-            let values: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(i * INSERT_COLUMNS + 1, INSERT_COLUMNS))).collect();
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(i * INSERT_COLUMNS + 1, INSERT_COLUMNS)))
+                .collect();
             let sql = format!(
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
                  read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
@@ -374,13 +408,24 @@ impl SqlStore {
         Ok(Ok(()))
     }
 
-    async fn apply_once(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
+    async fn apply_once(
+        &self,
+        batch: &[Incoming],
+        now: OffsetDateTime,
+    ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let ids: Vec<String> = batch.iter().map(|i| i.id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|i| i.id.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let stored = self.stored_outcomes(&mut tx, &ids).await?;
 
-        let parsed: Vec<Option<SubscriptionNumber>> =
-            batch.iter().map(|i| SubscriptionNumber::parse(&i.subscription).ok()).collect();
+        let parsed: Vec<Option<SubscriptionNumber>> = batch
+            .iter()
+            .map(|i| SubscriptionNumber::parse(&i.subscription).ok())
+            .collect();
         let wanted: BTreeSet<String> = batch
             .iter()
             .zip(&parsed)
@@ -399,13 +444,18 @@ impl SqlStore {
                 .map(|(item, _)| item.read_at)
                 .min();
             let chain = match (meter.last, earliest) {
-                (Some(last), Some(earliest)) if earliest < last.read_at => self.chain_from(&mut tx, meter, earliest).await?,
+                (Some(last), Some(earliest)) if earliest < last.read_at => {
+                    self.chain_from(&mut tx, meter, earliest).await?
+                }
                 (last, _) => Chain::new(last.into_iter().collect()),
             };
             chains.insert(sub.clone(), chain);
         }
 
-        let fresh = batch.iter().filter(|i| !stored.contains_key(&i.id.to_string())).count();
+        let fresh = batch
+            .iter()
+            .filter(|i| !stored.contains_key(&i.id.to_string()))
+            .count();
         let mut seqs = self.allocate_seqs(&mut tx, fresh).await?.into_iter();
         let mut rows: Vec<NewRow> = Vec::with_capacity(fresh);
         let mut by_id: HashMap<Uuid, usize> = HashMap::new();
@@ -432,30 +482,42 @@ impl SqlStore {
                 continue;
             }
             let Some(seq) = seqs.next() else {
-                return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
+                return Err(StoreError::Corrupt(
+                    "ran out of allocated sequence numbers".into(),
+                ));
             };
             let serial = MeterSerial::parse(&item.meter_serial).ok();
             let meter = sub.as_ref().and_then(|s| meters.get_mut(s.as_str()));
             let decision = match (meter, serial.as_ref(), item.reading) {
-                (Some(meter), Some(serial), reading) if meter.meter_serial == *serial => match reading {
-                    None => decision_of(Code::ReadingOutOfRange),
-                    Some(reading) => {
-                        let chain = chains.entry(meter.subscription.to_string()).or_default();
-                        let candidate = Candidate { reading, read_at: item.read_at };
-                        let decision = rules::reconcile(&meter.context(), chain, &candidate, now);
-                        if decision.counts() {
-                            let point = Point { source: Source::Declaration(seq), reading: reading.value(), read_at: item.read_at };
-                            chain.insert(point);
-                            if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
-                                meter.last = Some(point);
+                (Some(meter), Some(serial), reading) if meter.meter_serial == *serial => {
+                    match reading {
+                        None => decision_of(Code::ReadingOutOfRange),
+                        Some(reading) => {
+                            let chain = chains.entry(meter.subscription.to_string()).or_default();
+                            let candidate = Candidate {
+                                reading,
+                                read_at: item.read_at,
+                            };
+                            let decision =
+                                rules::reconcile(&meter.context(), chain, &candidate, now);
+                            if decision.counts() {
+                                let point = Point {
+                                    source: Source::Declaration(seq),
+                                    reading: reading.value(),
+                                    read_at: item.read_at,
+                                };
+                                chain.insert(point);
+                                if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
+                                    meter.last = Some(point);
+                                }
                             }
+                            if let Some(update) = decision.next_consumption {
+                                consumption_updates.push(update);
+                            }
+                            decision
                         }
-                        if let Some(update) = decision.next_consumption {
-                            consumption_updates.push(update);
-                        }
-                        decision
                     }
-                },
+                }
                 _ => decision_of(Code::IdentityMismatch),
             };
             outcomes.push(Outcome {
@@ -470,7 +532,9 @@ impl SqlStore {
             rows.push(NewRow {
                 seq,
                 item,
-                subscription: sub.as_ref().map_or_else(|| item.subscription.clone(), ToString::to_string),
+                subscription: sub
+                    .as_ref()
+                    .map_or_else(|| item.subscription.clone(), ToString::to_string),
                 serial: serial.map_or_else(|| item.meter_serial.clone(), |s| s.to_string()),
                 decision,
             });
@@ -488,13 +552,24 @@ impl SqlStore {
                 .await
                 .map_err(db)?;
         }
-        let touched: Vec<&MeterRecord> = meters.values().filter(|m| rows.iter().any(|r| r.decision.counts() && r.subscription == m.subscription.as_str())).collect();
+        let touched: Vec<&MeterRecord> = meters
+            .values()
+            .filter(|m| {
+                rows.iter()
+                    .any(|r| r.decision.counts() && r.subscription == m.subscription.as_str())
+            })
+            .collect();
         self.update_latest(&mut tx, &touched, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(Ok(outcomes))
     }
 
-    async fn update_latest(&self, conn: &mut AnyConnection, meters: &[&MeterRecord], now: OffsetDateTime) -> Result<(), StoreError> {
+    async fn update_latest(
+        &self,
+        conn: &mut AnyConnection,
+        meters: &[&MeterRecord],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         const COLUMNS: usize = 4;
         let latest: Vec<(String, Option<i64>, i64, i64)> = meters
             .iter()
@@ -504,11 +579,18 @@ impl SqlStore {
                     Source::Declaration(seq) => Some(seq as i64),
                     Source::Billing => None,
                 };
-                Some((meter.subscription.to_string(), seq, last.reading as i64, unix_ms(last.read_at)))
+                Some((
+                    meter.subscription.to_string(),
+                    seq,
+                    last.reading as i64,
+                    unix_ms(last.read_at),
+                ))
             })
             .collect();
         for chunk in latest.chunks(MAX_PARAMS / COLUMNS) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 2, COLUMNS))).collect();
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(i * COLUMNS + 2, COLUMNS)))
+                .collect();
             let sql = format!(
                 "WITH v (subscription, seq, reading, at_ms) AS (VALUES {}) \
                  UPDATE meters SET last_seq = v.seq, last_reading = v.reading, last_read_at_ms = v.at_ms, updated_at_ms = $1 \
@@ -517,7 +599,11 @@ impl SqlStore {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(unix_ms(now));
             for (subscription, seq, reading, at_ms) in chunk {
-                query = query.bind(subscription.as_str()).bind(*seq).bind(*reading).bind(*at_ms);
+                query = query
+                    .bind(subscription.as_str())
+                    .bind(*seq)
+                    .bind(*reading)
+                    .bind(*at_ms);
             }
             query.execute(&mut *conn).await.map_err(db)?;
         }
@@ -526,17 +612,30 @@ impl SqlStore {
 }
 
 fn decision_of(code: Code) -> Decision {
-    Decision { status: code.status(), code: Some(code), consumption_m3: None, duplicate_of: None, next_consumption: None }
+    Decision {
+        status: code.status(),
+        code: Some(code),
+        consumption_m3: None,
+        duplicate_of: None,
+        next_consumption: None,
+    }
 }
 
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
-    async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError> {
+    async fn upsert_subscribers(
+        &self,
+        rows: &[SubscriberRow],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for row in rows {
             let billed_at = row.last_read_at.map(unix_ms);
@@ -570,7 +669,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError> {
+    async fn meter(
+        &self,
+        subscription: &SubscriptionNumber,
+    ) -> Result<Option<MeterRecord>, StoreError> {
         let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(subscription.to_string())
@@ -601,7 +703,11 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
+    async fn apply(
+        &self,
+        batch: &[Incoming],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Outcome>, StoreError> {
         // Another process may store one of the ids between our look-up and our insert; the
         // UNIQUE constraint turns that into a retry, which then sees the stored outcome.
         for _ in 0..5 {
@@ -609,19 +715,33 @@ impl Store for SqlStore {
                 return Ok(outcomes);
             }
         }
-        Err(StoreError::Corrupt("a batch kept racing with another writer".into()))
+        Err(StoreError::Corrupt(
+            "a batch kept racing with another writer".into(),
+        ))
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let declarations: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM declarations").fetch_one(&self.pool).await.map_err(db)?;
-        let meters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters").fetch_one(&self.pool).await.map_err(db)?;
-        Ok(Counts { declarations: declarations as u64, meters: meters as u64 })
+        let declarations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM declarations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let meters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(Counts {
+            declarations: declarations as u64,
+            meters: meters as u64,
+        })
     }
 
-    async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError> {
+    async fn declarations_of(
+        &self,
+        subscription: &str,
+    ) -> Result<Vec<StoredDeclaration>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, id, reading, read_at_ms, status, code, consumption_m3, counts FROM declarations \
+            "SELECT seq, id, reading, read_at_ms, status, code, consumption_m3, \
+             CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT) FROM declarations \
              WHERE subscription = $1 ORDER BY read_at_ms, seq",
         )
         .bind(subscription)
@@ -634,16 +754,18 @@ impl Store for SqlStore {
                 let status: String = row.try_get(4)?;
                 let code: Option<String> = row.try_get(5)?;
                 let seq: i64 = row.try_get(0)?;
-                let counts: bool = row.try_get(7)?;
+                let counts: i64 = row.try_get(7)?;
                 Ok(StoredDeclaration {
                     seq: seq as u64,
-                    id: Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
+                    id: Uuid::from_str(&id)
+                        .map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
                     reading: opt_u64(row.try_get(2)?),
                     read_at: from_unix_ms(row.try_get(3)?)?,
-                    status: Status::from_str_opt(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+                    status: Status::from_str_opt(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
                     code: code.as_deref().and_then(Code::from_str_opt),
                     consumption_m3: opt_u64(row.try_get(6)?),
-                    counts,
+                    counts: counts != 0,
                 })
             })
             .collect()

@@ -1,0 +1,255 @@
+//! The test harness: a real `kontor` server on a real port, on a fresh SQLite file or a fresh
+//! PostgreSQL database, and an HTTP client to talk to it.
+//!
+//! PostgreSQL is the local server (`KONTOR_TEST_POSTGRES`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`); each test creates its own database
+//! `kontor_test_…` and drops it in [`TestServer::finish`]. A test never skips when PostgreSQL is
+//! missing: it fails, saying so.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use server::store::{SqlStore, Store, SubscriberRow};
+use server::{ServeOptions, limits::Limits};
+use shared::{MeterSerial, SubscriptionNumber};
+use sqlx::Connection as _;
+use time::{Duration, OffsetDateTime};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("KONTOR_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The test meter: five digits, billed 10,000 m³ thirty days ago, 3 m³ a day on average.
+pub const SUB: &str = "1111222233";
+pub const SERIAL: &str = "TS000001";
+/// A meter close to wrapping: billed 99,940 m³ ten days ago.
+pub const SUB_WRAP: &str = "4444555566";
+pub const SERIAL_WRAP: &str = "TS000002";
+
+/// A running server and what the test needs to reach it.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Arc<SqlStore>,
+    pub now: OffsetDateTime,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Database(String),
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database with the two test meters, default limits.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, Limits::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, limits: Limits) -> Self {
+        let unique = Uuid::new_v4().simple().to_string();
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("kontor-test-{unique}"));
+                let url = format!("sqlite://{}/kontor.db?mode=rwc", dir.display());
+                (url, Cleanup::File(dir))
+            }
+            Backend::Postgres => {
+                let name = format!("kontor_test_{unique}");
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL is needed for this test and is not reachable at {admin}: {e}")
+                });
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create the test database");
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base)
+                    .to_owned();
+                (format!("{base}/{name}"), Cleanup::Database(name))
+            }
+        };
+        let store = Arc::new(
+            SqlStore::connect(&url)
+                .await
+                .expect("connect and migrate the test store"),
+        );
+        let now = OffsetDateTime::now_utc();
+        store
+            .upsert_subscribers(&test_meters(now), now)
+            .await
+            .expect("seed the test meters");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port");
+        let base = format!("http://{}", listener.local_addr().expect("local address"));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let options = ServeOptions {
+            web_root: None,
+            limits,
+        };
+        let task = tokio::spawn(server::serve(
+            listener,
+            store.clone(),
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            store,
+            now,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            cleanup,
+        }
+    }
+
+    /// Stops the server, waits for it, and removes its database.
+    pub async fn finish(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+        match &self.cleanup {
+            Cleanup::File(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Database(name) => {
+                self.store.close().await;
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .expect("reconnect");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .expect("drop the test database");
+            }
+        }
+    }
+
+    /// POSTs a JSON value; answers the status and the JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_with(
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+            None,
+        )
+        .await
+    }
+
+    /// POSTs raw bytes with a content type and an optional `Accept-Language`.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        lang: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(lang) = lang {
+            request = request.header("accept-language", lang);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Sends one sync request and expects a 200; answers its results.
+    pub async fn sync(&self, submissions: Vec<Value>) -> Vec<Value> {
+        let (status, body) = self
+            .post(
+                "/api/v1/sync",
+                &json!({"device_id": Uuid::new_v4(), "submissions": submissions}),
+            )
+            .await;
+        assert_eq!(status, 200, "sync answered {body}");
+        body["results"].as_array().expect("results").clone()
+    }
+
+    /// How many declarations the database holds.
+    pub async fn stored(&self) -> u64 {
+        self.store.counts().await.expect("count").declarations
+    }
+
+    /// A time `hours` before the server started, as RFC 3339.
+    pub fn hours_ago(&self, hours: i64) -> String {
+        rfc3339(self.now - Duration::hours(hours))
+    }
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.to_offset(shared::wire::SERVER_OFFSET)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format a time")
+}
+
+/// A submission for the test meter.
+pub fn submission(id: Uuid, reading: impl Into<Value>, read_at: &str) -> Value {
+    json!({"id": id, "subscription": SUB, "meter_serial": SERIAL, "reading": reading.into(), "read_at": read_at})
+}
+
+fn test_meters(now: OffsetDateTime) -> Vec<SubscriberRow> {
+    let row = |sub: &str, serial: &str, reading: u64, days: i64, avg: f64| SubscriberRow {
+        subscription: SubscriptionNumber::parse(sub).expect("test subscription"),
+        meter_serial: MeterSerial::parse(serial).expect("test serial"),
+        digits: 5,
+        last_reading: Some(reading),
+        last_read_at: Some(now - Duration::days(days)),
+        avg_daily_m3: Some(avg),
+        phone: None,
+    };
+    vec![
+        row(SUB, SERIAL, 10_000, 30, 3.0),
+        row(SUB_WRAP, SERIAL_WRAP, 99_940, 10, 3.0),
+    ]
+}
+
+/// Runs each listed test on SQLite and on PostgreSQL, as `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Postgres).await } )*
+        }
+    };
+}
