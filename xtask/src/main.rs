@@ -1,1 +1,73 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust (matklad's cargo-xtask).
+//!
+//! - `cargo xtask run`: installs what is missing, builds, and serves on SQLite with demo data;
+//! - `cargo xtask test`: every check CI runs;
+//! - `cargo xtask bench`: the throughput and latency benchmark.
+
+mod bench;
+mod tools;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench::bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
+            eprintln!("  run [ARGS…]   build and serve on SQLite with demo subscribers (ARGS go to `kontor serve`)");
+            eprintln!("  test          fmt, clippy, native tests on SQLite and PostgreSQL, shared on wasm32 in Chromium");
+            eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(extra: &[String]) -> anyhow::Result<()> {
+    tools::ensure_wasm_target()?;
+    tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+    let mut args = vec!["serve", "--demo"];
+    args.extend(extra.iter().map(String::as_str));
+    tools::exec(tools::workspace_root().join("target/release/kontor"), &args)
+}
+
+fn test() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    tools::ensure_wasm_target()?;
+    tools::ensure_wasm_bindgen()?;
+    let chromedriver = tools::require_browser()?;
+    tools::require_postgres()?;
+    tools::drop_stale_test_databases();
+
+    tools::step("format", || tools::cargo(&["fmt", "--all", "--check"]))?;
+    tools::step("clippy", || {
+        tools::cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
+    })?;
+    tools::step("clippy (shared on wasm32)", || {
+        tools::cargo(&["clippy", "-p", "shared", "--target", "wasm32-unknown-unknown", "--all-targets", "--", "-D", "warnings"])
+    })?;
+    let mut totals = tools::Totals::default();
+    tools::step("native tests (SQLite and PostgreSQL)", || {
+        totals.add(&tools::cargo_test(&["test", "--workspace", "--locked"], &[])?);
+        Ok(())
+    })?;
+    tools::step("shared on wasm32 in headless Chromium", || {
+        totals.add(&tools::cargo_test(
+            &["test", "-p", "shared", "--target", "wasm32-unknown-unknown", "--locked"],
+            &[("CHROMEDRIVER", chromedriver.as_str())],
+        )?);
+        Ok(())
+    })?;
+    println!("\nall checks passed in {:.0?}", started.elapsed());
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! `cargo xtask bench`: declarations per second and latency, measured against the release
+//! `kontor` binary on SQLite and PostgreSQL, beside a bare handler (`GET /healthz`) in the same
+//! run. Not a timed test: a report to read, with the numbers quoted in closing notes.
+//!
+//! Every declaration is distinct and plausible: meter `i mod METERS` gets one more cubic metre an
+//! hour after the previous one, so the server does the full work of judging, storing and
+//! committing each declaration durably.
+
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::tools;
+
+const METERS: u64 = 20_000;
+const BASE_READING: u64 = 10_000;
+
+struct Options {
+    seconds: u64,
+    backends: Vec<&'static str>,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options { seconds: 10, backends: vec!["sqlite", "postgres"] };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => options.seconds = args.next().context("--seconds needs a number")?.parse()?,
+            "--backend" => {
+                options.backends = match args.next().map(String::as_str) {
+                    Some("sqlite") => vec!["sqlite"],
+                    Some("postgres") => vec!["postgres"],
+                    Some("both") => vec!["sqlite", "postgres"],
+                    other => bail!("--backend takes sqlite, postgres or both, not {other:?}"),
+                }
+            }
+            other => bail!("unknown option {other}"),
+        }
+    }
+    Ok(options)
+}
+
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let options = parse(args)?;
+    tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut rows = Vec::new();
+    for backend in &options.backends {
+        rows.extend(runtime.block_on(bench_backend(backend, options.seconds))?);
+    }
+    println!("\n{:<10} {:<32} {:>12} {:>10} {:>10} {:>10}", "backend", "scenario", "decl/s", "req/s", "p50 ms", "p99 ms");
+    for r in &rows {
+        println!(
+            "{:<10} {:<32} {:>12.0} {:>10.0} {:>10.2} {:>10.2}",
+            r.backend, r.scenario, r.declarations_per_sec, r.requests_per_sec, r.p50_ms, r.p99_ms
+        );
+    }
+    for r in rows.iter().filter(|r| !r.note.is_empty()) {
+        println!("{} / {}: {}", r.backend, r.scenario, r.note);
+    }
+    Ok(())
+}
+
+struct Row {
+    backend: &'static str,
+    scenario: String,
+    declarations_per_sec: f64,
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    note: String,
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn peak_memory_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    let root = tools::workspace_root();
+    let dir = root.join("target/bench").join(backend);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let admin = std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = match backend {
+        "sqlite" => format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+        _ => {
+            let name = "kontor_bench";
+            psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+            psql(&admin, &format!("CREATE DATABASE {name}"))?;
+            format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b))
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let billed = now - time::Duration::days(60);
+    let csv = dir.join("meters.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+    writeln!(file, "subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone")?;
+    for m in 0..METERS {
+        writeln!(file, "{},BN{m:06},6,{BASE_READING},{},3.0,", subscription(m), billed.format(&Rfc3339)?)?;
+    }
+    file.flush()?;
+    drop(file);
+    let kontor = root.join("target/release/kontor");
+    let status = Command::new(&kontor)
+        .args(["import-subscribers", "--database", &url])
+        .arg(&csv)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("importing the bench meters failed");
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(&kontor)
+        .args(["serve", "--database", &url, "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting kontor")?;
+    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    wait_ready(&http, &server.base).await?;
+
+    let duration = Duration::from_secs(seconds);
+    let counter = Arc::new(AtomicU64::new(0));
+    let start_read = billed + time::Duration::hours(1);
+    let mut rows = Vec::new();
+
+    let bare = load(&http, &server.base, 64, duration, |_| None).await;
+    rows.push(bare.row(backend, "bare handler (GET /healthz)", 0));
+
+    let c = counter.clone();
+    let single = load(&http, &server.base, 64, duration, move |_| Some(batch(&c, 1, start_read))).await;
+    rows.push(single.row(backend, "sync, 1 declaration/request", 1));
+
+    let c = counter.clone();
+    let batched = load(&http, &server.base, 4, duration, move |_| Some(batch(&c, 500, start_read))).await;
+    rows.push(batched.row(backend, "sync, 500 declarations/request", 500));
+
+    let memory = server.peak_memory_kib().map_or_else(|| "unknown".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    if let Some(last) = rows.last_mut() {
+        last.note = format!("server peak memory (VmHWM) {memory}");
+    }
+    let rate = single.declarations_per_sec(1) / bare.requests_per_sec().max(1.0);
+    if let Some(row) = rows.get_mut(1) {
+        row.note = format!("{:.0} % of the bare handler's rate", rate * 100.0);
+    }
+    drop(server);
+    if backend == "postgres" {
+        let _ = psql(&admin, "DROP DATABASE IF EXISTS kontor_bench WITH (FORCE)");
+    }
+    Ok(rows)
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("psql").args([url, "-qtAc", sql]).stdout(Stdio::null()).status().context("running psql")?;
+    if !status.success() {
+        bail!("psql failed: {sql}");
+    }
+    Ok(())
+}
+
+fn subscription(meter: u64) -> String {
+    format!("{}", 1_000_000_000 + meter)
+}
+
+/// A sync body of `size` distinct, plausible declarations.
+fn batch(counter: &AtomicU64, size: u64, start_read: OffsetDateTime) -> Value {
+    let first = counter.fetch_add(size, Ordering::Relaxed);
+    let submissions: Vec<Value> = (first..first + size)
+        .map(|i| {
+            let (meter, round) = (i % METERS, i / METERS);
+            let read_at = start_read + time::Duration::hours(round as i64);
+            json!({
+                "id": uuid::Uuid::new_v4(),
+                "subscription": subscription(meter),
+                "meter_serial": format!("BN{meter:06}"),
+                "reading": BASE_READING + round + 1,
+                "read_at": read_at.format(&Rfc3339).unwrap_or_default(),
+            })
+        })
+        .collect();
+    json!({"device_id": uuid::Uuid::new_v4(), "submissions": submissions})
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("kontor did not become ready at {base}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Measured {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    errors: u64,
+    not_accepted: u64,
+}
+
+impl Measured {
+    fn requests_per_sec(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn declarations_per_sec(&self, per_request: u64) -> f64 {
+        self.requests_per_sec() * per_request as f64
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+
+    fn row(&self, backend: &'static str, scenario: &str, per_request: u64) -> Row {
+        let mut note = String::new();
+        if self.errors > 0 || self.not_accepted > 0 {
+            note = format!("{} failed requests, {} declarations not accepted", self.errors, self.not_accepted);
+        }
+        Row {
+            backend,
+            scenario: scenario.to_owned(),
+            declarations_per_sec: self.declarations_per_sec(per_request),
+            requests_per_sec: self.requests_per_sec(),
+            p50_ms: self.percentile_ms(0.50),
+            p99_ms: self.percentile_ms(0.99),
+            note,
+        }
+    }
+}
+
+/// Runs `concurrency` closed-loop clients for `duration`; `body(i)` is a sync body to POST, or
+/// `None` for `GET /healthz`.
+async fn load(
+    http: &reqwest::Client,
+    base: &str,
+    concurrency: usize,
+    duration: Duration,
+    body: impl Fn(usize) -> Option<Value> + Send + Sync + 'static,
+) -> Measured {
+    let body = Arc::new(body);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (http, base, body) = (http.clone(), base.to_owned(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors, mut not_accepted) = (Vec::new(), 0u64, 0u64);
+            while started.elapsed() < duration {
+                let request = match body(worker) {
+                    Some(json) => http.post(format!("{base}/api/v1/sync")).json(&json),
+                    None => http.get(format!("{base}/healthz")),
+                };
+                let sent = Instant::now();
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        let text = response.text().await.unwrap_or_default();
+                        latencies.push(sent.elapsed());
+                        if text.starts_with('{') {
+                            not_accepted += text.matches("\"status\":\"").count() as u64
+                                - text.matches("\"status\":\"accepted\"").count() as u64;
+                        }
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors, not_accepted)
+        }));
+    }
+    let mut measured = Measured { latencies: Vec::new(), elapsed: Duration::ZERO, errors: 0, not_accepted: 0 };
+    for task in tasks {
+        if let Ok((latencies, errors, not_accepted)) = task.await {
+            measured.latencies.extend(latencies);
+            measured.errors += errors;
+            measured.not_accepted += not_accepted;
+        }
+    }
+    measured.elapsed = started.elapsed();
+    measured.latencies.sort();
+    measured
+}

@@ -1,0 +1,172 @@
+//! Helpers for xtask: running cargo and other programs, and installing what is missing (the
+//! wasm32 target, the pinned wasm-bindgen CLI) only when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// The wasm-bindgen CLI version that matches the pinned `wasm-bindgen` crate.
+pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs `cargo ARGS` in the workspace root, failing when it fails.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(cargo_bin())
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Test counts read from the test harness's `test result:` lines.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Totals {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, other: &Totals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+}
+
+/// Runs `cargo test …`, echoing its output, and adds up its `test result:` lines.
+pub fn cargo_test(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Totals> {
+    let output = Command::new(cargo_bin())
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    let mut totals = Totals::default();
+    // "test result: ok. 24 passed; 0 failed; 0 ignored; …"
+    for line in stdout.lines().filter(|l| l.starts_with("test result:")) {
+        let Some((_, counts)) = line.split_once(". ") else { continue };
+        for part in counts.split(';') {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(word)) = (words.next().and_then(|n| n.parse::<u64>().ok()), words.next()) else {
+                continue;
+            };
+            match word {
+                "passed" => totals.passed += n,
+                "failed" => totals.failed += n,
+                _ => {}
+            }
+        }
+    }
+    if !output.status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    if totals.passed == 0 {
+        bail!("`cargo {}` ran no test", args.join(" "));
+    }
+    Ok(totals)
+}
+
+/// Runs a step with a heading.
+pub fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    println!("\n==> {name}");
+    let started = std::time::Instant::now();
+    f().with_context(|| format!("step `{name}` failed"))?;
+    println!("==> {name}: ok ({:.1?})", started.elapsed());
+    Ok(())
+}
+
+/// Replaces this process's work with `program ARGS` and waits for it.
+pub fn exec(program: PathBuf, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(&program)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("starting {}", program.display()))?;
+    if !status.success() {
+        bail!("{} exited with {status}", program.display());
+    }
+    Ok(())
+}
+
+fn output_of(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Adds the wasm32 target to the pinned toolchain when it is missing.
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if installed.lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    println!("==> installing the wasm32-unknown-unknown target");
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-unknown-unknown"])
+        .current_dir(workspace_root())
+        .status()
+        .context("running rustup")?;
+    if !status.success() {
+        bail!("rustup could not add the wasm32-unknown-unknown target");
+    }
+    Ok(())
+}
+
+/// Installs the wasm-bindgen CLI (and its test runner) at the pinned version when missing.
+pub fn ensure_wasm_bindgen() -> anyhow::Result<()> {
+    let version = output_of("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if version.split_whitespace().nth(1) == Some(WASM_BINDGEN_VERSION)
+        && output_of("wasm-bindgen-test-runner", &["--version"]).is_some()
+    {
+        return Ok(());
+    }
+    println!("==> installing wasm-bindgen-cli {WASM_BINDGEN_VERSION} (a few minutes, once)");
+    // Not --locked: its lock file names a dependency version the registry no longer has.
+    cargo(&["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION])
+}
+
+/// The chromedriver path; Chromium and chromedriver come from Debian (`.ci/run` installs them).
+pub fn require_browser() -> anyhow::Result<String> {
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    if !Path::new(&driver).exists() || output_of("chromium", &["--version"]).is_none() {
+        bail!(
+            "Chromium and chromedriver are needed for the browser tests: \
+             `apt-get install -y chromium chromium-driver` (or set CHROMEDRIVER)"
+        );
+    }
+    Ok(driver)
+}
+
+/// The PostgreSQL URL the tests use, checked to answer.
+pub fn require_postgres() -> anyhow::Result<()> {
+    let url = std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    if output_of("psql", &[&url, "-tAc", "SELECT 1"]).is_none() {
+        bail!("PostgreSQL does not answer at {url}: start it (`.ci/run` does) or set KONTOR_TEST_POSTGRES");
+    }
+    Ok(())
+}
+
+/// Drops test databases left behind by an interrupted run.
+pub fn drop_stale_test_databases() {
+    let url = std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some(names) = output_of("psql", &[&url, "-tAc", "SELECT datname FROM pg_database WHERE datname LIKE 'kontor\\_test\\_%'"])
+    else {
+        return;
+    };
+    for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        let _ = output_of("psql", &[&url, "-tAc", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")]);
+    }
+}
