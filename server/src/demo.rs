@@ -11,16 +11,15 @@ pub fn subscribers(now: OffsetDateTime) -> Vec<SubscriberRow> {
     // later, the bill moves along so that a reading taken today is still plausible.
     let example_bill = time::macros::datetime!(2026-10-01 09:00 +03:30);
     let billed_at = example_bill.min(now - Duration::days(30));
-    let row =
-        |sub: &str, serial: &str, digits: u8, reading: u64, avg: f64, phone: &str| SubscriberRow {
-            subscription: SubscriptionNumber::parse(sub).unwrap_or_else(|_| unreachable_demo(sub)),
-            meter_serial: MeterSerial::parse(serial).unwrap_or_else(|_| unreachable_demo(serial)),
-            digits,
-            last_reading: Some(reading),
-            last_read_at: Some(billed_at),
-            avg_daily_m3: Some(avg),
-            phone: Some(phone.to_owned()),
-        };
+    let row = |sub: &str, serial: &str, digits: u8, reading: u64, avg: f64, phone: &str| SubscriberRow {
+        subscription: SubscriptionNumber::parse(sub).unwrap_or_else(|_| unreachable_demo(sub)),
+        meter_serial: MeterSerial::parse(serial).unwrap_or_else(|_| unreachable_demo(serial)),
+        digits,
+        last_reading: Some(reading),
+        last_read_at: Some(billed_at),
+        avg_daily_m3: Some(avg),
+        phone: Some(phone.to_owned()),
+    };
     vec![
         row("1234567890", "AB123456", 5, 10_234, 3.2, "09120000001"),
         row("2345678901", "CD234567", 5, 99_940, 4.0, "09120000002"),

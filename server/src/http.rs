@@ -1,5 +1,6 @@
 //! The HTTP API: routes, handlers and their errors (sync API v1, `sync-api.md`).
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use shared::codes::accepted_message;
 use shared::wire::{
-    self, ApiErrorCode, ErrorBody, MAX_BATCH, MAX_BODY_BYTES, Submission, SyncResponse, SyncResult,
-    VerifyRequest, VerifyResponse,
+    self, ApiErrorCode, ErrorBody, MAX_BATCH, MAX_BODY_BYTES, Submission, SyncResponse, SyncResult, VerifyRequest,
+    VerifyResponse,
 };
 use shared::{Code, Lang, MeterSerial, Status, SubscriptionNumber, TrackingCode, digits};
 use time::OffsetDateTime;
@@ -42,19 +43,13 @@ pub fn router(state: AppState) -> axum::Router {
         // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
         // HTML that a service worker would cache under the wrong name.
         router = router
-            .route(
-                "/pwa",
-                get(|| async { axum::response::Redirect::permanent("/pwa/") }),
-            )
+            .route("/pwa", get(|| async { axum::response::Redirect::permanent("/pwa/") }))
             .nest_service("/pwa/", tower_http::services::ServeDir::new(root));
     }
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -71,50 +66,26 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: ApiErrorCode, lang: Lang) -> Self {
-        Self {
-            status,
-            code,
-            lang,
-            retry_after: None,
-        }
+        Self { status, code, lang, retry_after: None }
     }
 
     fn rate_limited(lang: Lang, wait: Duration) -> Self {
-        Self {
-            retry_after: Some(wait),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ApiErrorCode::RateLimited,
-                lang,
-            )
-        }
+        Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, ApiErrorCode::RateLimited, lang) }
     }
 
     fn from_write(err: &WriteError, lang: Lang) -> Self {
         match err {
             WriteError::Unavailable(_) | WriteError::Busy => Self {
                 retry_after: Some(Duration::from_secs(5)),
-                ..Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ApiErrorCode::Unavailable,
-                    lang,
-                )
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, ApiErrorCode::Unavailable, lang)
             },
-            WriteError::Failed(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ApiErrorCode::Internal,
-                lang,
-            ),
+            WriteError::Failed(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, ApiErrorCode::Internal, lang),
         }
     }
 
     fn from_body(rejection: &BytesRejection, lang: Lang) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ApiErrorCode::PayloadTooLarge,
-                lang,
-            )
+            Self::new(StatusCode::PAYLOAD_TOO_LARGE, ApiErrorCode::PayloadTooLarge, lang)
         } else {
             Self::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidJson, lang)
         }
@@ -123,8 +94,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, Json(ErrorBody::new(self.code, self.lang))).into_response();
+        let mut response = (self.status, Json(ErrorBody::new(self.code, self.lang))).into_response();
         if let Some(wait) = self.retry_after {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
@@ -136,11 +106,7 @@ impl IntoResponse for ApiError {
 }
 
 fn lang_of(headers: &HeaderMap) -> Lang {
-    Lang::from_accept_language(
-        headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    )
+    Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
 }
 
 fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
@@ -152,11 +118,7 @@ fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiErrorCode::UnsupportedMediaType,
-            lang,
-        ))
+        Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, lang))
     }
 }
 
@@ -171,11 +133,7 @@ fn envelope_error(body: &[u8], lang: Lang) -> ApiError {
 }
 
 async fn not_found(headers: HeaderMap) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        ApiErrorCode::NotFound,
-        lang_of(&headers),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, lang_of(&headers))
 }
 
 /// Liveness: the process answers.
@@ -189,26 +147,15 @@ pub async fn healthz() -> &'static str {
     (status = 200, description = "Ready to take traffic", body = String),
     (status = 503, description = "The database does not answer", body = ErrorBody),
 ))]
-pub async fn readyz(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<&'static str, ApiError> {
+pub async fn readyz(State(state): State<AppState>, headers: HeaderMap) -> Result<&'static str, ApiError> {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => Ok("ready"),
-        _ => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiErrorCode::Unavailable,
-            lang_of(&headers),
-        )),
+        _ => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ApiErrorCode::Unavailable, lang_of(&headers))),
     }
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document_json(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document_json()).into_response()
 }
 
 /// Verifies a meter while online and hands the app a device token and the meter's context.
@@ -228,18 +175,13 @@ pub async fn verify(
     let lang = lang_of(&headers);
     require_json(&headers, lang)?;
     let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
-    let request: VerifyRequest =
-        serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
+    let request: VerifyRequest = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
     let client = Key::Client(peer.ip());
     let subscription = SubscriptionNumber::parse(&request.subscription);
-    let sub_key = Key::Subscription(subscription.as_ref().map_or_else(
-        |_| digits::normalize(&request.subscription),
-        ToString::to_string,
-    ));
-    state
-        .limiter
-        .check([&client, &sub_key])
-        .map_err(|wait| ApiError::rate_limited(lang, wait))?;
+    let sub_key = Key::Subscription(
+        subscription.as_ref().map_or_else(|_| digits::normalize(&request.subscription), ToString::to_string),
+    );
+    state.limiter.check([&client, &sub_key]).map_err(|wait| ApiError::rate_limited(lang, wait))?;
 
     let serial = MeterSerial::parse(&request.meter_serial).ok();
     let meter = match &subscription {
@@ -252,36 +194,21 @@ pub async fn verify(
     let Some(meter) = meter.filter(|m| serial.as_ref() == Some(&m.meter_serial)) else {
         state.limiter.record_failure(client);
         state.limiter.record_failure(sub_key);
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ApiErrorCode::IdentityMismatch,
-            lang,
-        ));
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::IdentityMismatch, lang));
     };
 
     let token = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     state
         .store
-        .register_device(
-            &token_hash(&token),
-            request.device_id,
-            &meter.subscription,
-            OffsetDateTime::now_utc(),
-        )
+        .register_device(&token_hash(&token), request.device_id, &meter.subscription, OffsetDateTime::now_utc())
         .await
         .map_err(|e| ApiError::from_write(&WriteError::from(&e), lang))?;
-    Ok(Json(VerifyResponse {
-        device_token: token,
-        meter: meter.info(),
-    }))
+    Ok(Json(VerifyResponse { device_token: token, meter: meter.info() }))
 }
 
 /// The stored form of a device token: its SHA-256, so a copy of the database holds no tokens.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Deserialize)]
@@ -316,25 +243,19 @@ pub async fn sync(
     let lang = lang_of(&headers);
     require_json(&headers, lang)?;
     let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
     if envelope.submissions.is_empty() || envelope.submissions.len() > MAX_BATCH {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ApiErrorCode::BatchSize,
-            lang,
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::BatchSize, lang));
     }
 
     // Read every item on its own: one that cannot be read is answered `malformed`, the rest go on.
-    let mut slots: Vec<Result<usize, Option<Uuid>>> =
-        Vec::with_capacity(envelope.submissions.len());
+    let mut slots: Vec<Result<usize, Option<Uuid>>> = Vec::with_capacity(envelope.submissions.len());
     let mut incoming = Vec::with_capacity(envelope.submissions.len());
     for raw in &envelope.submissions {
         match serde_json::from_str::<Submission>(raw.get()) {
             Ok(submission) => {
                 slots.push(Ok(incoming.len()));
-                incoming.push(to_incoming(submission, envelope.device_id));
+                incoming.push(Incoming::from_submission(&submission, Channel::App, envelope.device_id));
             }
             Err(_) => slots.push(Err(usable_id(raw))),
         }
@@ -342,15 +263,19 @@ pub async fn sync(
 
     let client = Key::Client(peer.ip());
     let mut keys = vec![client.clone()];
-    keys.extend(
-        incoming
-            .iter()
-            .map(|i| Key::Subscription(i.subscription.clone())),
-    );
-    state
-        .limiter
-        .check(&keys)
-        .map_err(|wait| ApiError::rate_limited(lang, wait))?;
+    keys.extend(incoming.iter().map(|i| Key::Subscription(i.subscription.clone())));
+    state.limiter.check(&keys).map_err(|wait| ApiError::rate_limited(lang, wait))?;
+    // More serials for one subscription than its failure limit, in one batch, is guessing: it
+    // would be answered before the limit could count it.
+    let limits = state.limiter.limits();
+    let mut serials: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for item in &incoming {
+        serials.entry(item.subscription.as_str()).or_default().insert(item.meter_serial.as_str());
+    }
+    if serials.values().any(|s| s.len() as u32 > limits.per_subscription) {
+        state.limiter.record_failure(client.clone());
+        return Err(ApiError::rate_limited(lang, limits.window));
+    }
 
     let outcomes = if incoming.is_empty() {
         Vec::new()
@@ -364,9 +289,7 @@ pub async fn sync(
     for (item, outcome) in incoming.iter().zip(&outcomes) {
         if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
             state.limiter.record_failure(client.clone());
-            state
-                .limiter
-                .record_failure(Key::Subscription(item.subscription.clone()));
+            state.limiter.record_failure(Key::Subscription(item.subscription.clone()));
         }
     }
 
@@ -385,10 +308,7 @@ pub async fn sync(
             },
         })
         .collect();
-    Ok(Json(SyncResponse {
-        results,
-        server_time: OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET),
-    }))
+    Ok(Json(SyncResponse { results, server_time: OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET) }))
 }
 
 fn usable_id(raw: &RawValue) -> Option<Uuid> {
@@ -396,41 +316,13 @@ fn usable_id(raw: &RawValue) -> Option<Uuid> {
     id.as_str().and_then(|s| Uuid::parse_str(s.trim()).ok())
 }
 
-fn to_incoming(s: Submission, device_id: Option<Uuid>) -> Incoming {
-    let reading_text = match &s.reading {
-        wire::ReadingInput::Number(n) => n.to_string(),
-        wire::ReadingInput::Text(t) => digits::normalize(t),
-    };
-    let subscription = SubscriptionNumber::parse(&s.subscription).map_or_else(
-        |_| digits::normalize(&s.subscription),
-        |sub| sub.to_string(),
-    );
-    Incoming {
-        id: s.id,
-        channel: Channel::App,
-        device_id,
-        subscription,
-        meter_serial: digits::normalize(&s.meter_serial),
-        reading: s.reading.reading(),
-        reading_text,
-        read_at: s.read_at,
-        note: wire::clean_note(s.note.as_deref()),
-    }
-}
-
 fn result_of(outcome: &Outcome, lang: Lang) -> SyncResult {
     SyncResult {
         id: Some(outcome.id),
         status: outcome.status,
         code: outcome.code,
-        message: outcome
-            .code
-            .map_or_else(|| accepted_message(lang), |c| c.message(lang))
-            .to_owned(),
-        tracking_code: outcome
-            .tracking_seq
-            .and_then(TrackingCode::from_sequence)
-            .map(|c| c.to_string()),
+        message: outcome.code.map_or_else(|| accepted_message(lang), |c| c.message(lang)).to_owned(),
+        tracking_code: outcome.tracking_seq.and_then(TrackingCode::from_sequence).map(|c| c.to_string()),
         consumption_m3: outcome.consumption_m3,
         replayed: outcome.replayed,
     }

@@ -50,17 +50,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (writer, writer_task) = Writer::spawn(store.clone());
-    let state = AppState {
-        store,
-        writer,
-        limiter: Arc::new(IdentityLimiter::new(options.limits)),
-        web_root: options.web_root,
-    };
+    let state =
+        AppState { store, writer, limiter: Arc::new(IdentityLimiter::new(options.limits)), web_root: options.web_root };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving http")?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving http")?;
     // The router (and with it the last writer handle) is gone: the writer ends after its queue.
     writer_task.await.context("the writer task failed")?;
     Ok(())

@@ -27,11 +27,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            per_subscription: 5,
-            per_client: 20,
-            window: Duration::from_secs(15 * 60),
-        }
+        Self { per_subscription: 5, per_client: 20, window: Duration::from_secs(15 * 60) }
     }
 }
 
@@ -51,10 +47,11 @@ const SWEEP_AT: usize = 100_000;
 
 impl IdentityLimiter {
     pub fn new(limits: Limits) -> Self {
-        Self {
-            limits,
-            windows: Mutex::new(HashMap::new()),
-        }
+        Self { limits, windows: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     fn limit(&self, key: &Key) -> u32 {
@@ -67,10 +64,7 @@ impl IdentityLimiter {
     /// `Err(retry_after)` when any of `keys` has used up its failures.
     pub fn check<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Result<(), Duration> {
         let now = Instant::now();
-        let windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut wait = Duration::ZERO;
         for key in keys {
             if let Some(w) = windows.get(key) {
@@ -86,23 +80,14 @@ impl IdentityLimiter {
     /// Counts one failed attempt against `key`.
     pub fn record_failure(&self, key: Key) {
         let now = Instant::now();
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() >= SWEEP_AT {
             let window = self.limits.window;
             windows.retain(|_, w| now.duration_since(w.started) < window);
         }
-        let entry = windows.entry(key).or_insert(Window {
-            started: now,
-            failures: 0,
-        });
+        let entry = windows.entry(key).or_insert(Window { started: now, failures: 0 });
         if now.duration_since(entry.started) >= self.limits.window {
-            *entry = Window {
-                started: now,
-                failures: 0,
-            };
+            *entry = Window { started: now, failures: 0 };
         }
         entry.failures = entry.failures.saturating_add(1);
     }
@@ -114,11 +99,8 @@ mod tests {
 
     #[test]
     fn a_key_is_refused_after_its_limit_and_others_are_not() {
-        let limiter = IdentityLimiter::new(Limits {
-            per_subscription: 2,
-            per_client: 3,
-            window: Duration::from_secs(60),
-        });
+        let limiter =
+            IdentityLimiter::new(Limits { per_subscription: 2, per_client: 3, window: Duration::from_secs(60) });
         let sub = Key::Subscription("1234".into());
         let other = Key::Subscription("5678".into());
         limiter.record_failure(sub.clone());
@@ -131,11 +113,8 @@ mod tests {
 
     #[test]
     fn windows_expire() {
-        let limiter = IdentityLimiter::new(Limits {
-            per_subscription: 1,
-            per_client: 1,
-            window: Duration::from_millis(1),
-        });
+        let limiter =
+            IdentityLimiter::new(Limits { per_subscription: 1, per_client: 1, window: Duration::from_millis(1) });
         let key = Key::Client(IpAddr::from([127, 0, 0, 1]));
         limiter.record_failure(key.clone());
         std::thread::sleep(Duration::from_millis(5));

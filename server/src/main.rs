@@ -14,11 +14,7 @@ use time::OffsetDateTime;
 const DEFAULT_DATABASE: &str = "sqlite://data/kontor.db?mode=rwc";
 
 #[derive(Parser)]
-#[command(
-    name = "kontor",
-    version,
-    about = "Kontor: gas meter-reading declarations, reconciled exactly once"
-)]
+#[command(name = "kontor", version, about = "Kontor: gas meter-reading declarations, reconciled exactly once")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,9 +49,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info")
-            }),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info")),
         )
         .init();
     let cli = Cli::parse();
@@ -65,51 +60,29 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve {
-            listen,
-            database,
-            demo,
-            web_root,
-        } => {
+        Command::Serve { listen, database, demo, web_root } => {
             let store = Arc::new(SqlStore::connect(&database).await?);
             if demo {
                 let rows = demo::subscribers(OffsetDateTime::now_utc());
-                store
-                    .upsert_subscribers(&rows, OffsetDateTime::now_utc())
-                    .await
-                    .context("seeding demo subscribers")?;
+                store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("seeding demo subscribers")?;
                 println!("Demo subscribers (subscription / meter serial / last billed reading):");
                 for row in &rows {
-                    println!(
-                        "  {}  {}  {}",
-                        row.subscription,
-                        row.meter_serial,
-                        row.last_reading.unwrap_or_default()
-                    );
+                    println!("  {}  {}  {}", row.subscription, row.meter_serial, row.last_reading.unwrap_or_default());
                 }
             }
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(
                 address = %listener.local_addr()?,
                 database = %server::store::sql_redact(&database),
                 web_root = %web_root.display(),
                 "kontor is serving"
             );
-            println!(
-                "Serving on http://{}/ (web app at /pwa/)",
-                listener.local_addr()?
-            );
-            let options = ServeOptions {
-                web_root: Some(web_root),
-                ..ServeOptions::default()
-            };
+            println!("Serving on http://{}/ (web app at /pwa/)", listener.local_addr()?);
+            let options = ServeOptions { web_root: Some(web_root), ..ServeOptions::default() };
             server::serve(listener, store, options, server::shutdown_signal()).await
         }
         Command::ImportSubscribers { database, file } => {
-            let reader = std::fs::File::open(&file)
-                .with_context(|| format!("opening {}", file.display()))?;
+            let reader = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             let rows = match import::parse_csv(reader) {
                 Ok(rows) => rows,
                 Err(errors) => {
@@ -120,10 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let store = SqlStore::connect(&database).await?;
-            store
-                .upsert_subscribers(&rows, OffsetDateTime::now_utc())
-                .await
-                .context("importing subscribers")?;
+            store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("importing subscribers")?;
             println!("imported {} subscriber(s)", rows.len());
             Ok(())
         }

@@ -16,12 +16,7 @@ use utoipa::OpenApi;
             Messages follow `Accept-Language` (Persian by default, English on request). \
             Tracking codes are digits only and end with a Damm check digit."
     ),
-    paths(
-        crate::http::healthz,
-        crate::http::readyz,
-        crate::http::verify,
-        crate::http::sync
-    ),
+    paths(crate::http::healthz, crate::http::readyz, crate::http::verify, crate::http::sync),
     components(schemas(
         shared::wire::VerifyRequest,
         shared::wire::VerifyResponse,
@@ -43,9 +38,5 @@ pub struct ApiDoc;
 /// The document as JSON, built once.
 pub fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
-    JSON.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    })
+    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
 }

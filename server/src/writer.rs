@@ -72,9 +72,7 @@ impl Writer {
     /// Judges and stores `items`, answering one outcome per item once they are durable.
     pub async fn submit(&self, items: Vec<Incoming>) -> Result<Vec<Outcome>, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .try_send(Job { items, reply })
-            .map_err(|_| WriteError::Busy)?;
+        self.jobs.try_send(Job { items, reply }).map_err(|_| WriteError::Busy)?;
         answer.await.map_err(|_| WriteError::Busy)?
     }
 }

@@ -146,10 +146,7 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             let fa = code.message(Lang::Fa);
             let en = code.message(Lang::En);
-            assert!(
-                fa.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)),
-                "{code}: {fa}"
-            );
+            assert!(fa.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c)), "{code}: {fa}");
             assert!(en.is_ascii() && en.ends_with('.'), "{code}: {en}");
         }
     }

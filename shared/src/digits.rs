@@ -53,11 +53,7 @@ pub fn normalize(input: &str) -> String {
         }
     }
     let trimmed = out.trim_matches(is_space);
-    if trimmed.len() == out.len() {
-        out
-    } else {
-        trimmed.to_owned()
-    }
+    if trimmed.len() == out.len() { out } else { trimmed.to_owned() }
 }
 
 /// Why a text is not a plain number.
@@ -78,23 +74,15 @@ pub fn parse_number(input: &str, allow_separators: bool) -> Result<u64, NumberEr
     let mut seen = false;
     for c in normalize(input).chars() {
         if let Some(d) = digit_value(c) {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(u64::from(d)))
-                .ok_or(NumberError::TooLarge)?;
+            value = value.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))).ok_or(NumberError::TooLarge)?;
             seen = true;
-        } else if allow_separators && seen && (matches!(c, ',' | '\u{066C}' | '\'') || is_space(c))
-        {
+        } else if allow_separators && seen && (matches!(c, ',' | '\u{066C}' | '\'') || is_space(c)) {
             continue;
         } else {
             return Err(NumberError::NotDigits);
         }
     }
-    if seen {
-        Ok(value)
-    } else {
-        Err(NumberError::Empty)
-    }
+    if seen { Ok(value) } else { Err(NumberError::Empty) }
 }
 
 /// Writes the ASCII digits of `text` as Persian digits, for display.

@@ -153,13 +153,7 @@ mod tests {
 
     #[test]
     fn subscription_numbers() {
-        let ok = |s: &str, e: &str| {
-            assert_eq!(
-                SubscriptionNumber::parse(s).map(|v| v.0),
-                Ok(e.into()),
-                "{s:?}"
-            )
-        };
+        let ok = |s: &str, e: &str| assert_eq!(SubscriptionNumber::parse(s).map(|v| v.0), Ok(e.into()), "{s:?}");
         let err = |s: &str, e| assert_eq!(SubscriptionNumber::parse(s), Err(e), "{s:?}");
         ok("1234567890", "1234567890");
         ok("۱۲۳۴۵۶۷۸۹۰", "1234567890");
@@ -173,9 +167,7 @@ mod tests {
 
     #[test]
     fn meter_serials() {
-        let ok = |s: &str, e: &str| {
-            assert_eq!(MeterSerial::parse(s).map(|v| v.0), Ok(e.into()), "{s:?}")
-        };
+        let ok = |s: &str, e: &str| assert_eq!(MeterSerial::parse(s).map(|v| v.0), Ok(e.into()), "{s:?}");
         let err = |s: &str, e| assert_eq!(MeterSerial::parse(s), Err(e), "{s:?}");
         ok("AB123456", "AB123456");
         ok("ab-۱۲۳۴۵۶", "AB123456");

@@ -54,11 +54,7 @@ impl MeterContext {
 
 impl Default for MeterContext {
     fn default() -> Self {
-        Self {
-            digits: DEFAULT_DIGITS,
-            avg_daily_m3: None,
-            max_hourly_m3: DEFAULT_MAX_HOURLY_M3,
-        }
+        Self { digits: DEFAULT_DIGITS, avg_daily_m3: None, max_hourly_m3: DEFAULT_MAX_HOURLY_M3 }
     }
 }
 
@@ -98,10 +94,7 @@ impl Chain {
     /// The last point read at or before `at`, and the first one read after it.
     pub fn neighbours(&self, at: OffsetDateTime) -> (Option<&Point>, Option<&Point>) {
         let split = self.points.partition_point(|p| p.read_at <= at);
-        (
-            split.checked_sub(1).map(|i| &self.points[i]),
-            self.points.get(split),
-        )
+        (split.checked_sub(1).map(|i| &self.points[i]), self.points.get(split))
     }
 
     /// The latest point in reading time.
@@ -161,11 +154,7 @@ impl Decision {
 
 /// The checks that need only the meter and the clock: the reading fits the meter, and the
 /// reading time is neither in the future nor too old.
-pub fn check_declaration(
-    meter: &MeterContext,
-    candidate: &Candidate,
-    now: OffsetDateTime,
-) -> Result<(), Code> {
+pub fn check_declaration(meter: &MeterContext, candidate: &Candidate, now: OffsetDateTime) -> Result<(), Code> {
     if candidate.reading.digit_count() > meter.digits {
         return Err(Code::ReadingOutOfRange);
     }
@@ -180,11 +169,7 @@ pub fn check_declaration(
 
 /// Gas used going forward from `from` to `to` on a meter, and whether the meter wrapped.
 fn forward_use(meter: &MeterContext, from: u64, to: u64) -> (u64, bool) {
-    if to >= from {
-        (to - from, false)
-    } else {
-        ((to + meter.wrap()).saturating_sub(from), true)
-    }
+    if to >= from { (to - from, false) } else { ((to + meter.wrap()).saturating_sub(from), true) }
 }
 
 fn hours_between(earlier: OffsetDateTime, later: OffsetDateTime) -> f64 {
@@ -208,12 +193,7 @@ pub fn is_unusual(meter: &MeterContext, used: u64, hours: f64) -> bool {
 }
 
 /// Judges a declaration against its meter and the meter's chain in reading time.
-pub fn reconcile(
-    meter: &MeterContext,
-    chain: &Chain,
-    candidate: &Candidate,
-    now: OffsetDateTime,
-) -> Decision {
+pub fn reconcile(meter: &MeterContext, chain: &Chain, candidate: &Candidate, now: OffsetDateTime) -> Decision {
     if let Err(code) = check_declaration(meter, candidate, now) {
         return Decision::of(code);
     }
@@ -226,10 +206,7 @@ pub fn reconcile(
             && neighbour.reading == reading
             && (neighbour.read_at - candidate.read_at).abs() <= DUPLICATE_WINDOW
         {
-            return Decision {
-                duplicate_of: Some(seq),
-                ..Decision::of(Code::DuplicateDeclaration)
-            };
+            return Decision { duplicate_of: Some(seq), ..Decision::of(Code::DuplicateDeclaration) };
         }
     }
 
@@ -261,10 +238,7 @@ pub fn reconcile(
         // A wrap between this reading and the next one shows up as an impossible amount of gas.
         let (used, _) = forward_use(meter, reading, next.reading);
         if !physically_possible(meter, used, hours) {
-            return Decision {
-                consumption_m3: decision.consumption_m3,
-                ..Decision::of(Code::OutOfOrder)
-            };
+            return Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::OutOfOrder) };
         }
         if let Source::Declaration(seq) = next.source {
             decision.next_consumption = Some((seq, used));
@@ -284,19 +258,11 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-11-26 09:00 +03:30);
 
     fn meter() -> MeterContext {
-        MeterContext {
-            digits: 5,
-            avg_daily_m3: Some(3.2),
-            max_hourly_m3: 6.0,
-        }
+        MeterContext { digits: 5, avg_daily_m3: Some(3.2), max_hourly_m3: 6.0 }
     }
 
     fn point(source: Source, reading: u64, days_ago: i64) -> Point {
-        Point {
-            source,
-            reading,
-            read_at: NOW - Duration::days(days_ago),
-        }
+        Point { source, reading, read_at: NOW - Duration::days(days_ago) }
     }
 
     fn chain(points: &[(Source, u64, i64)]) -> Chain {
@@ -304,31 +270,14 @@ mod tests {
     }
 
     fn candidate(reading: u64, read_at: OffsetDateTime) -> Candidate {
-        Candidate {
-            reading: Reading::new(reading).expect("valid"),
-            read_at,
-        }
+        Candidate { reading: Reading::new(reading).expect("valid"), read_at }
     }
 
     /// One case: the chain, the new reading and how many hours before now it was read, and the
     /// expected status, code and consumption.
-    fn check(
-        chain: &Chain,
-        reading: u64,
-        hours_ago: i64,
-        expected: (Status, Option<Code>, Option<u64>),
-    ) -> Decision {
-        let d = reconcile(
-            &meter(),
-            chain,
-            &candidate(reading, NOW - Duration::hours(hours_ago)),
-            NOW,
-        );
-        assert_eq!(
-            (d.status, d.code, d.consumption_m3),
-            expected,
-            "reading {reading}, {hours_ago} h ago"
-        );
+    fn check(chain: &Chain, reading: u64, hours_ago: i64, expected: (Status, Option<Code>, Option<u64>)) -> Decision {
+        let d = reconcile(&meter(), chain, &candidate(reading, NOW - Duration::hours(hours_ago)), NOW);
+        assert_eq!((d.status, d.code, d.consumption_m3), expected, "reading {reading}, {hours_ago} h ago");
         d
     }
 
@@ -340,12 +289,7 @@ mod tests {
         check(&billed, 10_321, 0, (Status::Accepted, None, Some(87)));
         check(&billed, 10_234, 0, (Status::Accepted, None, Some(0)));
         // A cold winter: four times the average over 56 days is still ordinary.
-        check(
-            &billed,
-            10_234 + 4 * 3 * 56,
-            0,
-            (Status::Accepted, None, Some(672)),
-        );
+        check(&billed, 10_234 + 4 * 3 * 56, 0, (Status::Accepted, None, Some(672)));
         // No history at all: accepted, nothing to measure from.
         check(&Chain::default(), 42, 0, (Status::Accepted, None, None));
     }
@@ -353,87 +297,27 @@ mod tests {
     #[test]
     fn clock_and_range_rules() {
         let billed = chain(&[(Billing, 10_234, 56)]);
-        check(
-            &billed,
-            100_000,
-            0,
-            (Status::Rejected, Some(Code::ReadingOutOfRange), None),
-        );
-        check(
-            &billed,
-            10_300,
-            -1,
-            (Status::Rejected, Some(Code::ReadAtInFuture), None),
-        );
-        let d = reconcile(
-            &meter(),
-            &billed,
-            &candidate(10_300, NOW + Duration::minutes(9)),
-            NOW,
-        );
+        check(&billed, 100_000, 0, (Status::Rejected, Some(Code::ReadingOutOfRange), None));
+        check(&billed, 10_300, -1, (Status::Rejected, Some(Code::ReadAtInFuture), None));
+        let d = reconcile(&meter(), &billed, &candidate(10_300, NOW + Duration::minutes(9)), NOW);
         assert_eq!(d.status, Status::Accepted, "ten minutes of clock slack");
-        check(
-            &billed,
-            10_300,
-            24 * 91,
-            (Status::Rejected, Some(Code::ReadAtTooOld), None),
-        );
-        let six_digits = MeterContext {
-            digits: 6,
-            ..meter()
-        };
+        check(&billed, 10_300, 24 * 91, (Status::Rejected, Some(Code::ReadAtTooOld), None));
+        let six_digits = MeterContext { digits: 6, ..meter() };
         let d = reconcile(&six_digits, &billed, &candidate(100_000, NOW), NOW);
-        assert_eq!(
-            d.code,
-            Some(Code::ImpossibleConsumption),
-            "six digits fit a six-digit meter"
-        );
+        assert_eq!(d.code, Some(Code::ImpossibleConsumption), "six digits fit a six-digit meter");
     }
 
     #[test]
     fn physics_and_unusual_use() {
         let billed = chain(&[(Billing, 10_000, 10)]);
         // Ten days at 6 m³/h is 1,440 m³ at the most.
-        check(
-            &billed,
-            11_442,
-            0,
-            (
-                Status::Rejected,
-                Some(Code::ImpossibleConsumption),
-                Some(1442),
-            ),
-        );
-        let d = reconcile(
-            &MeterContext {
-                avg_daily_m3: None,
-                ..meter()
-            },
-            &billed,
-            &candidate(11_441, NOW),
-            NOW,
-        );
-        assert_eq!(
-            d.status,
-            Status::Accepted,
-            "exactly the meter's maximum, plus rounding"
-        );
+        check(&billed, 11_442, 0, (Status::Rejected, Some(Code::ImpossibleConsumption), Some(1442)));
+        let d = reconcile(&MeterContext { avg_daily_m3: None, ..meter() }, &billed, &candidate(11_441, NOW), NOW);
+        assert_eq!(d.status, Status::Accepted, "exactly the meter's maximum, plus rounding");
         // Possible, but far above 5 × 3.2 × 10 + 20 = 180 m³.
-        check(
-            &billed,
-            10_181,
-            0,
-            (
-                Status::NeedsReview,
-                Some(Code::UnusualConsumption),
-                Some(181),
-            ),
-        );
+        check(&billed, 10_181, 0, (Status::NeedsReview, Some(Code::UnusualConsumption), Some(181)));
         check(&billed, 10_180, 0, (Status::Accepted, None, Some(180)));
-        let no_average = MeterContext {
-            avg_daily_m3: None,
-            ..meter()
-        };
+        let no_average = MeterContext { avg_daily_m3: None, ..meter() };
         let d = reconcile(&no_average, &billed, &candidate(11_000, NOW), NOW);
         assert_eq!((d.status, d.code), (Status::Accepted, None));
     }
@@ -441,38 +325,18 @@ mod tests {
     #[test]
     fn rollover_or_decrease() {
         let near_wrap = chain(&[(Billing, 99_950, 20)]);
-        check(
-            &near_wrap,
-            30,
-            0,
-            (Status::Accepted, Some(Code::Rollover), Some(80)),
-        );
+        check(&near_wrap, 30, 0, (Status::Accepted, Some(Code::Rollover), Some(80)));
         let mid = chain(&[(Billing, 10_234, 20)]);
-        check(
-            &mid,
-            10_200,
-            0,
-            (Status::NeedsReview, Some(Code::ReadingDecreased), None),
-        );
+        check(&mid, 10_200, 0, (Status::NeedsReview, Some(Code::ReadingDecreased), None));
         // A wrap that would mean more gas than the meter can pass is a decrease, not a rollover.
         let far = chain(&[(Billing, 90_000, 1)]);
-        check(
-            &far,
-            10,
-            0,
-            (Status::NeedsReview, Some(Code::ReadingDecreased), None),
-        );
+        check(&far, 10, 0, (Status::NeedsReview, Some(Code::ReadingDecreased), None));
     }
 
     #[test]
     fn repeats_are_recognised() {
         let c = chain(&[(Billing, 10_000, 30), (Declaration(7), 10_090, 1)]);
-        let d = check(
-            &c,
-            10_090,
-            0,
-            (Status::Accepted, Some(Code::DuplicateDeclaration), None),
-        );
+        let d = check(&c, 10_090, 0, (Status::Accepted, Some(Code::DuplicateDeclaration), None));
         assert_eq!(d.duplicate_of, Some(7));
         assert!(!d.counts());
         // The billing baseline is not a declaration to repeat.
@@ -491,12 +355,7 @@ mod tests {
         assert_eq!(d.next_consumption, Some((9, 10)));
         assert!(d.counts());
         // Higher than the reading after it: the neighbours disagree.
-        check(
-            &c,
-            10_150,
-            48,
-            (Status::NeedsReview, Some(Code::OutOfOrder), Some(150)),
-        );
+        check(&c, 10_150, 48, (Status::NeedsReview, Some(Code::OutOfOrder), Some(150)));
     }
 
     #[test]
@@ -507,9 +366,6 @@ mod tests {
         assert_eq!(readings, [1, 2, 3]);
         assert_eq!(c.latest().map(|p| p.reading), Some(3));
         let (prev, next) = c.neighbours(NOW - Duration::days(15));
-        assert_eq!(
-            (prev.map(|p| p.reading), next.map(|p| p.reading)),
-            (Some(2), Some(3))
-        );
+        assert_eq!((prev.map(|p| p.reading), next.map(|p| p.reading)), (Some(2), Some(3)));
     }
 }

@@ -23,9 +23,7 @@ const DAMM: [[u8; 10]; 10] = [
 
 /// The Damm check digit of a string of ASCII digits (0 for a valid code including its check).
 fn damm(digits: &[u8]) -> u8 {
-    digits
-        .iter()
-        .fold(0, |interim, &d| DAMM[interim as usize][(d - b'0') as usize])
+    digits.iter().fold(0, |interim, &d| DAMM[interim as usize][(d - b'0') as usize])
 }
 
 /// Bodies of 9 digits cover the first 10⁹ sequence numbers; 12 digits the rest.
@@ -123,10 +121,7 @@ mod tests {
         for seq in (1..2_000).chain([999_999_999, 1_000_000_000, 5_000_000_000, 999_999_999_999]) {
             let c = code(seq);
             assert!(seen.insert(c.clone()), "duplicate code for {seq}");
-            assert_eq!(
-                TrackingCode::parse(c.as_str()).and_then(|c| c.sequence()),
-                Some(seq)
-            );
+            assert_eq!(TrackingCode::parse(c.as_str()).and_then(|c| c.sequence()), Some(seq));
         }
         assert_eq!(code(1).as_str().len(), 10);
         assert_eq!(code(1_000_000_000).as_str().len(), 13);
@@ -158,11 +153,7 @@ mod tests {
                 let mut swapped = bytes.to_vec();
                 swapped.swap(i, i + 1);
                 let swapped = String::from_utf8(swapped).expect("ascii");
-                assert_eq!(
-                    TrackingCode::parse(&swapped),
-                    None,
-                    "{swapped} passed for {good}"
-                );
+                assert_eq!(TrackingCode::parse(&swapped), None, "{swapped} passed for {good}");
             }
         }
     }

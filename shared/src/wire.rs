@@ -190,12 +190,7 @@ api_errors! {
 
 impl ErrorBody {
     pub fn new(code: ApiErrorCode, lang: Lang) -> Self {
-        Self {
-            error: ErrorDetail {
-                code,
-                message: code.message(lang).to_owned(),
-            },
-        }
+        Self { error: ErrorDetail { code, message: code.message(lang).to_owned() } }
     }
 }
 
@@ -257,8 +252,7 @@ mod tests {
             json,
             serde_json::json!({"id": null, "status": "rejected", "code": "malformed", "message": "m", "replayed": false})
         );
-        let e = serde_json::to_value(ErrorBody::new(ApiErrorCode::BatchSize, Lang::En))
-            .expect("serialises");
+        let e = serde_json::to_value(ErrorBody::new(ApiErrorCode::BatchSize, Lang::En)).expect("serialises");
         assert_eq!(e["error"]["code"], "batch_size");
     }
 
@@ -266,9 +260,6 @@ mod tests {
     fn notes_are_bounded() {
         assert_eq!(clean_note(None), None);
         assert_eq!(clean_note(Some(" \u{200F} ")), None);
-        assert_eq!(
-            clean_note(Some(&"ک".repeat(600))).map(|n| n.chars().count()),
-            Some(500)
-        );
+        assert_eq!(clean_note(Some(&"ک".repeat(600))).map(|n| n.chars().count()), Some(500));
     }
 }

@@ -27,8 +27,7 @@ pub enum Backend {
 
 /// The PostgreSQL server the tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("KONTOR_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// The test meter: five digits, billed 10,000 m³ thirty days ago, 3 m³ a day on average.
@@ -78,50 +77,22 @@ impl TestServer {
                     .execute(&mut conn)
                     .await
                     .expect("create the test database");
-                let base = admin
-                    .rsplit_once('/')
-                    .map_or(admin.as_str(), |(base, _)| base)
-                    .to_owned();
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
                 (format!("{base}/{name}"), Cleanup::Database(name))
             }
         };
-        let store = Arc::new(
-            SqlStore::connect(&url)
-                .await
-                .expect("connect and migrate the test store"),
-        );
+        let store = Arc::new(SqlStore::connect(&url).await.expect("connect and migrate the test store"));
         let now = OffsetDateTime::now_utc();
-        store
-            .upsert_subscribers(&test_meters(now), now)
-            .await
-            .expect("seed the test meters");
+        store.upsert_subscribers(&test_meters(now), now).await.expect("seed the test meters");
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let options = ServeOptions {
-            web_root: None,
-            limits,
-        };
-        let task = tokio::spawn(server::serve(
-            listener,
-            store.clone(),
-            options,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Self {
-            base,
-            http: reqwest::Client::new(),
-            store,
-            now,
-            shutdown: Some(shutdown),
-            task: Some(task),
-            cleanup,
-        }
+        let options = ServeOptions { web_root: None, limits };
+        let task = tokio::spawn(server::serve(listener, store.clone(), options, async move {
+            let _ = stopped.await;
+        }));
+        Self { base, http: reqwest::Client::new(), store, now, shutdown: Some(shutdown), task: Some(task), cleanup }
     }
 
     /// Stops the server, waits for it, and removes its database.
@@ -130,9 +101,7 @@ impl TestServer {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await
-                .expect("server task")
-                .expect("server ran cleanly");
+            task.await.expect("server task").expect("server ran cleanly");
         }
         match &self.cleanup {
             Cleanup::File(dir) => {
@@ -140,63 +109,37 @@ impl TestServer {
             }
             Cleanup::Database(name) => {
                 self.store.close().await;
-                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("reconnect");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut conn)
                     .await
-                    .expect("reconnect");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await
-                .expect("drop the test database");
+                    .expect("drop the test database");
             }
         }
     }
 
     /// POSTs a JSON value; answers the status and the JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_with(
-            path,
-            "application/json",
-            body.to_string().into_bytes(),
-            None,
-        )
-        .await
+        self.post_with(path, "application/json", body.to_string().into_bytes(), None).await
     }
 
     /// POSTs raw bytes with a content type and an optional `Accept-Language`.
-    pub async fn post_with(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: Vec<u8>,
-        lang: Option<&str>,
-    ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", content_type)
-            .body(body);
+    pub async fn post_with(&self, path: &str, content_type: &str, body: Vec<u8>, lang: Option<&str>) -> (u16, Value) {
+        let mut request =
+            self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
         if let Some(lang) = lang {
             request = request.header("accept-language", lang);
         }
         let response = request.send().await.expect("the server answers");
         let status = response.status().as_u16();
         let text = response.text().await.expect("a body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Sends one sync request and expects a 200; answers its results.
     pub async fn sync(&self, submissions: Vec<Value>) -> Vec<Value> {
-        let (status, body) = self
-            .post(
-                "/api/v1/sync",
-                &json!({"device_id": Uuid::new_v4(), "submissions": submissions}),
-            )
-            .await;
+        let (status, body) =
+            self.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4(), "submissions": submissions})).await;
         assert_eq!(status, 200, "sync answered {body}");
         body["results"].as_array().expect("results").clone()
     }
@@ -233,10 +176,7 @@ fn test_meters(now: OffsetDateTime) -> Vec<SubscriberRow> {
         avg_daily_m3: Some(avg),
         phone: None,
     };
-    vec![
-        row(SUB, SERIAL, 10_000, 30, 3.0),
-        row(SUB_WRAP, SERIAL_WRAP, 99_940, 10, 3.0),
-    ]
+    vec![row(SUB, SERIAL, 10_000, 30, 3.0), row(SUB_WRAP, SERIAL_WRAP, 99_940, 10, 3.0)]
 }
 
 /// Runs each listed test on SQLite and on PostgreSQL, as `sqlite::NAME` and `postgres::NAME`.

@@ -25,31 +25,18 @@ tests::on_both_backends!(
 
 /// The status, code and consumption of one result (`null` where absent).
 fn summary(result: &Value) -> (String, Value, Value) {
-    (
-        result["status"].as_str().unwrap_or("?").to_owned(),
-        result["code"].clone(),
-        result["consumption_m3"].clone(),
-    )
+    (result["status"].as_str().unwrap_or("?").to_owned(), result["code"].clone(), result["consumption_m3"].clone())
 }
 
 fn expect(result: &Value, status: &str, code: Option<&str>, consumption: Option<u64>) {
     let code = code.map_or(Value::Null, |c| json!(c));
     let consumption = consumption.map_or(Value::Null, |c| json!(c));
-    assert_eq!(
-        summary(result),
-        (status.to_owned(), code, consumption),
-        "result {result}"
-    );
+    assert_eq!(summary(result), (status.to_owned(), code, consumption), "result {result}");
 }
 
 fn tracking(result: &Value) -> String {
-    let code = result["tracking_code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no tracking code in {result}"));
-    assert!(
-        TrackingCode::parse(code).is_some(),
-        "{code} fails its check digit"
-    );
+    let code = result["tracking_code"].as_str().unwrap_or_else(|| panic!("no tracking code in {result}"));
+    assert!(TrackingCode::parse(code).is_some(), "{code} fails its check digit");
     code.to_owned()
 }
 
@@ -115,17 +102,12 @@ async fn every_rejection_code(backend: Backend) {
     for (result, code) in results.iter().zip(codes) {
         assert_eq!(result["status"], "rejected", "{result}");
         assert_eq!(result["code"], code, "{result}");
-        assert!(
-            result.get("tracking_code").is_none(),
-            "a rejection has no tracking code: {result}"
-        );
+        assert!(result.get("tracking_code").is_none(), "a rejection has no tracking code: {result}");
         assert!(!result["message"].as_str().unwrap_or("").is_empty());
     }
     // Rejections are stored with their reason; none of them moved the meter.
     assert_eq!(server.stored().await, codes.len() as u64);
-    let ok = server
-        .sync(vec![submission(Uuid::new_v4(), 10_050, &now)])
-        .await;
+    let ok = server.sync(vec![submission(Uuid::new_v4(), 10_050, &now)]).await;
     expect(&ok[0], "accepted", None, Some(50));
     server.finish().await;
 }
@@ -134,43 +116,17 @@ async fn review_codes(backend: Backend) {
     let server = TestServer::start(backend).await;
     let now = server.hours_ago(0);
     // Lower than the bill and no plausible wrap.
-    let decreased = server
-        .sync(vec![submission(Uuid::new_v4(), 9_990, &now)])
-        .await;
-    expect(
-        &decreased[0],
-        "needs_review",
-        Some("reading_decreased"),
-        None,
-    );
+    let decreased = server.sync(vec![submission(Uuid::new_v4(), 9_990, &now)]).await;
+    expect(&decreased[0], "needs_review", Some("reading_decreased"), None);
     tracking(&decreased[0]);
     // 30 days at 3 m³ a day: above 5 × 90 + 20 = 470 m³ is unusual, but possible.
-    let unusual = server
-        .sync(vec![submission(Uuid::new_v4(), 10_600, &now)])
-        .await;
-    expect(
-        &unusual[0],
-        "needs_review",
-        Some("unusual_consumption"),
-        Some(600),
-    );
+    let unusual = server.sync(vec![submission(Uuid::new_v4(), 10_600, &now)]).await;
+    expect(&unusual[0], "needs_review", Some("unusual_consumption"), Some(600));
     tracking(&unusual[0]);
     // A reading that arrives late and does not fit the readings around it.
-    let later = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_100,
-            &server.hours_ago(2),
-        )])
-        .await;
+    let later = server.sync(vec![submission(Uuid::new_v4(), 10_100, &server.hours_ago(2))]).await;
     expect(&later[0], "accepted", None, Some(100));
-    let between = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_300,
-            &server.hours_ago(24),
-        )])
-        .await;
+    let between = server.sync(vec![submission(Uuid::new_v4(), 10_300, &server.hours_ago(24))]).await;
     expect(&between[0], "needs_review", Some("out_of_order"), Some(300));
     server.finish().await;
 }
@@ -178,41 +134,21 @@ async fn review_codes(backend: Backend) {
 async fn accepted_flags(backend: Backend) {
     let server = TestServer::start(backend).await;
     let wrapped = server
-        .sync(vec![
-            json!({"id": Uuid::new_v4(), "subscription": SUB_WRAP, "meter_serial": SERIAL_WRAP,
-            "reading": 25, "read_at": server.hours_ago(0)}),
-        ])
+        .sync(vec![json!({"id": Uuid::new_v4(), "subscription": SUB_WRAP, "meter_serial": SERIAL_WRAP,
+            "reading": 25, "read_at": server.hours_ago(0)})])
         .await;
     expect(&wrapped[0], "accepted", Some("rollover"), Some(85));
     tracking(&wrapped[0]);
 
     // A double tap offline: two ids, one reading. The second is the first, with its tracking code.
-    let first = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_090,
-            &server.hours_ago(3),
-        )])
-        .await;
-    let second = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_090,
-            &server.hours_ago(3),
-        )])
-        .await;
+    let first = server.sync(vec![submission(Uuid::new_v4(), 10_090, &server.hours_ago(3))]).await;
+    let second = server.sync(vec![submission(Uuid::new_v4(), 10_090, &server.hours_ago(3))]).await;
     expect(&first[0], "accepted", None, Some(90));
     expect(&second[0], "accepted", Some("duplicate_declaration"), None);
     assert_eq!(tracking(&second[0]), tracking(&first[0]));
     assert_eq!(second[0]["replayed"], false);
     // Only the first counts: the next reading is measured from it.
-    let next = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_095,
-            &server.hours_ago(1),
-        )])
-        .await;
+    let next = server.sync(vec![submission(Uuid::new_v4(), 10_095, &server.hours_ago(1))]).await;
     expect(&next[0], "accepted", None, Some(5));
     server.finish().await;
 }
@@ -239,21 +175,9 @@ async fn id_conflict_leaves_the_first_untouched(backend: Backend) {
 async fn order_by_reading_time(backend: Backend) {
     let server = TestServer::start(backend).await;
     // Tuesday's reading arrives first; Monday's, sent from a phone that was offline, after it.
-    let tuesday = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_100,
-            &server.hours_ago(24),
-        )])
-        .await;
+    let tuesday = server.sync(vec![submission(Uuid::new_v4(), 10_100, &server.hours_ago(24))]).await;
     expect(&tuesday[0], "accepted", None, Some(100));
-    let monday = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_060,
-            &server.hours_ago(48),
-        )])
-        .await;
+    let monday = server.sync(vec![submission(Uuid::new_v4(), 10_060, &server.hours_ago(48))]).await;
     expect(&monday[0], "accepted", None, Some(60));
     let chain: Vec<(Option<u64>, Option<u64>)> = server
         .store
@@ -263,11 +187,7 @@ async fn order_by_reading_time(backend: Backend) {
         .iter()
         .map(|d| (d.reading, d.consumption_m3))
         .collect();
-    assert_eq!(
-        chain,
-        [(Some(10_060), Some(60)), (Some(10_100), Some(40))],
-        "consumption follows reading time"
-    );
+    assert_eq!(chain, [(Some(10_060), Some(60)), (Some(10_100), Some(40))], "consumption follows reading time");
     // The meter's latest reading is still Tuesday's.
     let (_, body) = server
         .post(
@@ -286,9 +206,7 @@ async fn concurrent_replays_store_one_outcome(backend: Backend) {
     for _ in 0..16 {
         let server = server.clone();
         let item = item.clone();
-        tasks.push(tokio::spawn(async move {
-            server.sync(vec![item]).await.remove(0)
-        }));
+        tasks.push(tokio::spawn(async move { server.sync(vec![item]).await.remove(0) }));
     }
     let mut results = Vec::new();
     for task in tasks {
@@ -296,20 +214,10 @@ async fn concurrent_replays_store_one_outcome(backend: Backend) {
     }
     let codes: std::collections::BTreeSet<String> = results.iter().map(tracking).collect();
     assert_eq!(codes.len(), 1, "one tracking code for all: {codes:?}");
-    assert_eq!(
-        results.iter().filter(|r| r["replayed"] == false).count(),
-        1,
-        "exactly one first answer"
-    );
-    assert!(
-        results
-            .iter()
-            .all(|r| r["status"] == "accepted" && r["consumption_m3"] == 42)
-    );
+    assert_eq!(results.iter().filter(|r| r["replayed"] == false).count(), 1, "exactly one first answer");
+    assert!(results.iter().all(|r| r["status"] == "accepted" && r["consumption_m3"] == 42));
     assert_eq!(server.stored().await, 1);
-    let Ok(server) = std::sync::Arc::try_unwrap(server) else {
-        panic!("tasks still hold the server")
-    };
+    let Ok(server) = std::sync::Arc::try_unwrap(server) else { panic!("tasks still hold the server") };
     server.finish().await;
 }
 
@@ -352,84 +260,30 @@ async fn envelope_errors(backend: Backend) {
         }
     };
     let json = "application/json";
-    check(400, "invalid_json")(
-        server
-            .post_with("/api/v1/sync", json, b"{not json".to_vec(), None)
-            .await,
-    );
-    check(400, "invalid_json")(
-        server
-            .post_with("/api/v1/sync", json, vec![0xff, 0xfe, 0x00], None)
-            .await,
-    );
-    check(400, "invalid_envelope")(
-        server
-            .post("/api/v1/sync", &json!({"device_id": Uuid::new_v4()}))
-            .await,
-    );
-    check(400, "invalid_envelope")(
-        server
-            .post("/api/v1/sync", &json!({"submissions": {"a": 1}}))
-            .await,
-    );
+    check(400, "invalid_json")(server.post_with("/api/v1/sync", json, b"{not json".to_vec(), None).await);
+    check(400, "invalid_json")(server.post_with("/api/v1/sync", json, vec![0xff, 0xfe, 0x00], None).await);
+    check(400, "invalid_envelope")(server.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4()})).await);
+    check(400, "invalid_envelope")(server.post("/api/v1/sync", &json!({"submissions": {"a": 1}})).await);
     check(400, "invalid_envelope")(server.post("/api/v1/sync", &json!([item])).await);
     check(400, "batch_size")(
-        server
-            .post(
-                "/api/v1/sync",
-                &json!({"device_id": Uuid::new_v4(), "submissions": []}),
-            )
-            .await,
+        server.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4(), "submissions": []})).await,
     );
-    let many: Vec<Value> = (0..501)
-        .map(|_| submission(Uuid::new_v4(), 10_010, &server.hours_ago(1)))
-        .collect();
+    let many: Vec<Value> = (0..501).map(|_| submission(Uuid::new_v4(), 10_010, &server.hours_ago(1))).collect();
     check(400, "batch_size")(
-        server
-            .post(
-                "/api/v1/sync",
-                &json!({"device_id": Uuid::new_v4(), "submissions": many}),
-            )
-            .await,
+        server.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4(), "submissions": many})).await,
     );
-    let body = json!({"device_id": Uuid::new_v4(), "submissions": [item]})
-        .to_string()
-        .into_bytes();
+    let body = json!({"device_id": Uuid::new_v4(), "submissions": [item]}).to_string().into_bytes();
+    check(415, "unsupported_media_type")(server.post_with("/api/v1/sync", "text/plain", body.clone(), None).await);
     check(415, "unsupported_media_type")(
-        server
-            .post_with("/api/v1/sync", "text/plain", body.clone(), None)
-            .await,
+        server.post_with("/api/v1/sync", "application/x-www-form-urlencoded", body, None).await,
     );
-    check(415, "unsupported_media_type")(
-        server
-            .post_with(
-                "/api/v1/sync",
-                "application/x-www-form-urlencoded",
-                body,
-                None,
-            )
-            .await,
-    );
-    let huge = format!(
-        "{{\"submissions\": [], \"pad\": \"{}\"}}",
-        "x".repeat(1024 * 1024)
-    );
-    check(413, "payload_too_large")(
-        server
-            .post_with("/api/v1/sync", json, huge.into_bytes(), None)
-            .await,
-    );
+    let huge = format!("{{\"submissions\": [], \"pad\": \"{}\"}}", "x".repeat(1024 * 1024));
+    check(413, "payload_too_large")(server.post_with("/api/v1/sync", json, huge.into_bytes(), None).await);
     let (status, _) = server.post("/api/v1/nothing-here", &json!({})).await;
     assert_eq!(status, 404);
     // Nothing of it was stored, and the server still serves.
     assert_eq!(server.stored().await, 0);
-    let ok = server
-        .sync(vec![submission(
-            Uuid::new_v4(),
-            10_010,
-            &server.hours_ago(1),
-        )])
-        .await;
+    let ok = server.sync(vec![submission(Uuid::new_v4(), 10_010, &server.hours_ago(1))]).await;
     expect(&ok[0], "accepted", None, Some(10));
     server.finish().await;
 }
@@ -448,11 +302,7 @@ async fn verify_a_meter(backend: Backend) {
     assert_eq!(meter["subscription"], SUB);
     assert_eq!(meter["digits"], 5);
     assert_eq!(meter["last_reading"], 10_000);
-    assert!(
-        meter["last_read_at"]
-            .as_str()
-            .is_some_and(|t| t.ends_with("+03:30"))
-    );
+    assert!(meter["last_read_at"].as_str().is_some_and(|t| t.ends_with("+03:30")));
     assert_eq!(meter["avg_daily_m3"], 3.0);
     assert_eq!(meter["max_daily_m3"], 144.0);
 
@@ -479,9 +329,7 @@ async fn identity_guessing_is_limited(backend: Backend) {
     let server = TestServer::start(backend).await;
     let guess = |serial: String| json!({"subscription": SUB, "meter_serial": serial, "device_id": Uuid::new_v4()});
     for i in 0..5 {
-        let (status, _) = server
-            .post("/api/v1/meters/verify", &guess(format!("GUESS{i}")))
-            .await;
+        let (status, _) = server.post("/api/v1/meters/verify", &guess(format!("GUESS{i}"))).await;
         assert_eq!(status, 404);
     }
     // Even the right pair waits now, and the answer says for how long.
@@ -507,9 +355,22 @@ async fn identity_guessing_is_limited(backend: Backend) {
         .await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(server.stored().await, before);
+    // Many serials for one subscription in one batch are refused before any is answered.
+    let guesses: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({"id": Uuid::new_v4(), "subscription": SUB_WRAP, "meter_serial": format!("GUESS{i}"),
+            "reading": 1, "read_at": server.hours_ago(1)})
+        })
+        .collect();
+    let (status, _) = server.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4(), "submissions": guesses})).await;
+    assert_eq!(status, 429);
+    assert_eq!(server.stored().await, before);
     // Another meter is not affected.
     let (status, _) = server
-        .post("/api/v1/meters/verify", &json!({"subscription": SUB_WRAP, "meter_serial": SERIAL_WRAP, "device_id": Uuid::new_v4()}))
+        .post(
+            "/api/v1/meters/verify",
+            &json!({"subscription": SUB_WRAP, "meter_serial": SERIAL_WRAP, "device_id": Uuid::new_v4()}),
+        )
         .await;
     assert_eq!(status, 200);
     server.finish().await;
@@ -518,75 +379,34 @@ async fn identity_guessing_is_limited(backend: Backend) {
 async fn messages_follow_accept_language(backend: Backend) {
     let server = TestServer::start(backend).await;
     let body = |id| {
-        json!({"device_id": Uuid::new_v4(), "submissions": [submission(id, 100_000, &server.hours_ago(1))]}).to_string().into_bytes()
+        json!({"device_id": Uuid::new_v4(), "submissions": [submission(id, 100_000, &server.hours_ago(1))]})
+            .to_string()
+            .into_bytes()
     };
-    let (_, fa) = server
-        .post_with(
-            "/api/v1/sync",
-            "application/json",
-            body(Uuid::new_v4()),
-            None,
-        )
-        .await;
-    let (_, en) = server
-        .post_with(
-            "/api/v1/sync",
-            "application/json",
-            body(Uuid::new_v4()),
-            Some("en-US,en;q=0.9"),
-        )
-        .await;
-    let fa = fa["results"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    let en = en["results"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
+    let (_, fa) = server.post_with("/api/v1/sync", "application/json", body(Uuid::new_v4()), None).await;
+    let (_, en) =
+        server.post_with("/api/v1/sync", "application/json", body(Uuid::new_v4()), Some("en-US,en;q=0.9")).await;
+    let fa = fa["results"][0]["message"].as_str().unwrap_or("").to_owned();
+    let en = en["results"][0]["message"].as_str().unwrap_or("").to_owned();
     assert!(fa.contains("رقم کنتور"), "{fa}");
     assert!(en.contains("whole number"), "{en}");
-    let (_, error) = server
-        .post_with("/api/v1/sync", "text/plain", vec![], Some("en"))
-        .await;
-    assert_eq!(
-        error["error"]["message"],
-        "The content type must be application/json."
-    );
+    let (_, error) = server.post_with("/api/v1/sync", "text/plain", vec![], Some("en")).await;
+    assert_eq!(error["error"]["message"], "The content type must be application/json.");
     server.finish().await;
 }
 
 async fn health_readiness_and_openapi(backend: Backend) {
     let server = TestServer::start(backend).await;
     let get = |path: &str| server.http.get(format!("{}{path}", server.base)).send();
-    assert_eq!(
-        get("/healthz").await.expect("answer").status().as_u16(),
-        200
-    );
+    assert_eq!(get("/healthz").await.expect("answer").status().as_u16(), 200);
     assert_eq!(get("/readyz").await.expect("answer").status().as_u16(), 200);
-    let doc: Value = get("/api/v1/openapi.json")
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
-    for path in [
-        "/api/v1/sync",
-        "/api/v1/meters/verify",
-        "/healthz",
-        "/readyz",
-    ] {
-        assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} missing from the OpenAPI document"
-        );
+    let doc: Value = get("/api/v1/openapi.json").await.expect("answer").json().await.expect("json");
+    for path in ["/api/v1/sync", "/api/v1/meters/verify", "/healthz", "/readyz"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     let codes = doc["components"]["schemas"]["Code"].to_string();
     for code in shared::Code::ALL {
-        assert!(
-            codes.contains(code.as_str()),
-            "{code} missing from the OpenAPI document"
-        );
+        assert!(codes.contains(code.as_str()), "{code} missing from the OpenAPI document");
     }
     server.finish().await;
 }

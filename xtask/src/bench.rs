@@ -49,17 +49,28 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+    if cfg!(debug_assertions) {
+        // The load client shares the machine with the server: an unoptimised client would be
+        // the bottleneck. Build both in release and measure from the release xtask.
+        tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+        tools::cargo(&["build", "--release", "-p", "xtask"])?;
+        let mut forwarded = vec!["bench"];
+        forwarded.extend(args.iter().map(String::as_str));
+        return tools::exec(tools::workspace_root().join("target/release/xtask"), &forwarded);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut rows = Vec::new();
     for backend in &options.backends {
         rows.extend(runtime.block_on(bench_backend(backend, options.seconds))?);
     }
-    println!("\n{:<10} {:<32} {:>12} {:>10} {:>10} {:>10}", "backend", "scenario", "decl/s", "req/s", "p50 ms", "p99 ms");
+    println!(
+        "\n{:<10} {:<32} {:>10} {:>10} {:>8} {:>8} {:>12}",
+        "backend", "scenario", "decl/s", "req/s", "p50 ms", "p99 ms", "server cores"
+    );
     for r in &rows {
         println!(
-            "{:<10} {:<32} {:>12.0} {:>10.0} {:>10.2} {:>10.2}",
-            r.backend, r.scenario, r.declarations_per_sec, r.requests_per_sec, r.p50_ms, r.p99_ms
+            "{:<10} {:<32} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>12.2}",
+            r.backend, r.scenario, r.declarations_per_sec, r.requests_per_sec, r.p50_ms, r.p99_ms, r.server_cpu_share
         );
     }
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
@@ -75,6 +86,8 @@ struct Row {
     requests_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Cores the server kept busy (the load client uses the rest of the machine).
+    server_cpu_share: f64,
     note: String,
 }
 
@@ -91,9 +104,22 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// CPU time the server process has used so far (user + system).
+    fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    }
+
     fn peak_memory_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
 
@@ -102,7 +128,8 @@ async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Ve
     let dir = root.join("target/bench").join(backend);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let admin = std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin =
+        std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let url = match backend {
         "sqlite" => format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
         _ => {
@@ -134,10 +161,12 @@ async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Ve
     }
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // KONTOR_BENCH_LOG=server=debug shows where the server spends its time (in server.log).
+    let log = std::fs::File::create(dir.join("server.log"))?;
     let child = Command::new(&kontor)
         .args(["serve", "--database", &url, "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", std::env::var("KONTOR_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .stdout(log)
         .spawn()
         .context("starting kontor")?;
     let server = Server { child, base: format!("http://127.0.0.1:{port}") };
@@ -149,16 +178,19 @@ async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Ve
     let start_read = billed + time::Duration::hours(1);
     let mut rows = Vec::new();
 
+    let cpu = server.cpu_time();
     let bare = load(&http, &server.base, 64, duration, |_| None).await;
-    rows.push(bare.row(backend, "bare handler (GET /healthz)", 0));
+    rows.push(bare.row(backend, "bare handler (GET /healthz)", 0, server.cpu_time() - cpu));
 
     let c = counter.clone();
+    let cpu = server.cpu_time();
     let single = load(&http, &server.base, 64, duration, move |_| Some(batch(&c, 1, start_read))).await;
-    rows.push(single.row(backend, "sync, 1 declaration/request", 1));
+    rows.push(single.row(backend, "sync, 1 declaration/request", 1, server.cpu_time() - cpu));
 
     let c = counter.clone();
+    let cpu = server.cpu_time();
     let batched = load(&http, &server.base, 4, duration, move |_| Some(batch(&c, 500, start_read))).await;
-    rows.push(batched.row(backend, "sync, 500 declarations/request", 500));
+    rows.push(batched.row(backend, "sync, 500 declarations/request", 500, server.cpu_time() - cpu));
 
     let memory = server.peak_memory_kib().map_or_else(|| "unknown".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     if let Some(last) = rows.last_mut() {
@@ -176,7 +208,8 @@ async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Ve
 }
 
 fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
-    let status = Command::new("psql").args([url, "-qtAc", sql]).stdout(Stdio::null()).status().context("running psql")?;
+    let status =
+        Command::new("psql").args([url, "-qtAc", sql]).stdout(Stdio::null()).status().context("running psql")?;
     if !status.success() {
         bail!("psql failed: {sql}");
     }
@@ -245,7 +278,7 @@ impl Measured {
         self.latencies[index].as_secs_f64() * 1000.0
     }
 
-    fn row(&self, backend: &'static str, scenario: &str, per_request: u64) -> Row {
+    fn row(&self, backend: &'static str, scenario: &str, per_request: u64, server_cpu: Duration) -> Row {
         let mut note = String::new();
         if self.errors > 0 || self.not_accepted > 0 {
             note = format!("{} failed requests, {} declarations not accepted", self.errors, self.not_accepted);
@@ -257,6 +290,7 @@ impl Measured {
             requests_per_sec: self.requests_per_sec(),
             p50_ms: self.percentile_ms(0.50),
             p99_ms: self.percentile_ms(0.99),
+            server_cpu_share: server_cpu.as_secs_f64() / self.elapsed.as_secs_f64(),
             note,
         }
     }

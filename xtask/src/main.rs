@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         _ => {
             eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
             eprintln!("  run [ARGS…]   build and serve on SQLite with demo subscribers (ARGS go to `kontor serve`)");
-            eprintln!("  test          fmt, clippy, native tests on SQLite and PostgreSQL, shared on wasm32 in Chromium");
+            eprintln!(
+                "  test          fmt, clippy, native tests on SQLite and PostgreSQL, shared on wasm32 in Chromium"
+            );
             eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both]");
             return ExitCode::from(2);
         }
@@ -53,7 +55,17 @@ fn test() -> anyhow::Result<()> {
         tools::cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])
     })?;
     tools::step("clippy (shared on wasm32)", || {
-        tools::cargo(&["clippy", "-p", "shared", "--target", "wasm32-unknown-unknown", "--all-targets", "--", "-D", "warnings"])
+        tools::cargo(&[
+            "clippy",
+            "-p",
+            "shared",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
     })?;
     let mut totals = tools::Totals::default();
     tools::step("native tests (SQLite and PostgreSQL)", || {

@@ -152,7 +152,8 @@ pub fn require_browser() -> anyhow::Result<String> {
 
 /// The PostgreSQL URL the tests use, checked to answer.
 pub fn require_postgres() -> anyhow::Result<()> {
-    let url = std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url =
+        std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     if output_of("psql", &[&url, "-tAc", "SELECT 1"]).is_none() {
         bail!("PostgreSQL does not answer at {url}: start it (`.ci/run` does) or set KONTOR_TEST_POSTGRES");
     }
@@ -161,8 +162,10 @@ pub fn require_postgres() -> anyhow::Result<()> {
 
 /// Drops test databases left behind by an interrupted run.
 pub fn drop_stale_test_databases() {
-    let url = std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let Some(names) = output_of("psql", &[&url, "-tAc", "SELECT datname FROM pg_database WHERE datname LIKE 'kontor\\_test\\_%'"])
+    let url =
+        std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some(names) =
+        output_of("psql", &[&url, "-tAc", "SELECT datname FROM pg_database WHERE datname LIKE 'kontor\\_test\\_%'"])
     else {
         return;
     };

@@ -10,8 +10,8 @@ pub use sql::redact as sql_redact;
 
 use async_trait::async_trait;
 use shared::rules::{MeterContext, Point, Source};
-use shared::wire::MeterInfo;
-use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber};
+use shared::wire::{self, MeterInfo, ReadingInput, Submission};
+use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -34,10 +34,9 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn classify(err: sqlx::Error) -> Self {
         match err {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(err),
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                Self::Unavailable(err)
+            }
             other => Self::Database(other),
         }
     }
@@ -58,11 +57,7 @@ pub struct MeterRecord {
 
 impl MeterRecord {
     pub fn context(&self) -> MeterContext {
-        MeterContext {
-            digits: self.digits,
-            avg_daily_m3: self.avg_daily_m3,
-            max_hourly_m3: self.max_hourly_m3,
-        }
+        MeterContext { digits: self.digits, avg_daily_m3: self.avg_daily_m3, max_hourly_m3: self.max_hourly_m3 }
     }
 
     pub fn info(&self) -> MeterInfo {
@@ -70,9 +65,7 @@ impl MeterRecord {
             subscription: self.subscription.to_string(),
             digits: self.digits,
             last_reading: self.last.map(|p| p.reading),
-            last_read_at: self
-                .last
-                .map(|p| p.read_at.to_offset(shared::wire::SERVER_OFFSET)),
+            last_read_at: self.last.map(|p| p.read_at.to_offset(shared::wire::SERVER_OFFSET)),
             avg_daily_m3: self.avg_daily_m3,
             max_daily_m3: self.context().max_daily_m3(),
         }
@@ -105,8 +98,10 @@ impl Channel {
     }
 }
 
-/// A declaration as received, before it is judged. The identifiers are kept as sent (after digit
-/// normalisation), because a declaration that names no known meter is stored too.
+/// A declaration as received, before it is judged. The identifiers are kept in their canonical
+/// form when they parse and as sent (digits normalised) when they do not, because a declaration
+/// that names no known meter is stored too. Everything the writer needs is computed here, in the
+/// request's task, so that the single writer does as little as possible.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub id: Uuid,
@@ -114,30 +109,51 @@ pub struct Incoming {
     pub device_id: Option<Uuid>,
     pub subscription: String,
     pub meter_serial: String,
+    pub parsed_subscription: Option<SubscriptionNumber>,
+    pub parsed_serial: Option<MeterSerial>,
     /// `None` when what was sent is not a whole number ≥ 0.
     pub reading: Option<Reading>,
-    /// The reading as sent, for the fingerprint.
-    pub reading_text: String,
     pub read_at: OffsetDateTime,
     pub note: Option<String>,
+    /// What makes two submissions under one id "the same content": the canonical identifiers,
+    /// the reading, the instant it was read and the note.
+    pub fingerprint: String,
 }
 
 impl Incoming {
-    /// What makes two submissions under one id "the same content": the normalised identifiers,
-    /// the reading, the instant it was read and the note.
-    pub fn fingerprint(&self) -> String {
-        let sub = SubscriptionNumber::parse(&self.subscription)
-            .map_or_else(|_| self.subscription.clone(), |s| s.to_string());
-        let serial = MeterSerial::parse(&self.meter_serial)
-            .map_or_else(|_| self.meter_serial.clone(), |s| s.to_string());
-        let reading = self
-            .reading
-            .map_or_else(|| self.reading_text.clone(), |r| r.to_string());
-        format!(
-            "{sub}\u{1F}{serial}\u{1F}{reading}\u{1F}{}\u{1F}{}",
-            unix_ms(self.read_at),
-            self.note.as_deref().unwrap_or("")
-        )
+    /// A declaration from the sync API.
+    pub fn from_submission(s: &Submission, channel: Channel, device_id: Option<Uuid>) -> Self {
+        let parsed_subscription = SubscriptionNumber::parse(&s.subscription).ok();
+        let parsed_serial = MeterSerial::parse(&s.meter_serial).ok();
+        let subscription =
+            parsed_subscription.as_ref().map_or_else(|| digits::normalize(&s.subscription), ToString::to_string);
+        let meter_serial =
+            parsed_serial.as_ref().map_or_else(|| digits::normalize(&s.meter_serial), ToString::to_string);
+        let reading = s.reading.reading();
+        let reading_text = match (&reading, &s.reading) {
+            (Some(r), _) => r.to_string(),
+            (None, ReadingInput::Number(n)) => n.to_string(),
+            (None, ReadingInput::Text(t)) => digits::normalize(t),
+        };
+        let note = wire::clean_note(s.note.as_deref());
+        let fingerprint = format!(
+            "{subscription}\u{1F}{meter_serial}\u{1F}{reading_text}\u{1F}{}\u{1F}{}",
+            unix_ms(s.read_at),
+            note.as_deref().unwrap_or("")
+        );
+        Self {
+            id: s.id,
+            channel,
+            device_id,
+            subscription,
+            meter_serial,
+            parsed_subscription,
+            parsed_serial,
+            reading,
+            read_at: s.read_at,
+            note,
+            fingerprint,
+        }
     }
 }
 
@@ -166,15 +182,8 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Creates or updates registry rows, all or none.
-    async fn upsert_subscribers(
-        &self,
-        rows: &[SubscriberRow],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError>;
-    async fn meter(
-        &self,
-        subscription: &SubscriptionNumber,
-    ) -> Result<Option<MeterRecord>, StoreError>;
+    async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError>;
     /// Remembers a device token (by its hash) issued for a verified meter.
     async fn register_device(
         &self,
@@ -186,17 +195,10 @@ pub trait Store: Send + Sync + 'static {
     /// Judges and stores a batch of declarations in one transaction, in order; answers one
     /// outcome per item. An id stored before gets its first outcome back (`replayed`), or
     /// `id_conflict` when the content differs; the UNIQUE constraint on the id decides.
-    async fn apply(
-        &self,
-        batch: &[Incoming],
-        now: OffsetDateTime,
-    ) -> Result<Vec<Outcome>, StoreError>;
+    async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError>;
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// The outcomes stored for a meter, oldest first in reading time (for tests and the console).
-    async fn declarations_of(
-        &self,
-        subscription: &str,
-    ) -> Result<Vec<StoredDeclaration>, StoreError>;
+    async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError>;
 }
 
 /// A stored declaration, as the console and the tests read it.
@@ -233,9 +235,5 @@ pub(crate) fn last_point(
         Some(seq) => Source::Declaration(seq as u64),
         None => Source::Billing,
     };
-    Ok(Some(Point {
-        source,
-        reading: reading as u64,
-        read_at: from_unix_ms(at_ms)?,
-    }))
+    Ok(Some(Point { source, reading: reading as u64, read_at: from_unix_ms(at_ms)? }))
 }

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    Counts, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow,
-    from_unix_ms, last_point, unix_ms,
+    Counts, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms,
+    last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -41,9 +41,25 @@ impl Dialect {
     }
 }
 
-/// Parameters per statement stay well under both backends' limits (SQLite 32,766; PG 65,535).
-const MAX_PARAMS: usize = 16_000;
 const INSERT_COLUMNS: usize = 18;
+/// The most rows one statement carries (18 × 128 parameters stays far under both backends'
+/// limits).
+const CHUNK_ROWS: usize = 128;
+
+/// Splits `items` into chunks of 128 and then powers of two, so that a handful of statement
+/// texts recur and stay prepared, instead of a new text (parsed and planned again) per batch size.
+fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= CHUNK_ROWS { CHUNK_ROWS } else { 1 << rest.len().ilog2() };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -52,6 +68,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite only: the last sequence number committed, so that the writer need not ask. SQLite
+    /// has one writing process; cleared whenever a transaction does not commit.
+    last_seq: std::sync::Mutex<Option<u64>>,
 }
 
 impl SqlStore {
@@ -60,20 +79,13 @@ impl SqlStore {
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         sqlx::any::install_default_drivers();
-        let dialect = Dialect::from_url(url).with_context(|| {
-            format!("unsupported database url {url:?}: use sqlite:// or postgres://")
-        })?;
+        let dialect = Dialect::from_url(url)
+            .with_context(|| format!("unsupported database url {url:?}: use sqlite:// or postgres://"))?;
         if dialect == Dialect::Sqlite {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
-            if let Some(parent) = std::path::Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
+            if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
         }
         let pool = AnyPoolOptions::new()
@@ -83,7 +95,8 @@ impl SqlStore {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
                         sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+                             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
                         )
                         .execute(&mut *conn)
                         .await?;
@@ -98,11 +111,8 @@ impl SqlStore {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&pool)
-            .await
-            .context("migrating the database")?;
-        Ok(Self { pool, dialect })
+        migrator.run(&pool).await.context("migrating the database")?;
+        Ok(Self { pool, dialect, last_seq: std::sync::Mutex::new(None) })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -127,9 +137,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn placeholders(start: usize, count: usize) -> String {
+/// `count` parameters numbered from `start`, bound in the order they appear. SQLite gets anonymous
+/// `?`: it looks numbered names up one by one, which makes a long statement quadratic.
+fn placeholders(dialect: Dialect, start: usize, count: usize) -> String {
     (start..start + count)
-        .map(|i| format!("${i}"))
+        .map(|i| if dialect == Dialect::Sqlite { "?".to_owned() } else { format!("${i}") })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -138,7 +150,8 @@ fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
 
-const METER_COLUMNS: &str = "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
+const METER_COLUMNS: &str =
+    "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
 
 fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
@@ -146,8 +159,7 @@ fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     let serial: String = row.try_get(1)?;
     let digits: i64 = row.try_get(2)?;
     Ok(MeterRecord {
-        subscription: SubscriptionNumber::parse(&subscription)
-            .map_err(|_| corrupt("subscription"))?,
+        subscription: SubscriptionNumber::parse(&subscription).map_err(|_| corrupt("subscription"))?,
         meter_serial: MeterSerial::parse(&serial).map_err(|_| corrupt("serial"))?,
         digits: u8::try_from(digits).map_err(|_| corrupt("digits"))?,
         avg_daily_m3: row.try_get(3)?,
@@ -198,8 +210,6 @@ fn tracking_seq(status: Status, seq: u64, duplicate_of: Option<u64>) -> Option<u
 struct NewRow<'a> {
     seq: u64,
     item: &'a Incoming,
-    subscription: String,
-    serial: String,
     decision: Decision,
 }
 
@@ -221,10 +231,10 @@ impl SqlStore {
         ids: &[String],
     ) -> Result<HashMap<String, StoredOutcome>, StoreError> {
         let mut found = HashMap::new();
-        for chunk in ids.chunks(MAX_PARAMS) {
+        for chunk in statement_chunks(ids) {
             let sql = format!(
                 "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                placeholders(self.dialect, 1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -258,17 +268,13 @@ impl SqlStore {
     ) -> Result<HashMap<String, MeterRecord>, StoreError> {
         let mut found = HashMap::new();
         let subs: Vec<&String> = subscriptions.iter().collect();
-        for chunk in subs.chunks(MAX_PARAMS) {
+        for chunk in statement_chunks(&subs) {
             // Locking the meters serialises declarations for one meter across processes; the
             // sorted order keeps two batches from deadlocking. SQLite has one writer already.
-            let lock = if self.dialect == Dialect::Postgres {
-                " ORDER BY subscription FOR UPDATE"
-            } else {
-                ""
-            };
+            let lock = if self.dialect == Dialect::Postgres { " ORDER BY subscription FOR UPDATE" } else { "" };
             let sql = format!(
                 "SELECT {METER_COLUMNS} FROM meters WHERE subscription IN ({}){lock}",
-                placeholders(1, chunk.len())
+                placeholders(self.dialect, 1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for sub in chunk {
@@ -311,12 +317,11 @@ impl SqlStore {
                 read_at: from_unix_ms(row.try_get(2)?)?,
             });
         }
-        let billed =
-            sqlx::query("SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1")
-                .bind(meter.subscription.as_str())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
+        let billed = sqlx::query("SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1")
+            .bind(meter.subscription.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
         if let Some(row) = billed
             && let Some(point) = last_point(None, row.try_get(0)?, row.try_get(1)?)?
         {
@@ -325,22 +330,25 @@ impl SqlStore {
         Ok(Chain::new(points))
     }
 
-    async fn allocate_seqs(
-        &self,
-        conn: &mut AnyConnection,
-        count: usize,
-    ) -> Result<Vec<u64>, StoreError> {
+    async fn allocate_seqs(&self, conn: &mut AnyConnection, count: usize) -> Result<Vec<u64>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         match self.dialect {
             Dialect::Sqlite => {
                 // One writer at a time holds the database, so the next numbers are ours.
-                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM declarations")
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                Ok((1..=count as u64).map(|i| max as u64 + i).collect())
+                let known = *self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
+                let max = match known {
+                    Some(max) => max,
+                    None => {
+                        let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM declarations")
+                            .fetch_one(&mut *conn)
+                            .await
+                            .map_err(db)?;
+                        max as u64
+                    }
+                };
+                Ok((1..=count as u64).map(|i| max + i).collect())
             }
             Dialect::Postgres => {
                 let seqs: Vec<i64> = sqlx::query_scalar(
@@ -362,14 +370,14 @@ impl SqlStore {
         now: OffsetDateTime,
     ) -> Result<Result<(), Raced>, StoreError> {
         let received = unix_ms(now);
-        for chunk in rows.chunks(MAX_PARAMS / INSERT_COLUMNS) {
+        for chunk in statement_chunks(rows) {
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * INSERT_COLUMNS + 1, INSERT_COLUMNS)))
+                .map(|i| format!("({})", placeholders(self.dialect, i * INSERT_COLUMNS + 1, INSERT_COLUMNS)))
                 .collect();
             let sql = format!(
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
                  read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+                 fingerprint) VALUES {} ON CONFLICT (id) DO NOTHING",
                 values.join(", ")
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -385,8 +393,8 @@ impl SqlStore {
                     .bind(item.id.to_string())
                     .bind(item.channel.as_str())
                     .bind(item.device_id.map(|d| d.to_string()))
-                    .bind(row.subscription.clone())
-                    .bind(row.serial.clone())
+                    .bind(item.subscription.as_str())
+                    .bind(item.meter_serial.as_str())
                     .bind(opt_i64(item.reading.map(|r| r.value())))
                     .bind(unix_ms(item.read_at))
                     .bind(read_at)
@@ -398,34 +406,35 @@ impl SqlStore {
                     .bind(opt_i64(d.consumption_m3))
                     .bind(opt_i64(d.duplicate_of))
                     .bind(d.counts())
-                    .bind(item.fingerprint());
+                    .bind(item.fingerprint.as_str());
             }
-            let inserted = query.fetch_all(&mut *conn).await.map_err(db)?;
-            if inserted.len() != chunk.len() {
+            let inserted = query.execute(&mut *conn).await.map_err(db)?;
+            if inserted.rows_affected() != chunk.len() as u64 {
                 return Ok(Err(Raced));
             }
         }
         Ok(Ok(()))
     }
 
+    /// One attempt at a batch. With `look_up` false it assumes every id is new (the common
+    /// case) and lets the UNIQUE constraint say otherwise: a conflicting insert is [`Raced`], and
+    /// the retry looks the ids up first.
     async fn apply_once(
         &self,
         batch: &[Incoming],
         now: OffsetDateTime,
+        look_up: bool,
     ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let ids: Vec<String> = batch
-            .iter()
-            .map(|i| i.id.to_string())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let stored = self.stored_outcomes(&mut tx, &ids).await?;
+        let stored = if look_up {
+            let ids: Vec<String> =
+                batch.iter().map(|i| i.id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+            self.stored_outcomes(&mut tx, &ids).await?
+        } else {
+            HashMap::new()
+        };
 
-        let parsed: Vec<Option<SubscriptionNumber>> = batch
-            .iter()
-            .map(|i| SubscriptionNumber::parse(&i.subscription).ok())
-            .collect();
+        let parsed: Vec<Option<&SubscriptionNumber>> = batch.iter().map(|i| i.parsed_subscription.as_ref()).collect();
         let wanted: BTreeSet<String> = batch
             .iter()
             .zip(&parsed)
@@ -435,27 +444,24 @@ impl SqlStore {
         let mut meters = self.meters_for_update(&mut tx, &wanted).await?;
 
         // Each meter's chain: its latest reading, or more of it where a declaration lands earlier.
+        let mut earliest: HashMap<&str, OffsetDateTime> = HashMap::new();
+        for (item, sub) in batch.iter().zip(&parsed) {
+            if let Some(sub) = sub {
+                let at = earliest.entry(sub.as_str()).or_insert(item.read_at);
+                *at = (*at).min(item.read_at);
+            }
+        }
         let mut chains: HashMap<String, Chain> = HashMap::new();
         for (sub, meter) in &meters {
-            let earliest = batch
-                .iter()
-                .zip(&parsed)
-                .filter(|(_, s)| s.as_ref().is_some_and(|s| s.as_str() == sub))
-                .map(|(item, _)| item.read_at)
-                .min();
-            let chain = match (meter.last, earliest) {
-                (Some(last), Some(earliest)) if earliest < last.read_at => {
+            let chain = match (meter.last, earliest.get(sub.as_str())) {
+                (Some(last), Some(&earliest)) if earliest < last.read_at => {
                     self.chain_from(&mut tx, meter, earliest).await?
                 }
                 (last, _) => Chain::new(last.into_iter().collect()),
             };
             chains.insert(sub.clone(), chain);
         }
-
-        let fresh = batch
-            .iter()
-            .filter(|i| !stored.contains_key(&i.id.to_string()))
-            .count();
+        let fresh = batch.iter().filter(|i| !stored.contains_key(&i.id.to_string())).count();
         let mut seqs = self.allocate_seqs(&mut tx, fresh).await?.into_iter();
         let mut rows: Vec<NewRow> = Vec::with_capacity(fresh);
         let mut by_id: HashMap<Uuid, usize> = HashMap::new();
@@ -463,9 +469,9 @@ impl SqlStore {
         let mut outcomes = Vec::with_capacity(batch.len());
 
         for (item, sub) in batch.iter().zip(&parsed) {
-            let fingerprint = item.fingerprint();
+            let fingerprint = &item.fingerprint;
             if let Some(prior) = stored.get(&item.id.to_string()) {
-                outcomes.push(prior.replay(item.id, &fingerprint));
+                outcomes.push(prior.replay(item.id, fingerprint));
                 continue;
             }
             if let Some(&index) = by_id.get(&item.id) {
@@ -476,48 +482,39 @@ impl SqlStore {
                     code: row.decision.code,
                     consumption: row.decision.consumption_m3,
                     duplicate_of: row.decision.duplicate_of,
-                    fingerprint: row.item.fingerprint(),
+                    fingerprint: row.item.fingerprint.clone(),
                 };
-                outcomes.push(prior.replay(item.id, &fingerprint));
+                outcomes.push(prior.replay(item.id, fingerprint));
                 continue;
             }
             let Some(seq) = seqs.next() else {
-                return Err(StoreError::Corrupt(
-                    "ran out of allocated sequence numbers".into(),
-                ));
+                return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
             };
-            let serial = MeterSerial::parse(&item.meter_serial).ok();
-            let meter = sub.as_ref().and_then(|s| meters.get_mut(s.as_str()));
-            let decision = match (meter, serial.as_ref(), item.reading) {
-                (Some(meter), Some(serial), reading) if meter.meter_serial == *serial => {
-                    match reading {
-                        None => decision_of(Code::ReadingOutOfRange),
-                        Some(reading) => {
-                            let chain = chains.entry(meter.subscription.to_string()).or_default();
-                            let candidate = Candidate {
-                                reading,
+            let meter = sub.and_then(|s| meters.get_mut(s.as_str()));
+            let decision = match (meter, item.parsed_serial.as_ref(), item.reading) {
+                (Some(meter), Some(serial), reading) if meter.meter_serial == *serial => match reading {
+                    None => decision_of(Code::ReadingOutOfRange),
+                    Some(reading) => {
+                        let chain = chains.entry(meter.subscription.to_string()).or_default();
+                        let candidate = Candidate { reading, read_at: item.read_at };
+                        let decision = rules::reconcile(&meter.context(), chain, &candidate, now);
+                        if decision.counts() {
+                            let point = Point {
+                                source: Source::Declaration(seq),
+                                reading: reading.value(),
                                 read_at: item.read_at,
                             };
-                            let decision =
-                                rules::reconcile(&meter.context(), chain, &candidate, now);
-                            if decision.counts() {
-                                let point = Point {
-                                    source: Source::Declaration(seq),
-                                    reading: reading.value(),
-                                    read_at: item.read_at,
-                                };
-                                chain.insert(point);
-                                if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
-                                    meter.last = Some(point);
-                                }
+                            chain.insert(point);
+                            if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
+                                meter.last = Some(point);
                             }
-                            if let Some(update) = decision.next_consumption {
-                                consumption_updates.push(update);
-                            }
-                            decision
                         }
+                        if let Some(update) = decision.next_consumption {
+                            consumption_updates.push(update);
+                        }
+                        decision
                     }
-                }
+                },
                 _ => decision_of(Code::IdentityMismatch),
             };
             outcomes.push(Outcome {
@@ -529,17 +526,8 @@ impl SqlStore {
                 replayed: false,
             });
             by_id.insert(item.id, rows.len());
-            rows.push(NewRow {
-                seq,
-                item,
-                subscription: sub
-                    .as_ref()
-                    .map_or_else(|| item.subscription.clone(), ToString::to_string),
-                serial: serial.map_or_else(|| item.meter_serial.clone(), |s| s.to_string()),
-                decision,
-            });
+            rows.push(NewRow { seq, item, decision });
         }
-
         if let Err(raced) = self.insert_rows(&mut tx, &rows, now).await? {
             tx.rollback().await.map_err(db)?;
             return Ok(Err(raced));
@@ -554,56 +542,53 @@ impl SqlStore {
         }
         let touched: Vec<&MeterRecord> = meters
             .values()
-            .filter(|m| {
-                rows.iter()
-                    .any(|r| r.decision.counts() && r.subscription == m.subscription.as_str())
-            })
+            .filter(|m| rows.iter().any(|r| r.decision.counts() && r.item.subscription == m.subscription.as_str()))
             .collect();
         self.update_latest(&mut tx, &touched, now).await?;
         tx.commit().await.map_err(db)?;
+        if self.dialect == Dialect::Sqlite
+            && let Some(max) = rows.iter().map(|r| r.seq).max()
+        {
+            *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(max);
+        }
         Ok(Ok(outcomes))
     }
 
+    /// Moves each touched meter's latest reading. An upsert on the primary key: both databases
+    /// find each row by index (an `UPDATE … FROM (VALUES …)` makes SQLite scan every meter).
     async fn update_latest(
         &self,
         conn: &mut AnyConnection,
         meters: &[&MeterRecord],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        const COLUMNS: usize = 4;
-        let latest: Vec<(String, Option<i64>, i64, i64)> = meters
-            .iter()
-            .filter_map(|meter| {
-                let last = meter.last?;
+        const COLUMNS: usize = 7;
+        let latest: Vec<(&MeterRecord, Point)> = meters.iter().filter_map(|m| Some((*m, m.last?))).collect();
+        for chunk in statement_chunks(&latest) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(self.dialect, i * COLUMNS + 1, COLUMNS)))
+                .collect();
+            let sql = format!(
+                "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, last_read_at_ms) \
+                 VALUES {} ON CONFLICT (subscription) DO UPDATE SET last_seq = excluded.last_seq, \
+                 last_reading = excluded.last_reading, last_read_at_ms = excluded.last_read_at_ms, \
+                 updated_at_ms = excluded.updated_at_ms",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (meter, last) in chunk {
                 let seq = match last.source {
                     Source::Declaration(seq) => Some(seq as i64),
                     Source::Billing => None,
                 };
-                Some((
-                    meter.subscription.to_string(),
-                    seq,
-                    last.reading as i64,
-                    unix_ms(last.read_at),
-                ))
-            })
-            .collect();
-        for chunk in latest.chunks(MAX_PARAMS / COLUMNS) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(i * COLUMNS + 2, COLUMNS)))
-                .collect();
-            let sql = format!(
-                "WITH v (subscription, seq, reading, at_ms) AS (VALUES {}) \
-                 UPDATE meters SET last_seq = v.seq, last_reading = v.reading, last_read_at_ms = v.at_ms, updated_at_ms = $1 \
-                 FROM v WHERE meters.subscription = v.subscription",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(unix_ms(now));
-            for (subscription, seq, reading, at_ms) in chunk {
                 query = query
-                    .bind(subscription.as_str())
-                    .bind(*seq)
-                    .bind(*reading)
-                    .bind(*at_ms);
+                    .bind(meter.subscription.to_string())
+                    .bind(meter.meter_serial.to_string())
+                    .bind(i64::from(meter.digits))
+                    .bind(unix_ms(now))
+                    .bind(seq)
+                    .bind(last.reading as i64)
+                    .bind(unix_ms(last.read_at));
             }
             query.execute(&mut *conn).await.map_err(db)?;
         }
@@ -624,18 +609,11 @@ fn decision_of(code: Code) -> Decision {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
         Ok(())
     }
 
-    async fn upsert_subscribers(
-        &self,
-        rows: &[SubscriberRow],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         for row in rows {
             let billed_at = row.last_read_at.map(unix_ms);
@@ -669,10 +647,7 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn meter(
-        &self,
-        subscription: &SubscriptionNumber,
-    ) -> Result<Option<MeterRecord>, StoreError> {
+    async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError> {
         let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(subscription.to_string())
@@ -703,42 +678,29 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn apply(
-        &self,
-        batch: &[Incoming],
-        now: OffsetDateTime,
-    ) -> Result<Vec<Outcome>, StoreError> {
+    async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
         // Another process may store one of the ids between our look-up and our insert; the
         // UNIQUE constraint turns that into a retry, which then sees the stored outcome.
-        for _ in 0..5 {
-            if let Ok(outcomes) = self.apply_once(batch, now).await? {
+        for attempt in 0..5 {
+            let result = self.apply_once(batch, now, attempt > 0).await;
+            if !matches!(result, Ok(Ok(_))) {
+                *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            if let Ok(outcomes) = result? {
                 return Ok(outcomes);
             }
         }
-        Err(StoreError::Corrupt(
-            "a batch kept racing with another writer".into(),
-        ))
+        Err(StoreError::Corrupt("a batch kept racing with another writer".into()))
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let declarations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM declarations")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        let meters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(Counts {
-            declarations: declarations as u64,
-            meters: meters as u64,
-        })
+        let declarations: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM declarations").fetch_one(&self.pool).await.map_err(db)?;
+        let meters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters").fetch_one(&self.pool).await.map_err(db)?;
+        Ok(Counts { declarations: declarations as u64, meters: meters as u64 })
     }
 
-    async fn declarations_of(
-        &self,
-        subscription: &str,
-    ) -> Result<Vec<StoredDeclaration>, StoreError> {
+    async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, id, reading, read_at_ms, status, code, consumption_m3, \
              CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT) FROM declarations \
@@ -757,8 +719,7 @@ impl Store for SqlStore {
                 let counts: i64 = row.try_get(7)?;
                 Ok(StoredDeclaration {
                     seq: seq as u64,
-                    id: Uuid::from_str(&id)
-                        .map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
+                    id: Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
                     reading: opt_u64(row.try_get(2)?),
                     read_at: from_unix_ms(row.try_get(3)?)?,
                     status: Status::from_str_opt(&status)

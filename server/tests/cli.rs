@@ -1,0 +1,99 @@
+//! The `kontor` command line as an operator uses it: importing the registry (all or nothing,
+//! bad rows reported by line), and a server process that stops cleanly on SIGTERM.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KONTOR: &str = env!("CARGO_BIN_EXE_kontor");
+const HEADER: &str = "subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone\n";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kontor-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn import(db: &str, csv: &Path) -> (bool, String) {
+    let out = Command::new(KONTOR)
+        .args(["import-subscribers", "--database", db])
+        .arg(csv)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run kontor");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Asks a running server for `path` over plain HTTP/1.1; answers the status line.
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.lines().next().map(str::to_owned)
+}
+
+#[test]
+fn import_is_all_or_nothing_and_updates_on_reimport() {
+    let dir = scratch("import");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let csv = dir.join("subscribers.csv");
+
+    std::fs::write(
+        &csv,
+        format!("{HEADER}1234567890,AB123456,5,10234,2026-10-01T09:00:00+03:30,3.2,09120000001\n12x4,CD1234,5,,,,\n"),
+    )
+    .expect("write csv");
+    let (ok, text) = import(&db, &csv);
+    assert!(!ok, "a bad row must fail the import: {text}");
+    assert!(text.contains("line 3") && text.contains("subscription"), "{text}");
+    assert!(text.contains("nothing imported"), "{text}");
+
+    std::fs::write(&csv, format!("{HEADER}۱۲۳۴۵۶۷۸۹۰,ab-123456,5,10234,2026-10-01,3.2,\n2345678901,CD234567,,,,,\n"))
+        .expect("write csv");
+    let (ok, text) = import(&db, &csv);
+    assert!(ok, "{text}");
+    assert!(text.contains("imported 2 subscriber(s)"), "{text}");
+    let (ok, text) = import(&db, &csv);
+    assert!(ok && text.contains("imported 2"), "importing again updates: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let dir = scratch("serve");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(KONTOR)
+        .args(["serve", "--demo", "--database", &db, "--listen", &addr])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start kontor");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut status = None;
+    while Instant::now() < deadline {
+        status = get(&addr, "/readyz");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
+    assert_eq!(get(&addr, "/pwa/kontor.wasm").as_deref(), Some("HTTP/1.1 404 Not Found"), "no HTML for a missing file");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let exit = child.wait().expect("wait for kontor");
+    assert!(exit.success(), "kontor exits cleanly on SIGTERM: {exit}");
+    let mut out = String::new();
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+    assert!(out.contains("1234567890") && out.contains("AB123456"), "the demo subscribers are printed: {out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
