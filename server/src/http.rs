@@ -122,6 +122,14 @@ fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
     }
 }
 
+/// The request's language and its body, which must be JSON and at most 1 MiB.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(Lang, Bytes), ApiError> {
+    let lang = lang_of(headers);
+    require_json(headers, lang)?;
+    let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    Ok((lang, body))
+}
+
 /// Tells "not JSON at all" from "JSON of the wrong shape".
 fn envelope_error(body: &[u8], lang: Lang) -> ApiError {
     let code = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
@@ -172,9 +180,7 @@ pub async fn verify(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    let lang = lang_of(&headers);
-    require_json(&headers, lang)?;
-    let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    let (lang, body) = json_body(&headers, body)?;
     let request: VerifyRequest = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
     let client = Key::Client(peer.ip());
     let subscription = SubscriptionNumber::parse(&request.subscription);
@@ -240,9 +246,7 @@ pub async fn sync(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SyncResponse>, ApiError> {
-    let lang = lang_of(&headers);
-    require_json(&headers, lang)?;
-    let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    let (lang, body) = json_body(&headers, body)?;
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
     if envelope.submissions.is_empty() || envelope.submissions.len() > MAX_BATCH {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::BatchSize, lang));

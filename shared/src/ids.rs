@@ -18,6 +18,33 @@ pub enum IdError {
     BadLength,
 }
 
+/// The canonical form of an identifier a person typed: digits normalised, each character either
+/// kept (`keep` answers the character to keep) or skipped as a separator (`skip`); anything else
+/// is refused.
+fn canonical(
+    input: &str,
+    keep: impl Fn(char) -> Option<char>,
+    skip: impl Fn(char) -> bool,
+    length: std::ops::RangeInclusive<usize>,
+) -> Result<String, IdError> {
+    let normalized = digits::normalize(input);
+    let mut out = String::with_capacity(normalized.len());
+    for c in normalized.chars() {
+        match keep(c) {
+            Some(k) => out.push(k),
+            None if skip(c) => continue,
+            None => return Err(IdError::BadCharacters),
+        }
+    }
+    if out.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if !length.contains(&out.len()) {
+        return Err(IdError::BadLength);
+    }
+    Ok(out)
+}
+
 /// A gas subscription number: digits only, 4 to 20 of them, leading zeros kept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriptionNumber(String);
@@ -29,24 +56,9 @@ impl SubscriptionNumber {
     /// Reads a subscription number typed in any digit script, with spaces or dashes between
     /// groups.
     pub fn parse(input: &str) -> Result<Self, IdError> {
-        let normalized = digits::normalize(input);
-        let mut out = String::with_capacity(normalized.len());
-        for c in normalized.chars() {
-            if c.is_ascii_digit() {
-                out.push(c);
-            } else if digits::is_space(c) || c == '-' {
-                continue;
-            } else {
-                return Err(IdError::BadCharacters);
-            }
-        }
-        if out.is_empty() {
-            return Err(IdError::Empty);
-        }
-        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&out.len()) {
-            return Err(IdError::BadLength);
-        }
-        Ok(Self(out))
+        let keep = |c: char| c.is_ascii_digit().then_some(c);
+        let skip = |c: char| digits::is_space(c) || c == '-';
+        canonical(input, keep, skip, Self::MIN_LEN..=Self::MAX_LEN).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -70,24 +82,9 @@ impl MeterSerial {
     pub const MAX_LEN: usize = 24;
 
     pub fn parse(input: &str) -> Result<Self, IdError> {
-        let normalized = digits::normalize(input);
-        let mut out = String::with_capacity(normalized.len());
-        for c in normalized.chars() {
-            if c.is_ascii_alphanumeric() {
-                out.push(c.to_ascii_uppercase());
-            } else if digits::is_space(c) || matches!(c, '-' | '/' | '_' | '.') {
-                continue;
-            } else {
-                return Err(IdError::BadCharacters);
-            }
-        }
-        if out.is_empty() {
-            return Err(IdError::Empty);
-        }
-        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&out.len()) {
-            return Err(IdError::BadLength);
-        }
-        Ok(Self(out))
+        let keep = |c: char| c.is_ascii_alphanumeric().then_some(c.to_ascii_uppercase());
+        let skip = |c: char| digits::is_space(c) || matches!(c, '-' | '/' | '_' | '.');
+        canonical(input, keep, skip, Self::MIN_LEN..=Self::MAX_LEN).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -102,7 +99,7 @@ impl fmt::Display for MeterSerial {
 }
 
 /// A meter reading: whole cubic metres, the meter's black digits. The red decimal digits are not
-/// declared. Whether it fits a given meter's digit count is a rule (`rules::check_reading`), not
+/// declared. Whether it fits a given meter's digit count is a rule (`rules::check_declaration`), not
 /// part of parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Reading(u64);

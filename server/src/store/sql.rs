@@ -15,6 +15,7 @@ use shared::{Code, MeterSerial, Status, SubscriptionNumber};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::{
@@ -39,26 +40,6 @@ impl Dialect {
             None
         }
     }
-}
-
-const INSERT_COLUMNS: usize = 18;
-/// The most rows one statement carries (18 × 128 parameters stays far under both backends'
-/// limits).
-const CHUNK_ROWS: usize = 128;
-
-/// Splits `items` into chunks of 128 and then powers of two, so that a handful of statement
-/// texts recur and stay prepared, instead of a new text (parsed and planned again) per batch size.
-fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let size = if rest.len() >= CHUNK_ROWS { CHUNK_ROWS } else { 1 << rest.len().ilog2() };
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -135,15 +116,6 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-/// `count` parameters numbered from `start`, bound in the order they appear. SQLite gets anonymous
-/// `?`: it looks numbered names up one by one, which makes a long statement quadratic.
-fn placeholders(dialect: Dialect, start: usize, count: usize) -> String {
-    (start..start + count)
-        .map(|i| if dialect == Dialect::Sqlite { "?".to_owned() } else { format!("${i}") })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn db(err: sqlx::Error) -> StoreError {
@@ -230,33 +202,34 @@ impl SqlStore {
         conn: &mut AnyConnection,
         ids: &[String],
     ) -> Result<HashMap<String, StoredOutcome>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in statement_chunks(ids) {
-            let sql = format!(
-                "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations WHERE id IN ({})",
-                placeholders(self.dialect, 1, chunk.len())
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
+                 WHERE id IN (SELECT value FROM json_each($1))"
+            }
+            Dialect::Postgres => {
+                "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
+                 WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+            }
+        };
+        let rows = sqlx::query(sql).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let status: String = row.try_get(2)?;
+            let code: Option<String> = row.try_get(3)?;
+            let seq: i64 = row.try_get(1)?;
+            found.insert(
+                row.try_get::<String, _>(0)?,
+                StoredOutcome {
+                    seq: seq as u64,
+                    status: Status::from_str_opt(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+                    code: code.as_deref().and_then(Code::from_str_opt),
+                    consumption: opt_u64(row.try_get(4)?),
+                    duplicate_of: opt_u64(row.try_get(5)?),
+                    fingerprint: row.try_get(6)?,
+                },
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-                let status: String = row.try_get(2)?;
-                let code: Option<String> = row.try_get(3)?;
-                let seq: i64 = row.try_get(1)?;
-                found.insert(
-                    row.try_get::<String, _>(0)?,
-                    StoredOutcome {
-                        seq: seq as u64,
-                        status: Status::from_str_opt(&status)
-                            .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-                        code: code.as_deref().and_then(Code::from_str_opt),
-                        consumption: opt_u64(row.try_get(4)?),
-                        duplicate_of: opt_u64(row.try_get(5)?),
-                        fingerprint: row.try_get(6)?,
-                    },
-                );
-            }
         }
         Ok(found)
     }
@@ -266,24 +239,24 @@ impl SqlStore {
         conn: &mut AnyConnection,
         subscriptions: &BTreeSet<String>,
     ) -> Result<HashMap<String, MeterRecord>, StoreError> {
-        let mut found = HashMap::new();
-        let subs: Vec<&String> = subscriptions.iter().collect();
-        for chunk in statement_chunks(&subs) {
-            // Locking the meters serialises declarations for one meter across processes; the
-            // sorted order keeps two batches from deadlocking. SQLite has one writer already.
-            let lock = if self.dialect == Dialect::Postgres { " ORDER BY subscription FOR UPDATE" } else { "" };
-            let sql = format!(
-                "SELECT {METER_COLUMNS} FROM meters WHERE subscription IN ({}){lock}",
-                placeholders(self.dialect, 1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for sub in chunk {
-                query = query.bind(sub.as_str());
+        // Locking the meters serialises declarations for one meter across processes; the sorted
+        // order keeps two batches from deadlocking. SQLite has one writer already.
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
+                 last_reading, last_read_at_ms FROM meters WHERE subscription IN (SELECT value FROM json_each($1))"
             }
-            for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-                let meter = meter_from_row(&row)?;
-                found.insert(meter.subscription.to_string(), meter);
+            Dialect::Postgres => {
+                "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
+                 last_reading, last_read_at_ms FROM meters \
+                 WHERE subscription IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY subscription FOR UPDATE"
             }
+        };
+        let rows = sqlx::query(sql).bind(json_text(&subscriptions)?).fetch_all(&mut *conn).await.map_err(db)?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let meter = meter_from_row(&row)?;
+            found.insert(meter.subscription.to_string(), meter);
         }
         Ok(found)
     }
@@ -369,51 +342,42 @@ impl SqlStore {
         rows: &[NewRow<'_>],
         now: OffsetDateTime,
     ) -> Result<Result<(), Raced>, StoreError> {
-        let received = unix_ms(now);
-        for chunk in statement_chunks(rows) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(self.dialect, i * INSERT_COLUMNS + 1, INSERT_COLUMNS)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
-                 read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint) VALUES {} ON CONFLICT (id) DO NOTHING",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for row in chunk {
-                let item = row.item;
-                let d = &row.decision;
-                let read_at = item
-                    .read_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_else(|_| unix_ms(item.read_at).to_string());
-                query = query
-                    .bind(row.seq as i64)
-                    .bind(item.id.to_string())
-                    .bind(item.channel.as_str())
-                    .bind(item.device_id.map(|d| d.to_string()))
-                    .bind(item.subscription.as_str())
-                    .bind(item.meter_serial.as_str())
-                    .bind(opt_i64(item.reading.map(|r| r.value())))
-                    .bind(unix_ms(item.read_at))
-                    .bind(read_at)
-                    .bind(item.note.clone())
-                    .bind(received)
-                    .bind(d.status.as_str())
-                    .bind(d.code.map(|c| c.as_str()))
-                    .bind(opt_i64(d.consumption_m3))
-                    .bind(opt_i64(d.consumption_m3))
-                    .bind(opt_i64(d.duplicate_of))
-                    .bind(d.counts())
-                    .bind(item.fingerprint.as_str());
-            }
-            let inserted = query.execute(&mut *conn).await.map_err(db)?;
-            if inserted.rows_affected() != chunk.len() as u64 {
-                return Ok(Err(Raced));
-            }
+        if rows.is_empty() {
+            return Ok(Ok(()));
         }
-        Ok(Ok(()))
+        let received_at_ms = unix_ms(now);
+        let records: Vec<DeclarationRecord> = rows
+            .iter()
+            .map(|row| {
+                let (item, d) = (row.item, &row.decision);
+                DeclarationRecord {
+                    seq: row.seq as i64,
+                    id: item.id.to_string(),
+                    channel: item.channel.as_str(),
+                    device_id: item.device_id.map(|d| d.to_string()),
+                    subscription: &item.subscription,
+                    meter_serial: &item.meter_serial,
+                    reading: opt_i64(item.reading.map(|r| r.value())),
+                    read_at_ms: unix_ms(item.read_at),
+                    read_at: item.read_at.format(&Rfc3339).unwrap_or_else(|_| unix_ms(item.read_at).to_string()),
+                    note: item.note.as_deref(),
+                    received_at_ms,
+                    status: d.status.as_str(),
+                    code: d.code.map(|c| c.as_str()),
+                    answered_consumption: opt_i64(d.consumption_m3),
+                    consumption_m3: opt_i64(d.consumption_m3),
+                    duplicate_of: opt_i64(d.duplicate_of),
+                    counts: d.counts(),
+                    fingerprint: &item.fingerprint,
+                }
+            })
+            .collect();
+        let inserted = sqlx::query(self.dialect.insert_declarations())
+            .bind(json_text(&records)?)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        Ok(if inserted.rows_affected() == rows.len() as u64 { Ok(()) } else { Err(Raced) })
     }
 
     /// One attempt at a batch. With `look_up` false it assumes every id is new (the common
@@ -554,45 +518,133 @@ impl SqlStore {
         Ok(Ok(outcomes))
     }
 
-    /// Moves each touched meter's latest reading. An upsert on the primary key: both databases
-    /// find each row by index (an `UPDATE … FROM (VALUES …)` makes SQLite scan every meter).
+    /// Moves each touched meter's latest reading: an upsert on the primary key, so both databases
+    /// find each row by its index.
     async fn update_latest(
         &self,
         conn: &mut AnyConnection,
         meters: &[&MeterRecord],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        const COLUMNS: usize = 7;
-        let latest: Vec<(&MeterRecord, Point)> = meters.iter().filter_map(|m| Some((*m, m.last?))).collect();
-        for chunk in statement_chunks(&latest) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(self.dialect, i * COLUMNS + 1, COLUMNS)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, last_read_at_ms) \
-                 VALUES {} ON CONFLICT (subscription) DO UPDATE SET last_seq = excluded.last_seq, \
-                 last_reading = excluded.last_reading, last_read_at_ms = excluded.last_read_at_ms, \
-                 updated_at_ms = excluded.updated_at_ms",
-                values.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (meter, last) in chunk {
-                let seq = match last.source {
-                    Source::Declaration(seq) => Some(seq as i64),
-                    Source::Billing => None,
-                };
-                query = query
-                    .bind(meter.subscription.to_string())
-                    .bind(meter.meter_serial.to_string())
-                    .bind(i64::from(meter.digits))
-                    .bind(unix_ms(now))
-                    .bind(seq)
-                    .bind(last.reading as i64)
-                    .bind(unix_ms(last.read_at));
-            }
-            query.execute(&mut *conn).await.map_err(db)?;
+        let records: Vec<LatestRecord> = meters
+            .iter()
+            .filter_map(|m| {
+                let last = m.last?;
+                Some(LatestRecord {
+                    subscription: m.subscription.to_string(),
+                    meter_serial: m.meter_serial.to_string(),
+                    digits: i64::from(m.digits),
+                    updated_at_ms: unix_ms(now),
+                    last_seq: match last.source {
+                        Source::Declaration(seq) => Some(seq as i64),
+                        Source::Billing => None,
+                    },
+                    last_reading: last.reading as i64,
+                    last_read_at_ms: unix_ms(last.read_at),
+                })
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
         }
+        sqlx::query(self.dialect.upsert_latest()).bind(json_text(&records)?).execute(&mut *conn).await.map_err(db)?;
         Ok(())
+    }
+}
+
+/// A declaration row, as the JSON array a bulk insert unpacks.
+#[derive(serde::Serialize)]
+struct DeclarationRecord<'a> {
+    seq: i64,
+    id: String,
+    channel: &'static str,
+    device_id: Option<String>,
+    subscription: &'a str,
+    meter_serial: &'a str,
+    reading: Option<i64>,
+    read_at_ms: i64,
+    read_at: String,
+    note: Option<&'a str>,
+    received_at_ms: i64,
+    status: &'static str,
+    code: Option<&'static str>,
+    answered_consumption: Option<i64>,
+    consumption_m3: Option<i64>,
+    duplicate_of: Option<i64>,
+    counts: bool,
+    fingerprint: &'a str,
+}
+
+/// A meter's latest reading, as the JSON array the meter upsert unpacks.
+#[derive(serde::Serialize)]
+struct LatestRecord {
+    subscription: String,
+    meter_serial: String,
+    digits: i64,
+    updated_at_ms: i64,
+    last_seq: Option<i64>,
+    last_reading: i64,
+    last_read_at_ms: i64,
+}
+
+/// Bulk statements take their rows as one JSON parameter that the database unpacks: one
+/// statement text per kind (prepared once), no per-value binding, any number of rows.
+fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encoding rows: {e}")))
+}
+
+impl Dialect {
+    fn insert_declarations(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
+                 read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
+                 fingerprint) \
+                 SELECT value ->> 'seq', value ->> 'id', value ->> 'channel', value ->> 'device_id', \
+                   value ->> 'subscription', value ->> 'meter_serial', value ->> 'reading', value ->> 'read_at_ms', \
+                   value ->> 'read_at', value ->> 'note', value ->> 'received_at_ms', value ->> 'status', \
+                   value ->> 'code', value ->> 'answered_consumption', value ->> 'consumption_m3', \
+                   value ->> 'duplicate_of', value ->> 'counts', value ->> 'fingerprint' \
+                 FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
+            }
+            Dialect::Postgres => {
+                "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
+                 read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
+                 fingerprint) \
+                 SELECT seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, read_at, note, \
+                   received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, fingerprint \
+                 FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, id text, channel text, device_id text, \
+                   subscription text, meter_serial text, reading bigint, read_at_ms bigint, read_at text, note text, \
+                   received_at_ms bigint, status text, code text, answered_consumption bigint, consumption_m3 bigint, \
+                   duplicate_of bigint, counts boolean, fingerprint text) \
+                 ON CONFLICT (id) DO NOTHING"
+            }
+        }
+    }
+
+    fn upsert_latest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, \
+                   last_read_at_ms) \
+                 SELECT value ->> 'subscription', value ->> 'meter_serial', value ->> 'digits', \
+                   value ->> 'updated_at_ms', value ->> 'last_seq', value ->> 'last_reading', value ->> 'last_read_at_ms' \
+                 FROM jsonb_each($1) WHERE true \
+                 ON CONFLICT (subscription) DO UPDATE SET last_seq = excluded.last_seq, \
+                   last_reading = excluded.last_reading, last_read_at_ms = excluded.last_read_at_ms, \
+                   updated_at_ms = excluded.updated_at_ms"
+            }
+            Dialect::Postgres => {
+                "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, \
+                   last_read_at_ms) \
+                 SELECT subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, last_read_at_ms \
+                 FROM jsonb_to_recordset($1::jsonb) AS x(subscription text, meter_serial text, digits bigint, \
+                   updated_at_ms bigint, last_seq bigint, last_reading bigint, last_read_at_ms bigint) \
+                 ON CONFLICT (subscription) DO UPDATE SET last_seq = excluded.last_seq, \
+                   last_reading = excluded.last_reading, last_read_at_ms = excluded.last_read_at_ms, \
+                   updated_at_ms = excluded.updated_at_ms"
+            }
+        }
     }
 }
 
