@@ -1,10 +1,11 @@
 //! The group-commit writer: one task owns every write of declarations.
 //!
-//! Requests hand their declarations to the writer and wait. While one transaction commits, the
+//! Requests hand their declarations to the writer and wait. While a transaction commits, the
 //! next requests queue up; the writer then judges and stores all of them in one transaction, so
 //! one fsync makes many declarations durable. A request is answered only after its transaction
-//! has committed, so an acknowledged declaration is on disk. One writer also serialises the
-//! declarations of each meter (on PostgreSQL the meter rows are locked as well).
+//! has committed, so an acknowledged declaration is on disk. On SQLite one transaction runs at a
+//! time, which also serialises each meter's declarations; on PostgreSQL a few overlap, and the
+//! store locks the meter rows of each transaction instead.
 
 use std::sync::Arc;
 
@@ -78,7 +79,15 @@ impl Writer {
 }
 
 async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.recv().await {
+    // SQLite takes one writer; PostgreSQL overlaps a few transactions (its row locks on the meters
+    // keep each meter's chain in order, its UNIQUE index keeps each id once).
+    let slots = Arc::new(tokio::sync::Semaphore::new(store.concurrent_writes().max(1)));
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        // Take a slot before gathering: while every slot is busy, requests queue up and the
+        // next group is larger.
+        let Ok(slot) = slots.clone().acquire_owned().await else { break };
+        let Some(first) = queue.recv().await else { break };
         let mut jobs = vec![first];
         let mut total = jobs[0].items.len();
         while total < MAX_GROUP {
@@ -90,8 +99,14 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(store.as_ref(), jobs).await;
+        let store = store.clone();
+        in_flight.spawn(async move {
+            commit_group(store.as_ref(), jobs).await;
+            drop(slot);
+        });
+        while in_flight.try_join_next().is_some() {}
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {

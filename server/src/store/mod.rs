@@ -197,6 +197,10 @@ pub trait Store: Send + Sync + 'static {
     /// `id_conflict` when the content differs; the UNIQUE constraint on the id decides.
     async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError>;
     async fn counts(&self) -> Result<Counts, StoreError>;
+    /// How many `apply` transactions may run at once.
+    fn concurrent_writes(&self) -> usize {
+        1
+    }
     /// The outcomes stored for a meter, oldest first in reading time (for tests and the console).
     async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError>;
 }
