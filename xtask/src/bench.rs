@@ -2,6 +2,10 @@
 //! `kontor` binary on SQLite and PostgreSQL, beside a bare handler (`GET /healthz`) in the same
 //! run. Not a timed test: a report to read, with the numbers quoted in closing notes.
 //!
+//! Ids are UUIDv7 by default, as Kontor's own clients make them: time-ordered keys keep the
+//! UNIQUE index's inserts at its right edge. `--ids v4` measures random ids, which a third-party
+//! client may send; they cost a random index page per declaration.
+//!
 //! Every declaration is distinct and plausible: meter `i mod METERS` gets one more cubic metre an
 //! hour after the previous one, so the server does the full work of judging, storing and
 //! committing each declaration durably.
@@ -25,10 +29,12 @@ const BASE_READING: u64 = 10_000;
 struct Options {
     seconds: u64,
     backends: Vec<&'static str>,
+    /// Time-ordered ids (UUIDv7, as the web app makes them) or random ones (UUIDv4).
+    random_ids: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut options = Options { seconds: 10, backends: vec!["sqlite", "postgres"] };
+    let mut options = Options { seconds: 10, backends: vec!["sqlite", "postgres"], random_ids: false };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -39,6 +45,13 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     Some("postgres") => vec!["postgres"],
                     Some("both") => vec!["sqlite", "postgres"],
                     other => bail!("--backend takes sqlite, postgres or both, not {other:?}"),
+                }
+            }
+            "--ids" => {
+                options.random_ids = match args.next().map(String::as_str) {
+                    Some("v7") => false,
+                    Some("v4") => true,
+                    other => bail!("--ids takes v7 or v4, not {other:?}"),
                 }
             }
             other => bail!("unknown option {other}"),
@@ -61,7 +74,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut rows = Vec::new();
     for backend in &options.backends {
-        rows.extend(runtime.block_on(bench_backend(backend, options.seconds))?);
+        rows.extend(runtime.block_on(bench_backend(backend, options.seconds, options.random_ids))?);
     }
     println!(
         "\n{:<10} {:<32} {:>10} {:>10} {:>8} {:>8} {:>12}",
@@ -73,6 +86,10 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             r.backend, r.scenario, r.declarations_per_sec, r.requests_per_sec, r.p50_ms, r.p99_ms, r.server_cpu_share
         );
     }
+    println!(
+        "ids: {}",
+        if options.random_ids { "random (UUIDv4)" } else { "time-ordered (UUIDv7, as the web app makes them)" }
+    );
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         println!("{} / {}: {}", r.backend, r.scenario, r.note);
     }
@@ -123,7 +140,7 @@ impl Server {
     }
 }
 
-async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Vec<Row>> {
+async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) -> anyhow::Result<Vec<Row>> {
     let root = tools::workspace_root();
     let dir = root.join("target/bench").join(backend);
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,12 +201,12 @@ async fn bench_backend(backend: &'static str, seconds: u64) -> anyhow::Result<Ve
 
     let c = counter.clone();
     let cpu = server.cpu_time();
-    let single = load(&http, &server.base, 64, duration, move |_| Some(batch(&c, 1, start_read))).await;
+    let single = load(&http, &server.base, 64, duration, move |_| Some(batch(&c, 1, start_read, random_ids))).await;
     rows.push(single.row(backend, "sync, 1 declaration/request", 1, server.cpu_time() - cpu));
 
     let c = counter.clone();
     let cpu = server.cpu_time();
-    let batched = load(&http, &server.base, 4, duration, move |_| Some(batch(&c, 500, start_read))).await;
+    let batched = load(&http, &server.base, 4, duration, move |_| Some(batch(&c, 500, start_read, random_ids))).await;
     rows.push(batched.row(backend, "sync, 500 declarations/request", 500, server.cpu_time() - cpu));
 
     let memory = server.peak_memory_kib().map_or_else(|| "unknown".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
@@ -221,14 +238,14 @@ fn subscription(meter: u64) -> String {
 }
 
 /// A sync body of `size` distinct, plausible declarations.
-fn batch(counter: &AtomicU64, size: u64, start_read: OffsetDateTime) -> Value {
+fn batch(counter: &AtomicU64, size: u64, start_read: OffsetDateTime, random_ids: bool) -> Value {
     let first = counter.fetch_add(size, Ordering::Relaxed);
     let submissions: Vec<Value> = (first..first + size)
         .map(|i| {
             let (meter, round) = (i % METERS, i / METERS);
             let read_at = start_read + time::Duration::hours(round as i64);
             json!({
-                "id": uuid::Uuid::new_v4(),
+                "id": if random_ids { uuid::Uuid::new_v4() } else { uuid::Uuid::now_v7() },
                 "subscription": subscription(meter),
                 "meter_serial": format!("BN{meter:06}"),
                 "reading": BASE_READING + round + 1,
