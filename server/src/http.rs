@@ -38,7 +38,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/meters/verify", post(verify))
-        .route("/api/v1/sync", post(sync));
+        .route("/api/v1/sync", post(sync))
+        .route("/api/v1/sms/inbound", post(crate::sms::inbound));
     if let Some(root) = state.web_root.as_ref().filter(|root| root.is_dir()) {
         // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
         // HTML that a service worker would cache under the wrong name.
@@ -65,7 +66,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: ApiErrorCode, lang: Lang) -> Self {
+    pub(crate) fn new(status: StatusCode, code: ApiErrorCode, lang: Lang) -> Self {
         Self { status, code, lang, retry_after: None }
     }
 
@@ -73,7 +74,7 @@ impl ApiError {
         Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, ApiErrorCode::RateLimited, lang) }
     }
 
-    fn from_write(err: &WriteError, lang: Lang) -> Self {
+    pub(crate) fn from_write(err: &WriteError, lang: Lang) -> Self {
         match err {
             WriteError::Unavailable(_) | WriteError::Busy => Self {
                 retry_after: Some(Duration::from_secs(5)),
@@ -83,7 +84,11 @@ impl ApiError {
         }
     }
 
-    fn from_body(rejection: &BytesRejection, lang: Lang) -> Self {
+    pub(crate) fn envelope(body: &[u8], lang: Lang) -> Self {
+        envelope_error(body, lang)
+    }
+
+    pub(crate) fn from_body(rejection: &BytesRejection, lang: Lang) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(StatusCode::PAYLOAD_TOO_LARGE, ApiErrorCode::PayloadTooLarge, lang)
         } else {

@@ -9,6 +9,8 @@ pub mod http;
 pub mod import;
 pub mod limits;
 pub mod openapi;
+pub mod replies;
+pub mod sms;
 pub mod store;
 pub mod writer;
 
@@ -32,13 +34,16 @@ pub struct AppState {
     pub limiter: Arc<IdentityLimiter>,
     /// The built web app, served under `/pwa/` when the folder exists.
     pub web_root: Option<PathBuf>,
+    /// The SMS channel, when configured.
+    pub sms: Option<sms::SmsConfig>,
 }
 
 /// How to run the server, besides its listener and store.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     pub web_root: Option<PathBuf>,
     pub limits: Limits,
+    pub sms: Option<sms::SmsConfig>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the requests in flight and lets
@@ -50,8 +55,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (writer, writer_task) = Writer::spawn(store.clone());
-    let state =
-        AppState { store, writer, limiter: Arc::new(IdentityLimiter::new(options.limits)), web_root: options.web_root };
+    let state = AppState {
+        store,
+        writer,
+        limiter: Arc::new(IdentityLimiter::new(options.limits)),
+        web_root: options.web_root,
+        sms: options.sms,
+    };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving http")?;
     // The router (and with it the last writer handle) is gone: the writer ends after its queue.

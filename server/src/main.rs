@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use server::replies::{HttpSender, LogSender, ReplySender, Retry};
+use server::sms::SmsConfig;
 use server::store::{SqlStore, Store};
 use server::{ServeOptions, demo, import};
 use time::OffsetDateTime;
@@ -36,6 +38,8 @@ enum Command {
         /// The built web app, served under /pwa/.
         #[arg(long, env = "KONTOR_WEB_ROOT", default_value = "dist/pwa")]
         web_root: PathBuf,
+        #[command(flatten)]
+        sms: SmsArgs,
     },
     /// Import or update subscribers from the billing system's CSV export.
     ImportSubscribers {
@@ -44,6 +48,34 @@ enum Command {
         /// CSV with the header subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone
         file: PathBuf,
     },
+}
+
+/// The SMS channel: on when a shared secret is set.
+#[derive(clap::Args)]
+struct SmsArgs {
+    /// The secret the SMS gateway sends with every message; the webhook is off without it.
+    #[arg(long, env = "KONTOR_SMS_SECRET", hide_env_values = true)]
+    sms_secret: Option<String>,
+    /// The header that carries the secret.
+    #[arg(long, env = "KONTOR_SMS_SECRET_HEADER", default_value = "x-kontor-sms-secret")]
+    sms_secret_header: String,
+    /// A URL template for sending replies through the gateway, with {to} and {text}; replies are
+    /// only logged (and returned to the webhook) without it.
+    #[arg(long, env = "KONTOR_SMS_REPLY_URL")]
+    sms_reply_url: Option<String>,
+}
+
+impl SmsArgs {
+    fn config(self) -> anyhow::Result<Option<SmsConfig>> {
+        let Some(secret) = self.sms_secret.filter(|s| !s.is_empty()) else { return Ok(None) };
+        let secret_header = axum::http::HeaderName::try_from(self.sms_secret_header.to_ascii_lowercase())
+            .context("--sms-secret-header is not a valid header name")?;
+        let sender: Arc<dyn ReplySender> = match self.sms_reply_url {
+            Some(template) => Arc::new(HttpSender::new(template)?),
+            None => Arc::new(LogSender),
+        };
+        Ok(Some(SmsConfig { secret_header, secret, sender, retry: Retry::default() }))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,7 +92,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, database, demo, web_root } => {
+        Command::Serve { listen, database, demo, web_root, sms } => {
+            let sms = sms.config()?;
             let store = Arc::new(SqlStore::connect(&database).await?);
             if demo {
                 let rows = demo::subscribers(OffsetDateTime::now_utc());
@@ -78,7 +111,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "kontor is serving"
             );
             println!("Serving on http://{}/ (web app at /pwa/)", listener.local_addr()?);
-            let options = ServeOptions { web_root: Some(web_root), ..ServeOptions::default() };
+            if sms.is_some() {
+                println!("SMS webhook at /api/v1/sms/inbound");
+            }
+            let options = ServeOptions { web_root: Some(web_root), sms, ..ServeOptions::default() };
             server::serve(listener, store, options, server::shutdown_signal()).await
         }
         Command::ImportSubscribers { database, file } => {

@@ -18,7 +18,7 @@ use utoipa::OpenApi;
             Messages follow `Accept-Language` (Persian by default, English on request). \
             Tracking codes are digits only and end with a Damm check digit."
     ),
-    paths(crate::http::healthz, crate::http::readyz, crate::http::verify, crate::http::sync),
+    paths(crate::http::healthz, crate::http::readyz, crate::http::verify, crate::http::sync, crate::sms::inbound),
     components(schemas(
         shared::wire::VerifyRequest,
         shared::wire::VerifyResponse,
@@ -28,6 +28,8 @@ use utoipa::OpenApi;
         shared::wire::ReadingInput,
         shared::wire::SyncResponse,
         shared::wire::SyncResult,
+        shared::wire::SmsInbound,
+        shared::wire::SmsReply,
         shared::wire::ErrorBody,
         shared::wire::ErrorDetail,
         shared::wire::ApiErrorCode,

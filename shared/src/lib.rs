@@ -9,6 +9,7 @@ pub mod digits;
 pub mod ids;
 pub mod lang;
 pub mod rules;
+pub mod sms;
 pub mod tracking;
 pub mod wire;
 

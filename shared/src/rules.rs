@@ -247,6 +247,16 @@ pub fn reconcile(meter: &MeterContext, chain: &Chain, candidate: &Candidate, now
     decision
 }
 
+/// A declaration whose sender could not be tied to the subscription (an SMS or a call from a
+/// number the registry does not hold for it): whatever the rules decided short of a rejection goes
+/// to staff, and nothing joins the chain until they approve it.
+pub fn from_unverified_sender(decision: Decision) -> Decision {
+    if decision.status == Status::Rejected {
+        return decision;
+    }
+    Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::UnverifiedSender) }
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -356,6 +366,17 @@ mod tests {
         assert!(d.counts());
         // Higher than the reading after it: the neighbours disagree.
         check(&c, 10_150, 48, (Status::NeedsReview, Some(Code::OutOfOrder), Some(150)));
+    }
+
+    #[test]
+    fn unverified_senders_go_to_review_unless_rejected() {
+        let billed = chain(&[(Billing, 10_000, 10)]);
+        let ok = reconcile(&meter(), &billed, &candidate(10_010, NOW), NOW);
+        let d = from_unverified_sender(ok);
+        assert_eq!((d.status, d.code, d.consumption_m3), (Status::NeedsReview, Some(Code::UnverifiedSender), Some(10)));
+        assert!(!d.counts());
+        let rejected = reconcile(&meter(), &billed, &candidate(100_000, NOW), NOW);
+        assert_eq!(from_unverified_sender(rejected), rejected);
     }
 
     #[test]

@@ -141,6 +141,35 @@ pub struct SyncResult {
     pub replayed: bool,
 }
 
+/// `POST /api/v1/sms/inbound`: one message from the SMS gateway, as JSON or form fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SmsInbound {
+    /// The sender's phone number.
+    pub from: String,
+    /// The short number the message was sent to.
+    #[serde(default)]
+    pub to: Option<String>,
+    pub text: String,
+    /// The gateway's id of the message: the same id delivered again is the same declaration.
+    pub message_id: String,
+    /// When the gateway received the message (RFC 3339); the server's clock when absent.
+    #[serde(default)]
+    pub received_at: Option<String>,
+}
+
+/// The answer to an SMS: the text to send back to the sender, in Persian.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SmsReply {
+    pub reply: String,
+    /// The declaration's outcome, when the message was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_code: Option<String>,
+}
+
 /// The body of every non-200 answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -186,6 +215,7 @@ api_errors! {
     Unavailable = "unavailable", "سرویس موقتاً در دسترس نیست؛ اعلام‌ها در گوشی می‌مانند و بعداً ارسال می‌شوند.", "The service is temporarily unavailable; declarations stay queued and will be sent later.";
     Internal = "internal", "خطای داخلی رخ داد؛ دوباره امتحان کنید.", "An internal error occurred; try again.";
     NotFound = "not_found", "چنین نشانی‌ای وجود ندارد.", "There is no such address.";
+    Unauthorized = "unauthorized", "کلید دسترسی درست نیست.", "The shared secret is missing or wrong.";
 }
 
 impl ErrorBody {

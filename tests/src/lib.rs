@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use server::replies::{LogSender, Retry};
+use server::sms::SmsConfig;
 use server::store::{SqlStore, Store, SubscriberRow};
 use server::{ServeOptions, limits::Limits};
 use shared::{MeterSerial, SubscriptionNumber};
@@ -37,6 +39,12 @@ pub const SERIAL: &str = "TS000001";
 pub const SUB_WRAP: &str = "4444555566";
 pub const SERIAL_WRAP: &str = "TS000002";
 
+/// The SMS webhook's secret and its header in tests.
+pub const SMS_SECRET: &str = "test-secret";
+pub const SMS_SECRET_HEADER: &str = "x-kontor-sms-secret";
+/// The phone registered to [`SUB`].
+pub const PHONE: &str = "09121111111";
+
 /// A running server and what the test needs to reach it.
 pub struct TestServer {
     pub base: String,
@@ -54,12 +62,14 @@ enum Cleanup {
 }
 
 impl TestServer {
-    /// Starts a server on a fresh database with the two test meters, default limits.
+    /// Starts a server on a fresh database with the two test meters, default limits, and the SMS
+    /// webhook on (secret [`SMS_SECRET`], replies logged).
     pub async fn start(backend: Backend) -> Self {
-        Self::start_with(backend, Limits::default()).await
+        Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(backend: Backend, limits: Limits) -> Self {
+    /// Like [`TestServer::start`], with the options changed by `configure`.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let unique = Uuid::new_v4().simple().to_string();
         let (url, cleanup) = match backend {
             Backend::Sqlite => {
@@ -88,7 +98,17 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let options = ServeOptions { web_root: None, limits };
+        let mut options = ServeOptions {
+            web_root: None,
+            limits: Limits::default(),
+            sms: Some(SmsConfig {
+                secret_header: axum::http::HeaderName::from_static(SMS_SECRET_HEADER),
+                secret: SMS_SECRET.into(),
+                sender: Arc::new(LogSender),
+                retry: Retry { attempts: 3, first_delay: std::time::Duration::from_millis(20) },
+            }),
+        };
+        configure(&mut options);
         let task = tokio::spawn(server::serve(listener, store.clone(), options, async move {
             let _ = stopped.await;
         }));
@@ -136,6 +156,21 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// Delivers an SMS to the webhook as the gateway does; answers the status and the body.
+    pub async fn sms(&self, from: &str, text: &str, message_id: &str) -> (u16, Value) {
+        let body = json!({"from": from, "to": "500025194", "text": text, "message_id": message_id});
+        let response = self
+            .http
+            .post(format!("{}/api/v1/sms/inbound", self.base))
+            .header(SMS_SECRET_HEADER, SMS_SECRET)
+            .json(&body)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Sends one sync request and expects a 200; answers its results.
     pub async fn sync(&self, submissions: Vec<Value>) -> Vec<Value> {
         let (status, body) =
@@ -167,16 +202,16 @@ pub fn submission(id: Uuid, reading: impl Into<Value>, read_at: &str) -> Value {
 }
 
 fn test_meters(now: OffsetDateTime) -> Vec<SubscriberRow> {
-    let row = |sub: &str, serial: &str, reading: u64, days: i64, avg: f64| SubscriberRow {
+    let row = |sub: &str, serial: &str, reading: u64, days: i64, avg: f64, phone: Option<&str>| SubscriberRow {
         subscription: SubscriptionNumber::parse(sub).expect("test subscription"),
         meter_serial: MeterSerial::parse(serial).expect("test serial"),
         digits: 5,
         last_reading: Some(reading),
         last_read_at: Some(now - Duration::days(days)),
         avg_daily_m3: Some(avg),
-        phone: None,
+        phone: phone.map(str::to_owned),
     };
-    vec![row(SUB, SERIAL, 10_000, 30, 3.0), row(SUB_WRAP, SERIAL_WRAP, 99_940, 10, 3.0)]
+    vec![row(SUB, SERIAL, 10_000, 30, 3.0, Some(PHONE)), row(SUB_WRAP, SERIAL_WRAP, 99_940, 10, 3.0, None)]
 }
 
 /// Runs each listed test on SQLite and on PostgreSQL, as `sqlite::NAME` and `postgres::NAME`.

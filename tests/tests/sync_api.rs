@@ -401,7 +401,7 @@ async fn health_readiness_and_openapi(backend: Backend) {
     assert_eq!(get("/healthz").await.expect("answer").status().as_u16(), 200);
     assert_eq!(get("/readyz").await.expect("answer").status().as_u16(), 200);
     let doc: Value = get("/api/v1/openapi.json").await.expect("answer").json().await.expect("json");
-    for path in ["/api/v1/sync", "/api/v1/meters/verify", "/healthz", "/readyz"] {
+    for path in ["/api/v1/sync", "/api/v1/meters/verify", "/api/v1/sms/inbound", "/healthz", "/readyz"] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     let codes = doc["components"]["schemas"]["Code"].to_string();

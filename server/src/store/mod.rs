@@ -11,7 +11,7 @@ pub use sql::redact as sql_redact;
 use async_trait::async_trait;
 use shared::rules::{MeterContext, Point, Source};
 use shared::wire::{self, MeterInfo, ReadingInput, Submission};
-use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits};
+use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits, sms};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -88,12 +88,51 @@ pub struct SubscriberRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     App,
+    Sms,
+    Ivr,
 }
 
 impl Channel {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::App => "app",
+            Self::Sms => "sms",
+            Self::Ivr => "ivr",
+        }
+    }
+}
+
+/// What ties a declaration to its meter, besides the subscription number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proof {
+    /// The meter serial the subscriber typed (`None` when it does not parse).
+    Serial(Option<MeterSerial>),
+    /// The phone number an SMS or a call came from, normalised (`None` when withheld).
+    Phone(Option<String>),
+}
+
+/// How far a [`Proof`] identifies a meter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// The serial matches, or the phone is the one registered to the subscription.
+    Verified,
+    /// A phone other than the registered one: the declaration is kept for review.
+    Unverified,
+    /// The serial does not match: `identity_mismatch`.
+    Refused,
+}
+
+impl Proof {
+    pub fn identifies(&self, meter: &MeterRecord) -> Identity {
+        match self {
+            Self::Serial(serial) if serial.as_ref() == Some(&meter.meter_serial) => Identity::Verified,
+            Self::Serial(_) => Identity::Refused,
+            Self::Phone(Some(phone))
+                if meter.phone.as_deref().and_then(sms::normalize_phone).as_ref() == Some(phone) =>
+            {
+                Identity::Verified
+            }
+            Self::Phone(_) => Identity::Unverified,
         }
     }
 }
@@ -108,9 +147,12 @@ pub struct Incoming {
     pub channel: Channel,
     pub device_id: Option<Uuid>,
     pub subscription: String,
+    /// The serial as stored: canonical, as sent, or empty for a channel that has none.
     pub meter_serial: String,
     pub parsed_subscription: Option<SubscriptionNumber>,
-    pub parsed_serial: Option<MeterSerial>,
+    pub proof: Proof,
+    /// The phone number an SMS or a call came from, as received.
+    pub sender: Option<String>,
     /// `None` when what was sent is not a whole number ≥ 0.
     pub reading: Option<Reading>,
     pub read_at: OffsetDateTime,
@@ -148,14 +190,58 @@ impl Incoming {
             subscription,
             meter_serial,
             parsed_subscription,
-            parsed_serial,
+            proof: Proof::Serial(parsed_serial),
+            sender: None,
             reading,
             read_at: s.read_at,
             note,
             fingerprint,
         }
     }
+
+    /// A declaration by SMS or by phone. Its id comes from the channel's own message id, so the
+    /// same message delivered twice is one declaration; its fingerprint leaves the arrival time
+    /// out for the same reason.
+    pub fn from_phone(call: PhoneDeclaration<'_>) -> Self {
+        let phone = sms::normalize_phone(call.sender);
+        let fingerprint = format!(
+            "{}\u{1F}{}\u{1F}{}\u{1F}{}",
+            call.channel.as_str(),
+            call.declaration.subscription,
+            call.declaration.reading,
+            phone.as_deref().unwrap_or("")
+        );
+        Self {
+            id: Uuid::new_v5(&PHONE_NAMESPACE, format!("{}:{}", call.channel.as_str(), call.message_id).as_bytes()),
+            channel: call.channel,
+            device_id: None,
+            subscription: call.declaration.subscription.to_string(),
+            meter_serial: String::new(),
+            parsed_subscription: Some(call.declaration.subscription.clone()),
+            proof: Proof::Phone(phone),
+            sender: Some(call.sender.to_owned()),
+            reading: Some(call.declaration.reading),
+            read_at: call.received_at,
+            note: None,
+            fingerprint,
+        }
+    }
 }
+
+/// A declaration that came by SMS or by phone, before it becomes an [`Incoming`].
+#[derive(Debug, Clone, Copy)]
+pub struct PhoneDeclaration<'a> {
+    pub channel: Channel,
+    /// The gateway's message id, or the call's unique id.
+    pub message_id: &'a str,
+    pub sender: &'a str,
+    pub declaration: &'a sms::SmsDeclaration,
+    /// When the gateway received the message: the reading time of an SMS declaration.
+    pub received_at: OffsetDateTime,
+}
+
+/// The UUIDv5 namespace of ids made from SMS message ids and call ids.
+const PHONE_NAMESPACE: Uuid = Uuid::from_u128(0x6b6f_6e74_6f72_4d73_8000_0000_0000_0001);
 
 /// The stored outcome of a declaration, as answered to the client.
 #[derive(Debug, Clone, PartialEq)]

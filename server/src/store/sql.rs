@@ -19,8 +19,8 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::{
-    Counts, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms,
-    last_point, unix_ms,
+    Counts, Identity, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow,
+    from_unix_ms, last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -370,6 +370,7 @@ impl SqlStore {
                     duplicate_of: opt_i64(d.duplicate_of),
                     counts: d.counts(),
                     fingerprint: &item.fingerprint,
+                    sender: item.sender.as_deref(),
                 }
             })
             .collect();
@@ -456,30 +457,36 @@ impl SqlStore {
                 return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
             };
             let meter = sub.and_then(|s| meters.get_mut(s.as_str()));
-            let decision = match (meter, item.parsed_serial.as_ref(), item.reading) {
-                (Some(meter), Some(serial), reading) if meter.meter_serial == *serial => match reading {
-                    None => decision_of(Code::ReadingOutOfRange),
-                    Some(reading) => {
-                        let chain = chains.entry(meter.subscription.to_string()).or_default();
-                        let candidate = Candidate { reading, read_at: item.read_at };
-                        let decision = rules::reconcile(&meter.context(), chain, &candidate, now);
-                        if decision.counts() {
-                            let point = Point {
-                                source: Source::Declaration(seq),
-                                reading: reading.value(),
-                                read_at: item.read_at,
-                            };
-                            chain.insert(point);
-                            if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
-                                meter.last = Some(point);
+            let decision = match meter {
+                Some(meter) if item.proof.identifies(meter) != Identity::Refused => {
+                    let verified = item.proof.identifies(meter) == Identity::Verified;
+                    match item.reading {
+                        None => decision_of(Code::ReadingOutOfRange),
+                        Some(reading) => {
+                            let chain = chains.entry(meter.subscription.to_string()).or_default();
+                            let candidate = Candidate { reading, read_at: item.read_at };
+                            let mut decision = rules::reconcile(&meter.context(), chain, &candidate, now);
+                            if !verified {
+                                decision = rules::from_unverified_sender(decision);
                             }
+                            if decision.counts() {
+                                let point = Point {
+                                    source: Source::Declaration(seq),
+                                    reading: reading.value(),
+                                    read_at: item.read_at,
+                                };
+                                chain.insert(point);
+                                if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
+                                    meter.last = Some(point);
+                                }
+                                if let Some(update) = decision.next_consumption {
+                                    consumption_updates.push(update);
+                                }
+                            }
+                            decision
                         }
-                        if let Some(update) = decision.next_consumption {
-                            consumption_updates.push(update);
-                        }
-                        decision
                     }
-                },
+                }
                 _ => decision_of(Code::IdentityMismatch),
             };
             outcomes.push(Outcome {
@@ -574,12 +581,13 @@ struct DeclarationRecord<'a> {
     duplicate_of: Option<i64>,
     counts: bool,
     fingerprint: &'a str,
+    sender: Option<&'a str>,
 }
 
 impl serde::Serialize for DeclarationRecord<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple as _;
-        let mut t = serializer.serialize_tuple(18)?;
+        let mut t = serializer.serialize_tuple(19)?;
         t.serialize_element(&self.seq)?;
         t.serialize_element(&self.id)?;
         t.serialize_element(self.channel)?;
@@ -598,6 +606,7 @@ impl serde::Serialize for DeclarationRecord<'_> {
         t.serialize_element(&self.duplicate_of)?;
         t.serialize_element(&self.counts)?;
         t.serialize_element(self.fingerprint)?;
+        t.serialize_element(&self.sender)?;
         t.end()
     }
 }
@@ -626,19 +635,19 @@ impl Dialect {
             Dialect::Sqlite => {
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
                  read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint) \
+                 fingerprint, sender) \
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
                    value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
-                   value ->> 14, value ->> 15, value ->> 16, value ->> 17 \
+                   value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18 \
                  FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
             }
             Dialect::Postgres => {
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
                  read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint) \
+                 fingerprint, sender) \
                  SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
                    (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
-                   (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17 \
+                   (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18 \
                  FROM jsonb_array_elements($1::jsonb) AS rows(r) \
                  ON CONFLICT (id) DO NOTHING"
             }

@@ -1,0 +1,120 @@
+//! The SMS channel: the gateway's inbound webhook, `POST /api/v1/sms/inbound`.
+//!
+//! A message `<reading>*5*<subscription>` becomes a declaration judged like any other. It has no
+//! meter serial: from the phone registered to the subscription it counts as verified; from any
+//! other phone it is stored for review (`unverified_sender`). Its id comes from the gateway's
+//! `message_id`, so a message delivered twice is one declaration with one reply.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use shared::codes::accepted_message;
+use shared::wire::{ApiErrorCode, ErrorBody, SmsInbound, SmsReply};
+use shared::{Lang, TrackingCode, sms};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::AppState;
+use crate::http::ApiError;
+use crate::replies::{ReplySender, Retry, send_in_background};
+use crate::store::{Channel, Incoming, PhoneDeclaration};
+
+/// How the SMS channel is set up. Without it, the webhook answers `404`.
+#[derive(Clone)]
+pub struct SmsConfig {
+    /// The header that carries the shared secret.
+    pub secret_header: HeaderName,
+    pub secret: String,
+    pub sender: Arc<dyn ReplySender>,
+    pub retry: Retry,
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Receives one SMS from the gateway and answers the text to send back.
+#[utoipa::path(post, path = "/api/v1/sms/inbound", request_body(content = SmsInbound,
+        description = "JSON or form-encoded (`application/x-www-form-urlencoded`) fields"), responses(
+    (status = 200, description = "The reply to send to the sender, for every message", body = SmsReply),
+    (status = 400, description = "A field is missing", body = ErrorBody),
+    (status = 401, description = "The shared secret is missing or wrong; nothing is stored", body = ErrorBody),
+    (status = 404, description = "The SMS channel is not configured", body = ErrorBody),
+    (status = 503, description = "The database is unavailable: deliver the message again later", body = ErrorBody),
+))]
+pub async fn inbound(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SmsReply>, ApiError> {
+    let lang = Lang::Fa;
+    let Some(config) = state.sms.as_ref() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, lang));
+    };
+    let given = headers.get(&config.secret_header).map(|v| v.as_bytes()).unwrap_or_default();
+    if !same_secret(given, config.secret.as_bytes()) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, ApiErrorCode::Unauthorized, lang));
+    }
+    let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let message: SmsInbound = match mime.as_str() {
+        "application/json" => serde_json::from_slice(&body).map_err(|_| ApiError::envelope(&body, lang))?,
+        "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&body)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidEnvelope, lang))?,
+        _ => return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, lang)),
+    };
+
+    let declaration = match sms::parse(&message.text) {
+        Ok(declaration) => declaration,
+        Err(error) => {
+            let reply = sms::error_reply(error);
+            send_in_background(config.sender.clone(), config.retry, message.from.clone(), reply.clone());
+            return Ok(Json(SmsReply { reply, status: None, tracking_code: None }));
+        }
+    };
+    let received_at = message
+        .received_at
+        .as_deref()
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let incoming = Incoming::from_phone(PhoneDeclaration {
+        channel: Channel::Sms,
+        message_id: &message.message_id,
+        sender: &message.from,
+        declaration: &declaration,
+        received_at,
+    });
+    let outcome = state.writer.submit(vec![incoming]).await.map_err(|e| {
+        tracing::error!(error = %e, "sms declaration not stored");
+        ApiError::from_write(&e, lang)
+    })?;
+    let Some(outcome) = outcome.into_iter().next() else {
+        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ApiErrorCode::Internal, lang));
+    };
+    let tracking_code = outcome.tracking_seq.and_then(TrackingCode::from_sequence).map(|c| c.to_string());
+    let message_text = outcome.code.map_or_else(|| accepted_message(lang), |c| c.message(lang));
+    let reply = sms::outcome_reply(message_text, tracking_code.as_deref(), outcome.consumption_m3);
+    if !outcome.replayed {
+        send_in_background(config.sender.clone(), config.retry, message.from.clone(), reply.clone());
+    }
+    Ok(Json(SmsReply { reply, status: Some(outcome.status), tracking_code }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3creT", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
+}

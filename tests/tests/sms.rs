@@ -1,0 +1,209 @@
+//! The SMS channel over HTTP, as the gateway uses it: real-world messages, replays of one
+//! `message_id`, the shared secret, unregistered senders, order with the web app's declarations,
+//! and replies sent through a real local HTTP receiver. On SQLite and on PostgreSQL.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use serde_json::{Value, json};
+use server::replies::{HttpSender, Retry};
+use server::store::Store as _;
+use shared::TrackingCode;
+use tests::{Backend, PHONE, SMS_SECRET, SMS_SECRET_HEADER, SUB, TestServer, submission};
+use uuid::Uuid;
+
+tests::on_both_backends!(
+    a_text_from_the_registered_phone_is_accepted,
+    one_message_id_is_one_declaration,
+    other_phones_go_to_review,
+    the_secret_is_required,
+    form_fields_work_too,
+    messages_that_are_not_declarations_get_the_format,
+    sms_and_app_share_one_chain,
+    replies_reach_the_gateway,
+);
+
+fn persian_digits_only(text: &str) -> String {
+    text.chars().filter_map(|c| shared::digits::digit_value(c).map(|d| char::from(b'0' + d))).collect()
+}
+
+async fn a_text_from_the_registered_phone_is_accepted(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server.sms("+989121111111", "\u{200F}۱۰۰۸۷ ٭ ۵ ٭ ۱۱۱۱۲۲۲۲۳۳", "gw-1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "accepted", "{body}");
+    let code = body["tracking_code"].as_str().expect("a tracking code").to_owned();
+    assert!(TrackingCode::parse(&code).is_some());
+    let reply = body["reply"].as_str().expect("a reply");
+    assert!(reply.contains("کد رهگیری"), "{reply}");
+    // The reply spells the tracking code and the consumption in Persian digits.
+    assert!(persian_digits_only(reply).contains(&code), "{reply}");
+    assert!(reply.contains("۸۷ مترمکعب"), "{reply}");
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].reading, Some(10_087));
+    server.finish().await;
+}
+
+async fn one_message_id_is_one_declaration(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let first = server.sms(PHONE, "10050*5*1111222233", "gw-7").await;
+    let again = server.sms(PHONE, "10050*5*1111222233", "gw-7").await;
+    assert_eq!(first, again, "a redelivered message gets the first reply");
+    assert_eq!(server.stored().await, 1);
+    // A different message id with the same reading is the same declaration sent twice.
+    let twice = server.sms(PHONE, "10050*5*1111222233", "gw-8").await;
+    assert_eq!(twice.1["tracking_code"], first.1["tracking_code"], "{}", twice.1);
+    server.finish().await;
+}
+
+async fn other_phones_go_to_review(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server.sms("09350000000", "10050*5*1111222233", "gw-2").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "needs_review", "{body}");
+    assert!(body["tracking_code"].is_string());
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!((stored[0].code, stored[0].counts), (Some(shared::Code::UnverifiedSender), false));
+    // An unknown subscription is refused whatever the phone.
+    let (_, body) = server.sms(PHONE, "10050*5*99998888", "gw-3").await;
+    assert_eq!(body["status"], "rejected", "{body}");
+    server.finish().await;
+}
+
+async fn the_secret_is_required(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let post = |secret: Option<&'static str>| {
+        let mut request = server
+            .http
+            .post(format!("{}/api/v1/sms/inbound", server.base))
+            .json(&json!({"from": PHONE, "text": "10050*5*1111222233", "message_id": "gw-9"}));
+        if let Some(secret) = secret {
+            request = request.header(SMS_SECRET_HEADER, secret);
+        }
+        request.send()
+    };
+    assert_eq!(post(None).await.expect("answer").status().as_u16(), 401);
+    let wrong = post(Some("test-secreT")).await.expect("answer");
+    assert_eq!(wrong.status().as_u16(), 401);
+    let body: Value = wrong.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(server.stored().await, 0, "nothing stored without the secret");
+    assert_eq!(post(Some(SMS_SECRET)).await.expect("answer").status().as_u16(), 200);
+    server.finish().await;
+}
+
+async fn form_fields_work_too(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let body = "from=%2B989121111111&to=500025194&text=10050*5*1111222233&message_id=gw-form";
+    let response = server
+        .http
+        .post(format!("{}/api/v1/sms/inbound", server.base))
+        .header(SMS_SECRET_HEADER, SMS_SECRET)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "accepted", "{body}");
+    server.finish().await;
+}
+
+async fn messages_that_are_not_declarations_get_the_format(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for (i, text) in ["سلام", "10050*4*1111222233", "10050", "abc*5*1111222233", ""].iter().enumerate() {
+        let (status, body) = server.sms(PHONE, text, &format!("gw-bad-{i}")).await;
+        assert_eq!(status, 200, "{text:?}: {body}");
+        let reply = body["reply"].as_str().unwrap_or("");
+        assert!(reply.contains("رقم کنتور*۵*کد اشتراک"), "{text:?}: {reply}");
+        assert!(body.get("status").is_none());
+    }
+    assert_eq!(server.stored().await, 0);
+    server.finish().await;
+}
+
+async fn sms_and_app_share_one_chain(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // The app's reading of two hours ago arrives first; an SMS received yesterday arrives after.
+    let app = server.sync(vec![submission(Uuid::new_v4(), 10_100, &server.hours_ago(2))]).await;
+    assert_eq!(app[0]["consumption_m3"], 100);
+    let body = json!({"from": PHONE, "text": "10060*5*1111222233", "message_id": "gw-late",
+        "received_at": server.hours_ago(24)});
+    let response = server
+        .http
+        .post(format!("{}/api/v1/sms/inbound", server.base))
+        .header(SMS_SECRET_HEADER, SMS_SECRET)
+        .json(&body)
+        .send()
+        .await
+        .expect("answer");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "accepted", "{body}");
+    let chain: Vec<(Option<u64>, Option<u64>)> = server
+        .store
+        .declarations_of(SUB)
+        .await
+        .expect("read back")
+        .iter()
+        .map(|d| (d.reading, d.consumption_m3))
+        .collect();
+    assert_eq!(chain, [(Some(10_060), Some(60)), (Some(10_100), Some(40))]);
+    server.finish().await;
+}
+
+/// A stand-in for the SMS gateway's send API: a real HTTP server on a local port that fails the
+/// first request and records the rest.
+#[derive(Clone, Default)]
+struct Gateway {
+    received: Arc<Mutex<Vec<(String, String)>>>,
+    calls: Arc<Mutex<u32>>,
+}
+
+async fn gateway_send(
+    State(gateway): State<Gateway>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> axum::http::StatusCode {
+    let mut calls = gateway.calls.lock().expect("lock");
+    *calls += 1;
+    if *calls == 1 {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let to = query.get("to").cloned().unwrap_or_default();
+    let text = query.get("text").cloned().unwrap_or_default();
+    gateway.received.lock().expect("lock").push((to, text));
+    axum::http::StatusCode::OK
+}
+
+async fn replies_reach_the_gateway(backend: Backend) {
+    let gateway = Gateway::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new().route("/send", axum::routing::get(gateway_send)).with_state(gateway.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let template = format!("http://{address}/send?to={{to}}&text={{text}}");
+    let server = TestServer::start_with(backend, |options| {
+        if let Some(sms) = options.sms.as_mut() {
+            sms.sender = Arc::new(HttpSender::new(template).expect("template"));
+            sms.retry = Retry { attempts: 4, first_delay: std::time::Duration::from_millis(10) };
+        }
+    })
+    .await;
+    let (_, body) = server.sms(PHONE, "10050*5*1111222233", "gw-send").await;
+    let reply = body["reply"].as_str().expect("reply").to_owned();
+    // The first attempt fails; the retry delivers. Wait for the background send, boundedly.
+    let mut delivered = Vec::new();
+    for _ in 0..200 {
+        delivered = gateway.received.lock().expect("lock").clone();
+        if !delivered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(delivered, [(PHONE.to_owned(), reply)]);
+    assert_eq!(*gateway.calls.lock().expect("lock"), 2, "one failure, one success");
+    assert_eq!(server.stored().await, 1, "the declaration was stored whatever the gateway did");
+    server.finish().await;
+}
