@@ -7,6 +7,7 @@
 pub mod demo;
 pub mod http;
 pub mod import;
+pub mod ivr;
 pub mod limits;
 pub mod openapi;
 pub mod replies;
@@ -39,11 +40,13 @@ pub struct AppState {
 }
 
 /// How to run the server, besides its listener and store.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct ServeOptions {
     pub web_root: Option<PathBuf>,
     pub limits: Limits,
     pub sms: Option<sms::SmsConfig>,
+    /// Where FastAGI calls come in; the phone channel is off without it.
+    pub ivr: Option<TcpListener>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the requests in flight and lets
@@ -62,8 +65,17 @@ pub async fn serve(
         web_root: options.web_root,
         sms: options.sms,
     };
+    let (stopping, stop_signal) = tokio::sync::watch::channel(false);
+    let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving http")?;
+    if let Some(ivr) = ivr {
+        ivr.await.context("the ivr listener failed")?;
+    }
     // The router (and with it the last writer handle) is gone: the writer ends after its queue.
     writer_task.await.context("the writer task failed")?;
     Ok(())

@@ -40,6 +40,10 @@ enum Command {
         web_root: PathBuf,
         #[command(flatten)]
         sms: SmsArgs,
+        /// Address for FastAGI calls from Asterisk (port 4573 is usual); the phone channel is off
+        /// without it.
+        #[arg(long, env = "KONTOR_IVR_LISTEN")]
+        ivr_listen: Option<SocketAddr>,
     },
     /// Import or update subscribers from the billing system's CSV export.
     ImportSubscribers {
@@ -92,8 +96,16 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, database, demo, web_root, sms } => {
+        Command::Serve { listen, database, demo, web_root, sms, ivr_listen } => {
             let sms = sms.config()?;
+            let ivr = match ivr_listen {
+                Some(address) => Some(
+                    tokio::net::TcpListener::bind(address)
+                        .await
+                        .with_context(|| format!("binding {address} for FastAGI"))?,
+                ),
+                None => None,
+            };
             let store = Arc::new(SqlStore::connect(&database).await?);
             if demo {
                 let rows = demo::subscribers(OffsetDateTime::now_utc());
@@ -114,7 +126,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if sms.is_some() {
                 println!("SMS webhook at /api/v1/sms/inbound");
             }
-            let options = ServeOptions { web_root: Some(web_root), sms, ..ServeOptions::default() };
+            if let Some(ivr) = &ivr {
+                println!("FastAGI (IVR) on agi://{}/meter-reading", ivr.local_addr()?);
+            }
+            let options = ServeOptions { web_root: Some(web_root), sms, ivr, ..ServeOptions::default() };
             server::serve(listener, store, options, server::shutdown_signal()).await
         }
         Command::ImportSubscribers { database, file } => {

@@ -38,6 +38,22 @@ fn get(addr: &str, path: &str) -> Option<String> {
     response.lines().next().map(str::to_owned)
 }
 
+/// POSTs a JSON body over plain HTTP/1.1; answers the whole response.
+fn post_json(addr: &str, path: &str, headers: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
 #[test]
 fn import_is_all_or_nothing_and_updates_on_reimport() {
     let dir = scratch("import");
@@ -73,6 +89,7 @@ fn serve_answers_and_stops_on_sigterm() {
     let mut child = Command::new(KONTOR)
         .args(["serve", "--demo", "--database", &db, "--listen", &addr])
         .env("RUST_LOG", "warn")
+        .env("KONTOR_SMS_SECRET", "cli-secret")
         .stdout(Stdio::piped())
         .spawn()
         .expect("start kontor");
@@ -87,6 +104,12 @@ fn serve_answers_and_stops_on_sigterm() {
     }
     assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
     assert_eq!(get(&addr, "/pwa/kontor.wasm").as_deref(), Some("HTTP/1.1 404 Not Found"), "no HTML for a missing file");
+
+    // The service card's SMS, from the demo subscriber's registered phone.
+    let sms = r#"{"from": "09120000001", "to": "500025194", "text": "۱۰۳۲۱*۵*۱۲۳۴۵۶۷۸۹۰", "message_id": "cli-1"}"#;
+    let response = post_json(&addr, "/api/v1/sms/inbound", "x-kontor-sms-secret: cli-secret\r\n", sms);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"status\":\"accepted\"") && response.contains("\"tracking_code\":\""), "{response}");
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());

@@ -51,6 +51,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub store: Arc<SqlStore>,
     pub now: OffsetDateTime,
+    /// Where the server takes FastAGI calls.
+    pub agi: std::net::SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     cleanup: Cleanup,
@@ -98,7 +100,10 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
         let base = format!("http://{}", listener.local_addr().expect("local address"));
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let agi_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind an AGI port");
+        let agi = agi_listener.local_addr().expect("AGI address");
         let mut options = ServeOptions {
+            ivr: Some(agi_listener),
             web_root: None,
             limits: Limits::default(),
             sms: Some(SmsConfig {
@@ -112,7 +117,16 @@ impl TestServer {
         let task = tokio::spawn(server::serve(listener, store.clone(), options, async move {
             let _ = stopped.await;
         }));
-        Self { base, http: reqwest::Client::new(), store, now, shutdown: Some(shutdown), task: Some(task), cleanup }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            store,
+            now,
+            agi,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            cleanup,
+        }
     }
 
     /// Stops the server, waits for it, and removes its database.
