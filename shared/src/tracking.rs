@@ -80,7 +80,8 @@ impl TrackingCode {
         if !WIDTHS.iter().any(|&(w, _)| w as usize == body_len) || damm(text.as_bytes()) != 0 {
             return None;
         }
-        Some(Self(text))
+        let code = Self(text);
+        code.sequence().map(|_| code)
     }
 
     /// The store sequence number this code stands for.
@@ -90,7 +91,9 @@ impl TrackingCode {
         let base = if body_len == 9 { 0 } else { WIDTHS[0].1 };
         let body: u64 = self.0[..body_len].parse().ok()?;
         let unshifted = (body + modulus - OFFSET % modulus) % modulus;
-        Some(mul_mod(unshifted, inverse_mod(MULTIPLIER, modulus), modulus) + base)
+        let seq = mul_mod(unshifted, inverse_mod(MULTIPLIER, modulus), modulus) + base;
+        // A long body whose number lies past the last code is not a code that was ever given.
+        (seq < WIDTHS[1].1).then_some(seq)
     }
 
     pub fn as_str(&self) -> &str {

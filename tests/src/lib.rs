@@ -56,6 +56,7 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     cleanup: Cleanup,
+    web_root: Option<PathBuf>,
 }
 
 enum Cleanup {
@@ -114,6 +115,7 @@ impl TestServer {
             }),
         };
         configure(&mut options);
+        let web_root = options.web_root.clone();
         let task = tokio::spawn(server::serve(listener, store.clone(), options, async move {
             let _ = stopped.await;
         }));
@@ -126,7 +128,31 @@ impl TestServer {
             shutdown: Some(shutdown),
             task: Some(task),
             cleanup,
+            web_root,
         }
+    }
+
+    /// Stops serving HTTP (as if the server process were down), keeping the database.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    /// Serves again on the same address and database after [`TestServer::stop`].
+    pub async fn resume(&mut self) {
+        let address = self.base.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind(&address).await.expect("bind the same port again");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let options = ServeOptions { web_root: self.web_root.clone(), ..ServeOptions::default() };
+        let store: Arc<dyn Store> = self.store.clone();
+        self.task = Some(tokio::spawn(server::serve(listener, store, options, async move {
+            let _ = stopped.await;
+        })));
+        self.shutdown = Some(shutdown);
     }
 
     /// Stops the server, waits for it, and removes its database.

@@ -2,9 +2,11 @@
 //!
 //! - `cargo xtask run`: installs what is missing, builds, and serves on SQLite with demo data;
 //! - `cargo xtask test`: every check CI runs;
+//! - `cargo xtask dist`: the release web app into `dist/pwa`;
 //! - `cargo xtask bench`: the throughput and latency benchmark.
 
 mod bench;
+mod dist;
 mod tools;
 
 use std::process::ExitCode;
@@ -15,13 +17,15 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("dist") => dist::dist(),
         _ => {
             eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
             eprintln!("  run [ARGS…]   build and serve on SQLite with demo subscribers (ARGS go to `kontor serve`)");
             eprintln!(
                 "  test          fmt, clippy, native tests on SQLite and PostgreSQL, shared on wasm32 in Chromium"
             );
-            eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both]");
+            eprintln!("  dist          build the release web app into dist/pwa");
+            eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4]");
             return ExitCode::from(2);
         }
     };
@@ -35,7 +39,7 @@ fn main() -> ExitCode {
 }
 
 fn run(extra: &[String]) -> anyhow::Result<()> {
-    tools::ensure_wasm_target()?;
+    dist::dist()?;
     tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
     let mut args = vec!["serve", "--demo"];
     args.extend(extra.iter().map(String::as_str));
@@ -67,8 +71,9 @@ fn test() -> anyhow::Result<()> {
             "warnings",
         ])
     })?;
+    tools::step("build the web app (release, for the browser tests)", dist::dist)?;
     let mut totals = tools::Totals::default();
-    tools::step("native tests (SQLite and PostgreSQL)", || {
+    tools::step("native tests: SQLite, PostgreSQL, and the app in Chromium", || {
         totals.add(&tools::cargo_test(&["test", "--workspace", "--locked"], &[])?);
         Ok(())
     })?;

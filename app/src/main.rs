@@ -1,0 +1,17 @@
+//! Kontor's web app: declare meter readings with no signal; they sync by themselves.
+//!
+//! Client-side Leptos, built by Trunk, served at `/pwa/`. Components hold no business logic:
+//! the rules come from `shared`, the device store from `outbox`, the server from `api`, and the
+//! sync loop lives in `sync`.
+#![forbid(unsafe_code)]
+
+mod api;
+mod i18n;
+mod model;
+mod outbox;
+mod sync;
+mod ui;
+
+fn main() {
+    leptos::mount::mount_to_body(ui::App);
+}

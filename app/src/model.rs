@@ -1,0 +1,125 @@
+//! The app's plain data: meters on this device, declarations and their states, and the pure
+//! decisions about them (what to send next, what a server result means for an item).
+
+use serde::{Deserialize, Serialize};
+use shared::rules::{Chain, MeterContext, Point, Source};
+use shared::wire::{MeterInfo, ReadingInput, Submission, SyncResult};
+use shared::{Code, Reading, Status};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A meter the subscriber added on this phone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meter {
+    /// The normalised subscription number: the key.
+    pub subscription: String,
+    pub meter_serial: String,
+    /// What the server said when the meter was verified; `None` until then.
+    pub info: Option<MeterInfo>,
+    pub device_token: Option<String>,
+}
+
+impl Meter {
+    /// The context the rules check readings against, offline.
+    pub fn context(&self) -> MeterContext {
+        let Some(info) = &self.info else { return MeterContext::default() };
+        MeterContext { digits: info.digits, avg_daily_m3: info.avg_daily_m3, max_hourly_m3: info.max_daily_m3 / 24.0 }
+    }
+
+    /// The meter's last known reading, as a one-point chain.
+    pub fn chain(&self) -> Chain {
+        let point = self.info.as_ref().and_then(|info| {
+            Some(Point { source: Source::Billing, reading: info.last_reading?, read_at: info.last_read_at? })
+        });
+        Chain::new(point.into_iter().collect())
+    }
+}
+
+/// Where a declaration is on its way to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Waiting,
+    Accepted,
+    NeedsReview,
+    Rejected,
+}
+
+/// A declaration made on this phone; it is never edited once it may have reached the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Declaration {
+    pub id: Uuid,
+    pub subscription: String,
+    pub meter_serial: String,
+    pub reading: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub read_at: OffsetDateTime,
+    pub state: State,
+    pub code: Option<Code>,
+    pub message: Option<String>,
+    pub tracking_code: Option<String>,
+    pub consumption_m3: Option<u64>,
+}
+
+impl Declaration {
+    pub fn new(meter: &Meter, reading: Reading, now: OffsetDateTime) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            subscription: meter.subscription.clone(),
+            meter_serial: meter.meter_serial.clone(),
+            reading: reading.value(),
+            read_at: now,
+            state: State::Waiting,
+            code: None,
+            message: None,
+            tracking_code: None,
+            consumption_m3: None,
+        }
+    }
+
+    /// The short receipt shown at once, offline: eight digits derived from the id.
+    pub fn receipt(&self) -> String {
+        format!("{:08}", (self.id.as_u128() % 100_000_000) as u64)
+    }
+
+    pub fn submission(&self) -> Submission {
+        Submission {
+            id: self.id,
+            subscription: self.subscription.clone(),
+            meter_serial: self.meter_serial.clone(),
+            reading: ReadingInput::Number(self.reading.into()),
+            read_at: self.read_at,
+            note: None,
+        }
+    }
+
+    /// The declaration with the server's final outcome.
+    pub fn with_result(&self, result: &SyncResult) -> Self {
+        let state = match result.status {
+            Status::Accepted => State::Accepted,
+            Status::NeedsReview => State::NeedsReview,
+            Status::Rejected => State::Rejected,
+        };
+        Self {
+            state,
+            code: result.code,
+            message: Some(result.message.clone()),
+            tracking_code: result.tracking_code.clone(),
+            consumption_m3: result.consumption_m3,
+            ..self.clone()
+        }
+    }
+
+    /// The company's SMS format for this reading, for an `sms:` link when data cannot get through.
+    pub fn sms_body(&self) -> String {
+        format!("{}*{}*{}", self.reading, shared::sms::SERVICE, self.subscription)
+    }
+}
+
+/// The next batch to send: waiting declarations, oldest first, at most `limit`.
+pub fn next_batch(declarations: &[Declaration], limit: usize) -> Vec<Declaration> {
+    let mut waiting: Vec<Declaration> = declarations.iter().filter(|d| d.state == State::Waiting).cloned().collect();
+    waiting.sort_by_key(|d| d.id);
+    waiting.truncate(limit);
+    waiting
+}

@@ -1,0 +1,74 @@
+//! The IndexedDB adapter (through rexie): the only module that touches IndexedDB or converts to
+//! and from `JsValue`. Meters and declarations live in two object stores; a declaration is
+//! written before the screen says "saved" and stays as history after its outcome arrives.
+
+use rexie::{ObjectStore, Rexie, TransactionMode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{Declaration, Meter};
+
+const DATABASE: &str = "kontor";
+const METERS: &str = "meters";
+const DECLARATIONS: &str = "declarations";
+
+/// Why the device store failed.
+#[derive(Debug)]
+pub struct OutboxError(pub String);
+
+impl<E: std::fmt::Display> From<E> for OutboxError {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+async fn open() -> Result<Rexie, OutboxError> {
+    Ok(Rexie::builder(DATABASE)
+        .version(1)
+        .add_object_store(ObjectStore::new(METERS).key_path("subscription"))
+        .add_object_store(ObjectStore::new(DECLARATIONS).key_path("id"))
+        .build()
+        .await?)
+}
+
+async fn put_all<T: Serialize>(store_name: &str, items: &[T]) -> Result<(), OutboxError> {
+    // A fresh connection each time: the browser may close one under the app (storage pressure,
+    // a version change in another tab), and a new one always works.
+    let db = open().await?;
+    let tx = db.transaction(&[store_name], TransactionMode::ReadWrite)?;
+    let store = tx.store(store_name)?;
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    for item in items {
+        let value = item.serialize(&serializer).map_err(|e| OutboxError(e.to_string()))?;
+        store.put(&value, None).await?;
+    }
+    tx.done().await?;
+    db.close();
+    Ok(())
+}
+
+async fn get_all<T: DeserializeOwned>(store_name: &str) -> Result<Vec<T>, OutboxError> {
+    let db = open().await?;
+    let tx = db.transaction(&[store_name], TransactionMode::ReadOnly)?;
+    let store = tx.store(store_name)?;
+    let values = store.get_all(None, None).await?;
+    tx.done().await?;
+    db.close();
+    values.into_iter().map(|v| serde_wasm_bindgen::from_value(v).map_err(OutboxError::from)).collect()
+}
+
+pub async fn save_meter(meter: &Meter) -> Result<(), OutboxError> {
+    put_all(METERS, std::slice::from_ref(meter)).await
+}
+
+pub async fn meters() -> Result<Vec<Meter>, OutboxError> {
+    get_all(METERS).await
+}
+
+pub async fn save_declarations(items: &[Declaration]) -> Result<(), OutboxError> {
+    put_all(DECLARATIONS, items).await
+}
+
+pub async fn declarations() -> Result<Vec<Declaration>, OutboxError> {
+    get_all(DECLARATIONS).await
+}

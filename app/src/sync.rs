@@ -1,0 +1,156 @@
+//! The sync loop: one sync at a time; at start, when the network returns, when the app becomes
+//! visible, every so often with backoff, and on "send now". Network errors and 5xx keep items
+//! queued; 429 and 503 wait for `Retry-After`.
+
+use leptos::prelude::*;
+use shared::Lang;
+use shared::wire::{SyncRequest, VerifyRequest};
+use uuid::Uuid;
+
+use crate::api::{self, ApiError};
+use crate::model::{Declaration, Meter, next_batch};
+use crate::outbox;
+
+/// Everything the screens and the sync loop share.
+#[derive(Clone, Copy)]
+pub struct AppState {
+    pub lang: RwSignal<Lang>,
+    pub meters: RwSignal<Vec<Meter>>,
+    pub declarations: RwSignal<Vec<Declaration>>,
+    pub syncing: RwSignal<bool>,
+    pub last_sync: RwSignal<Option<time::OffsetDateTime>>,
+    pub online: RwSignal<bool>,
+    /// Seconds to wait before the next automatic attempt (grows while the server is away).
+    pub backoff: RwSignal<u32>,
+    /// The declare form's meter and reading, so that "correct and send again" can fill it.
+    pub form_meter: RwSignal<String>,
+    pub form_reading: RwSignal<String>,
+}
+
+pub fn now() -> time::OffsetDateTime {
+    let nanos = (js_sys::Date::now() * 1_000_000.0) as i128;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// This device's id, made once and kept.
+pub fn device_id() -> Uuid {
+    let storage = local_storage();
+    if let Some(id) = storage.as_ref().and_then(|s| s.get_item("kontor.device_id").ok()?).and_then(|s| s.parse().ok()) {
+        return id;
+    }
+    let id = Uuid::now_v7();
+    if let Some(s) = storage {
+        let _ = s.set_item("kontor.device_id", &id.to_string());
+    }
+    id
+}
+
+pub fn saved_lang() -> Lang {
+    match local_storage().and_then(|s| s.get_item("kontor.lang").ok()?) {
+        Some(l) if l == "en" => Lang::En,
+        _ => Lang::Fa,
+    }
+}
+
+pub fn save_lang(lang: Lang) {
+    if let Some(s) = local_storage() {
+        let _ = s.set_item("kontor.lang", if lang == Lang::En { "en" } else { "fa" });
+    }
+}
+
+/// When the last sync succeeded, kept across reloads.
+pub fn saved_last_sync() -> Option<time::OffsetDateTime> {
+    let ms: i64 = local_storage()?.get_item("kontor.last_sync_ms").ok()??.parse().ok()?;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+fn save_last_sync(at: time::OffsetDateTime) {
+    if let Some(s) = local_storage() {
+        let _ = s.set_item("kontor.last_sync_ms", &((at.unix_timestamp_nanos() / 1_000_000) as i64).to_string());
+    }
+}
+
+pub fn lang_tag(lang: Lang) -> &'static str {
+    if lang == Lang::En { "en" } else { "fa" }
+}
+
+/// Verifies a meter online; answers whether the pair was refused.
+pub async fn verify_meter(state: AppState, meter: Meter) -> Result<Meter, ApiError> {
+    let request = VerifyRequest {
+        subscription: meter.subscription.clone(),
+        meter_serial: meter.meter_serial.clone(),
+        device_id: device_id(),
+    };
+    let answer = api::verify(&request, lang_tag(state.lang.get_untracked())).await?;
+    Ok(Meter { info: Some(answer.meter), device_token: Some(answer.device_token), ..meter })
+}
+
+/// Sends what is waiting, once; does nothing while another sync runs.
+pub async fn sync_once(state: AppState) {
+    if state.syncing.get_untracked() {
+        return;
+    }
+    state.syncing.set(true);
+    let result = send_waiting(state).await;
+    state.syncing.set(false);
+    match result {
+        Ok(()) => {
+            state.online.set(true);
+            state.backoff.set(0);
+        }
+        Err(ApiError::RetryAfter(seconds)) => state.backoff.set(seconds),
+        Err(_) => {
+            state.online.set(false);
+            state.backoff.update(|b| *b = (*b * 2).clamp(5, 300));
+        }
+    }
+}
+
+async fn send_waiting(state: AppState) -> Result<(), ApiError> {
+    // Meters added offline are verified at their first sync.
+    for meter in state.meters.get_untracked().into_iter().filter(|m| m.info.is_none()) {
+        if let Ok(verified) = verify_meter(state, meter).await {
+            let _ = outbox::save_meter(&verified).await;
+            state.meters.update(|ms| {
+                if let Some(m) = ms.iter_mut().find(|m| m.subscription == verified.subscription) {
+                    *m = verified.clone();
+                }
+            });
+        }
+    }
+    loop {
+        let batch = next_batch(&state.declarations.get_untracked(), shared::wire::MAX_BATCH);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let request =
+            SyncRequest { device_id: device_id(), submissions: batch.iter().map(Declaration::submission).collect() };
+        let response = api::sync(&request, None, lang_tag(state.lang.get_untracked())).await?;
+        let updated: Vec<Declaration> = batch
+            .iter()
+            .zip(&response.results)
+            .filter(|(d, r)| r.id == Some(d.id))
+            .map(|(d, r)| d.with_result(r))
+            .collect();
+        // The outcome is on the device before the item leaves the queue.
+        if outbox::save_declarations(&updated).await.is_err() {
+            return Err(ApiError::Server);
+        }
+        state.declarations.update(|all| {
+            for u in &updated {
+                if let Some(d) = all.iter_mut().find(|d| d.id == u.id) {
+                    *d = u.clone();
+                }
+            }
+        });
+        state.last_sync.set(Some(now()));
+        save_last_sync(now());
+        if updated.len() < batch.len() {
+            return Err(ApiError::Server);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The screens: my meters, declare, and my declarations. They wrap plain types in signals and
+//! call the rules, the device store and the sync loop; they decide nothing themselves.
+
+use std::time::Duration;
+
+use leptos::ev;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::rules::{self, Candidate};
+use shared::{Lang, MeterSerial, Reading, Status, SubscriptionNumber};
+
+use crate::api::ApiError;
+use crate::i18n::{Text, datetime, number, t};
+use crate::model::{Declaration, Meter, State};
+use crate::outbox;
+use crate::sync::{self, AppState, now};
+
+#[component]
+pub fn App() -> impl IntoView {
+    let state = AppState {
+        lang: RwSignal::new(sync::saved_lang()),
+        meters: RwSignal::new(Vec::new()),
+        declarations: RwSignal::new(Vec::new()),
+        syncing: RwSignal::new(false),
+        last_sync: RwSignal::new(sync::saved_last_sync()),
+        online: RwSignal::new(true),
+        backoff: RwSignal::new(0),
+        form_meter: RwSignal::new(String::new()),
+        form_reading: RwSignal::new(String::new()),
+    };
+    provide_context(state);
+
+    spawn_local(async move {
+        if let Ok(meters) = outbox::meters().await {
+            state.meters.set(meters);
+        }
+        if let Ok(mut declarations) = outbox::declarations().await {
+            declarations.sort_by_key(|d| std::cmp::Reverse(d.id));
+            state.declarations.set(declarations);
+        }
+        sync::sync_once(state).await;
+    });
+    // The network came back, or the app came to the front: try at once.
+    let kick = move || spawn_local(sync::sync_once(state));
+    let _ = window_event_listener(ev::online, move |_| kick());
+    let _ = window_event_listener(ev::focus, move |_| kick());
+    let _ = window_event_listener(ev::pageshow, move |_| kick());
+    // And every few seconds, backing off while the server is away.
+    let ticks = StoredValue::new(0u32);
+    let _ = set_interval_with_handle(
+        move || {
+            ticks.update_value(|t| *t += 5);
+            if ticks.get_value() >= state.backoff.get_untracked().max(15) {
+                ticks.set_value(0);
+                kick();
+            }
+        },
+        Duration::from_secs(5),
+    );
+
+    let lang = state.lang;
+    let switch = move |_| {
+        let next = if lang.get() == Lang::Fa { Lang::En } else { Lang::Fa };
+        sync::save_lang(next);
+        lang.set(next);
+        if let Some(root) = document().document_element() {
+            let _ = root.set_attribute("lang", sync::lang_tag(next));
+            let _ = root.set_attribute("dir", if next == Lang::Fa { "rtl" } else { "ltr" });
+        }
+    };
+    view! {
+        <header>
+            <h1>{move || t(lang.get(), Text::Title)}</h1>
+            <button class="link" on:click=switch>{move || t(lang.get(), Text::Language)}</button>
+        </header>
+        <main>
+            <SyncStatus/>
+            <Meters/>
+            <Declare/>
+            <History/>
+        </main>
+    }
+}
+
+#[component]
+fn SyncStatus() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    let unsent = move || state.declarations.get().iter().filter(|d| d.state == State::Waiting).count();
+    view! {
+        <section class="status" aria-live="polite">
+            <span>
+                {move || t(lang.get(), Text::Unsent)} ": "
+                <strong id="unsent">{move || number(lang.get(), &unsent().to_string())}</strong>
+            </span>
+            <span>
+                {move || t(lang.get(), Text::LastSync)} ": "
+                {move || state.last_sync.get().map_or_else(|| t(lang.get(), Text::Never).to_owned(), |at| datetime(lang.get(), at))}
+            </span>
+            {move || (!state.online.get()).then(|| view! { <span class="offline">{t(lang.get(), Text::Offline)}</span> })}
+            <button on:click=move |_| spawn_local(sync::sync_once(state)) disabled=move || state.syncing.get()>
+                {move || t(lang.get(), Text::SendNow)}
+            </button>
+        </section>
+    }
+}
+
+#[component]
+fn Meters() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    let subscription = RwSignal::new(String::new());
+    let serial = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<&'static str>);
+    let add = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        let (Ok(sub), Ok(ser)) = (SubscriptionNumber::parse(&subscription.get()), MeterSerial::parse(&serial.get()))
+        else {
+            problem.set(Some(t(lang.get(), Text::WrongPair)));
+            return;
+        };
+        problem.set(None);
+        let meter =
+            Meter { subscription: sub.to_string(), meter_serial: ser.to_string(), info: None, device_token: None };
+        spawn_local(async move {
+            let meter = match sync::verify_meter(state, meter.clone()).await {
+                Ok(verified) => verified,
+                Err(ApiError::Refused) => {
+                    problem.set(Some(t(lang.get_untracked(), Text::WrongPair)));
+                    return;
+                }
+                // Offline: kept, and verified at the first sync.
+                Err(_) => meter,
+            };
+            if outbox::save_meter(&meter).await.is_ok() {
+                state.meters.update(|ms| {
+                    ms.retain(|m| m.subscription != meter.subscription);
+                    ms.push(meter);
+                });
+                subscription.set(String::new());
+                serial.set(String::new());
+            }
+        });
+    };
+    view! {
+        <section>
+            <h2>{move || t(lang.get(), Text::MyMeters)}</h2>
+            <ul class="meters">
+                {move || state.meters.get().into_iter().map(|m| {
+                    let verified = m.info.is_some();
+                    view! {
+                        <li>
+                            <bdi>{number(lang.get(), &m.subscription)}</bdi> " — " <bdi>{m.meter_serial.clone()}</bdi> " "
+                            <small>{t(lang.get(), if verified { Text::Verified } else { Text::NotVerified })}</small>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            <form on:submit=add>
+                <label for="subscription">{move || t(lang.get(), Text::Subscription)}</label>
+                <input id="subscription" name="subscription" inputmode="numeric" autocomplete="off"
+                    prop:value=move || subscription.get() on:input=move |ev| subscription.set(event_target_value(&ev))/>
+                <label for="meter_serial">{move || t(lang.get(), Text::MeterSerial)}</label>
+                <input id="meter_serial" name="meter_serial" autocomplete="off" dir="ltr"
+                    prop:value=move || serial.get() on:input=move |ev| serial.set(event_target_value(&ev))/>
+                <p class="problem" role="alert">{move || problem.get()}</p>
+                <button type="submit">{move || t(lang.get(), Text::AddMeter)}</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn Declare() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    let chosen = state.form_meter;
+    let reading = state.form_reading;
+    let warning = RwSignal::new(None::<String>);
+    let confirm = RwSignal::new(false);
+    let receipt = RwSignal::new(None::<String>);
+    let meter = move || {
+        let meters = state.meters.get();
+        let chosen = chosen.get();
+        meters.iter().find(|m| m.subscription == chosen).or(meters.first()).cloned()
+    };
+    let save = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        receipt.set(None);
+        let Some(meter) = meter() else {
+            warning.set(Some(t(lang.get(), Text::NoMeter).to_owned()));
+            return;
+        };
+        let Ok(value) = Reading::parse(&reading.get()) else {
+            warning.set(Some(t(lang.get(), Text::BadReading).to_owned()));
+            return;
+        };
+        // The shared rules, against what the phone knows of the meter: warn before queueing.
+        let candidate = Candidate { reading: value, read_at: now() };
+        let decision = rules::reconcile(&meter.context(), &meter.chain(), &candidate, now());
+        if let Some(code) = decision.code.filter(|_| decision.status != Status::Accepted)
+            && !confirm.get()
+        {
+            warning.set(Some(code.message(lang.get()).to_owned()));
+            confirm.set(true);
+            return;
+        }
+        let declaration = Declaration::new(&meter, value, now());
+        spawn_local(async move {
+            // Written to the device before the screen says "saved".
+            match outbox::save_declarations(std::slice::from_ref(&declaration)).await {
+                Err(e) => warning.set(Some(format!("IndexedDB: {}", e.0))),
+                Ok(()) => {
+                    receipt.set(Some(declaration.receipt()));
+                    state.declarations.update(|all| all.insert(0, declaration));
+                    reading.set(String::new());
+                    warning.set(None);
+                    confirm.set(false);
+                    sync::sync_once(state).await;
+                }
+            }
+        });
+    };
+    view! {
+        <section>
+            <h2>{move || t(lang.get(), Text::Declare)}</h2>
+            <form on:submit=save>
+                <label for="meter">{move || t(lang.get(), Text::Meter)}</label>
+                <select id="meter" name="meter" on:change=move |ev| chosen.set(event_target_value(&ev))>
+                    {move || state.meters.get().into_iter().map(|m| {
+                        let label = number(lang.get(), &m.subscription);
+                        let selected = m.subscription == chosen.get();
+                        view! { <option value=m.subscription.clone() selected=selected>{label}</option> }
+                    }).collect_view()}
+                </select>
+                <label for="reading">{move || t(lang.get(), Text::Reading)}</label>
+                <input id="reading" name="reading" inputmode="numeric" autocomplete="off" dir="ltr"
+                    prop:value=move || reading.get()
+                    on:input=move |ev| { reading.set(event_target_value(&ev)); confirm.set(false); warning.set(None); }/>
+                <p class="problem" role="alert">{move || warning.get()}</p>
+                <button type="submit">
+                    {move || t(lang.get(), if confirm.get() { Text::SaveAnyway } else { Text::Save })}
+                </button>
+            </form>
+            {move || receipt.get().map(|r| view! {
+                <p class="receipt" id="receipt">
+                    {t(lang.get(), Text::Saved)} " " {t(lang.get(), Text::Receipt)} ": "
+                    <bdi>{number(lang.get(), &r)}</bdi>
+                </p>
+            })}
+        </section>
+    }
+}
+
+#[component]
+fn History() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    view! {
+        <section>
+            <h2>{move || t(lang.get(), Text::Outbox)}</h2>
+            <ul class="history">
+                {move || state.declarations.get().into_iter().map(|d| {
+                    let l = lang.get();
+                    let (label, class) = match d.state {
+                        State::Waiting => (Text::Waiting, "waiting"),
+                        State::Accepted => (Text::Accepted, "accepted"),
+                        State::NeedsReview => (Text::UnderReview, "review"),
+                        State::Rejected => (Text::Rejected, "rejected"),
+                    };
+                    let sms = (d.state == State::Waiting)
+                        .then(|| format!("sms:500025194?body={}", d.sms_body()));
+                    view! {
+                        <li class=format!("declaration {class}") data-id=d.id.to_string()>
+                            <div>
+                                <bdi>{number(l, &d.subscription)}</bdi> " · "
+                                <strong>{number(l, &d.reading.to_string())}</strong> " · "
+                                {datetime(l, d.read_at)}
+                            </div>
+                            <div>
+                                <span class="state">{t(l, label)}</span> " · "
+                                {t(l, Text::Receipt)} " " <bdi>{number(l, &d.receipt())}</bdi>
+                            </div>
+                            {d.tracking_code.clone().map(|code| view! {
+                                <div>{t(l, Text::Tracking)} ": " <bdi class="tracking">{number(l, &code)}</bdi></div>
+                            })}
+                            {d.message.clone().filter(|_| d.state != State::Accepted).map(|m| view! { <div class="reason">{m}</div> })}
+                            {sms.map(|href| view! { <a href=href>{t(l, Text::SendBySms)}</a> })}
+                            {(d.state == State::Rejected).then(|| {
+                                // A rejected declaration is final: correcting it makes a new one.
+                                let (subscription, reading) = (d.subscription.clone(), d.reading.to_string());
+                                view! {
+                                    <button class="link" on:click=move |_| {
+                                        state.form_meter.set(subscription.clone());
+                                        state.form_reading.set(reading.clone());
+                                    }>{t(l, Text::CorrectAndResend)}</button>
+                                }
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
+    }
+}

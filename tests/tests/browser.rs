@@ -1,0 +1,195 @@
+//! The web app in a real headless Chromium (through chromedriver) against the release build and
+//! a real server: the offline story end to end. The app must be built first (`cargo xtask dist`;
+//! `cargo xtask test` does it).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use server::store::Store as _;
+use shared::Status;
+use tests::{Backend, SERIAL, SUB, TestServer};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).expect("workspace root")
+}
+
+/// A chromedriver process on a free port; killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    let child = Command::new(&path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("chromedriver is needed for the browser tests ({path}): {e}"));
+    Driver { child, url: format!("http://127.0.0.1:{port}") }
+}
+
+/// A browser session on `profile`, so that a second session sees what the first one stored.
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=400,1000",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), json!({"args": args, "binary": "/usr/bin/chromium"}));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&driver.url).await {
+            Ok(client) => return client,
+            Err(e) if Instant::now() > deadline => panic!("no browser session: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Waits until a script answers `true`, boundedly.
+async fn wait_for(client: &Client, script: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap_or(Value::Null);
+        if value == Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn count(client: &Client, selector: &str) -> usize {
+    client.find_all(Locator::Css(selector)).await.map(|v| v.len()).unwrap_or(0)
+}
+
+async fn fill(client: &Client, name: &str, text: &str) {
+    let field = client.find(Locator::Css(&format!("[name={name}]"))).await.expect("a field");
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn submit(client: &Client, form_with: &str) {
+    let script = format!(
+        "document.querySelector('[name={form_with}]').form.querySelector('button[type=submit]').click(); return true;"
+    );
+    client.execute(&script, vec![]).await.expect("submit");
+}
+
+async fn declare(client: &Client, reading: &str) {
+    let before = count(client, ".history li").await;
+    fill(client, "reading", reading).await;
+    submit(client, "reading").await;
+    wait_for(client, &format!("return document.querySelectorAll('.history li').length > {before}"), "the declaration")
+        .await;
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = workspace().join("target/artifacts");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declarations_made_offline_sync_by_themselves_exactly_once() {
+    let web_root = workspace().join("dist/pwa");
+    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
+    let profile = std::env::temp_dir().join(format!("kontor-browser-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let driver = start_driver();
+    let app = format!("{}/pwa/", server.base);
+
+    // First visit, online: add the meter, declare, see the tracking code.
+    let client = browser(&driver, &profile).await;
+    client.goto(&app).await.expect("open the app");
+    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    let page: Value = client
+        .execute("return [document.documentElement.dir, document.documentElement.lang]", vec![])
+        .await
+        .expect("page");
+    assert_eq!(page, json!(["rtl", "fa"]));
+    fill(&client, "subscription", "۱۱۱۱۲۲۲۲۳۳").await;
+    fill(&client, "meter_serial", SERIAL).await;
+    submit(&client, "subscription").await;
+    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+    declare(&client, "۱۰۰۵۰").await;
+    wait_for(&client, "return !!document.querySelector('.history li.accepted .tracking')", "the tracking code").await;
+    let tracking =
+        client.find(Locator::Css(".history li.accepted .tracking")).await.expect("code").text().await.expect("text");
+    assert!(tracking.chars().all(|c| ('۰'..='۹').contains(&c)) && tracking.chars().count() == 10, "{tracking}");
+    screenshot(&client, "1-online-accepted").await;
+    wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
+
+    // The server goes away. The app still opens, and readings queue up with their receipts.
+    server.stop().await;
+    client.goto(&app).await.expect("reload offline");
+    wait_for(&client, "return !!document.querySelector('[name=reading]')", "the app from the service worker").await;
+    // Seconds apart, each reading can be at most one cubic metre higher than the one before.
+    for reading in ["10051", "10052", "10053"] {
+        declare(&client, reading).await;
+    }
+    assert_eq!(count(&client, ".history li.waiting").await, 3);
+    assert!(client.find(Locator::Css("#receipt")).await.is_ok(), "a receipt is shown at once");
+    let unsent = client.find(Locator::Css("#unsent")).await.expect("counter").text().await.expect("text");
+    assert_eq!(unsent, "۳");
+    screenshot(&client, "2-offline-waiting").await;
+    client.goto(&app).await.expect("reload offline again");
+    wait_for(
+        &client,
+        "return document.querySelectorAll('.history li.waiting').length === 3",
+        "the outbox after reload",
+    )
+    .await;
+    client.close().await.expect("close the browser");
+
+    // A new browser on the same profile still holds them.
+    let client = browser(&driver, &profile).await;
+    client.goto(&app).await.expect("open in a new browser");
+    wait_for(
+        &client,
+        "return document.querySelectorAll('.history li.waiting').length === 3",
+        "the outbox in a new browser",
+    )
+    .await;
+
+    // The server comes back; the network-back event sends them, with no click.
+    server.resume().await;
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 4", "the sync").await;
+    assert_eq!(count(&client, ".history li.waiting").await, 0);
+    screenshot(&client, "3-synced").await;
+    client.close().await.expect("close the browser");
+
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let readings: Vec<Option<u64>> = stored.iter().map(|d| d.reading).collect();
+    assert_eq!(readings, [Some(10_050), Some(10_051), Some(10_052), Some(10_053)], "each stored exactly once");
+    assert!(stored.iter().all(|d| d.status == Status::Accepted));
+    let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}

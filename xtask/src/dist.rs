@@ -1,0 +1,104 @@
+//! `cargo xtask dist`: builds the release web app into `dist/pwa` (what `kontor serve` serves)
+//! with the pinned Trunk, wasm-bindgen and wasm-opt, and writes the service worker's precache
+//! list and version from the build's hashed file names. `cargo xtask size` reports its weight.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::tools::{self, workspace_root};
+
+const TRUNK_VERSION: &str = "0.21.14";
+/// Binaryen's wasm-opt from npm; Debian's (108) builds an app that dies at load.
+const BINARYEN: &str = "binaryen@132.0.0";
+
+fn tools_dir() -> PathBuf {
+    workspace_root().join("target/tools")
+}
+
+fn ensure_trunk() -> anyhow::Result<()> {
+    let version =
+        Command::new("trunk").arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    if version.as_deref().is_some_and(|v| v.contains(TRUNK_VERSION)) {
+        return Ok(());
+    }
+    println!("==> installing trunk {TRUNK_VERSION} (several minutes, once)");
+    tools::cargo(&["install", "trunk", "--version", TRUNK_VERSION, "--locked"])
+}
+
+fn ensure_wasm_opt() -> anyhow::Result<PathBuf> {
+    let bin = tools_dir().join("node_modules/.bin");
+    let version = Command::new(bin.join("wasm-opt")).arg("--version").output().ok();
+    if version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("132")) {
+        return Ok(bin);
+    }
+    println!("==> installing wasm-opt ({BINARYEN}, npm)");
+    std::fs::create_dir_all(tools_dir())?;
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(tools_dir())
+        .arg(BINARYEN)
+        .status()
+        .context("running npm (Node.js is needed to install wasm-opt)")?;
+    if !status.success() {
+        bail!("npm could not install {BINARYEN}");
+    }
+    Ok(bin)
+}
+
+/// Builds the release app into `dist/pwa`.
+pub fn dist() -> anyhow::Result<()> {
+    tools::ensure_wasm_target()?;
+    tools::ensure_wasm_bindgen()?;
+    ensure_trunk()?;
+    let wasm_opt = ensure_wasm_opt()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![wasm_opt];
+    paths.extend(std::env::split_paths(&path));
+    println!("==> trunk build --release");
+    let status = Command::new("trunk")
+        .args(["build", "--release"])
+        .env("PATH", std::env::join_paths(paths)?)
+        .env("TRUNK_SKIP_VERSION_CHECK", "true")
+        .current_dir(workspace_root())
+        .status()
+        .context("running trunk")?;
+    if !status.success() {
+        bail!("trunk build failed");
+    }
+    write_service_worker(&workspace_root().join("dist/pwa"))
+}
+
+fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            files_under(&path, base, out)?;
+        } else if let Ok(relative) = path.strip_prefix(base) {
+            out.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}
+
+/// Fills in the service worker's file list and a version that changes whenever a hashed file
+/// name does.
+fn write_service_worker(dist: &Path) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    files_under(dist, dist, &mut files)?;
+    files.retain(|f| f != "sw.js");
+    files.sort();
+    // FNV-1a over the names: Trunk puts content hashes in them.
+    let version = files
+        .iter()
+        .flat_map(|f| f.bytes().chain([0]))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    let sw_path = dist.join("sw.js");
+    let sw = std::fs::read_to_string(&sw_path).context("reading dist/pwa/sw.js")?;
+    let list = format!("[{}]", files.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "));
+    let sw = sw.replace("'__KONTOR_VERSION__'", &format!("'{version:016x}'")).replace("__KONTOR_PRECACHE__", &list);
+    std::fs::write(&sw_path, sw)?;
+    println!("==> service worker version {version:016x}, {} files precached", files.len());
+    Ok(())
+}
