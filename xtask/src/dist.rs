@@ -82,18 +82,21 @@ fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) -> anyhow::Result
     Ok(())
 }
 
-/// Fills in the service worker's file list and a version that changes whenever a hashed file
-/// name does.
+/// Fills in the service worker's file list and a version that changes whenever any file does.
 fn write_service_worker(dist: &Path) -> anyhow::Result<()> {
     let mut files = Vec::new();
     files_under(dist, dist, &mut files)?;
     files.retain(|f| f != "sw.js");
     files.sort();
-    // FNV-1a over the names: Trunk puts content hashes in them.
-    let version = files
-        .iter()
-        .flat_map(|f| f.bytes().chain([0]))
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    // FNV-1a over the names (Trunk puts content hashes in most of them) and the contents (for
+    // index.html, the manifest and the icons, whose names do not change).
+    let mut version = 0xcbf2_9ce4_8422_2325u64;
+    for file in &files {
+        let content = std::fs::read(dist.join(file))?;
+        for b in file.bytes().chain([0]).chain(content) {
+            version = (version ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
     let sw_path = dist.join("sw.js");
     let sw = std::fs::read_to_string(&sw_path).context("reading dist/pwa/sw.js")?;
     let list = format!("[{}]", files.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", "));
