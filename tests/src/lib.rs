@@ -198,12 +198,16 @@ impl TestServer {
 
     /// Delivers an SMS to the webhook as the gateway does; answers the status and the body.
     pub async fn sms(&self, from: &str, text: &str, message_id: &str) -> (u16, Value) {
-        let body = json!({"from": from, "to": "500025194", "text": text, "message_id": message_id});
+        self.sms_fields(&json!({"from": from, "to": "500025194", "text": text, "message_id": message_id})).await
+    }
+
+    /// Delivers an SMS with exactly these JSON fields.
+    pub async fn sms_fields(&self, body: &Value) -> (u16, Value) {
         let response = self
             .http
             .post(format!("{}/api/v1/sms/inbound", self.base))
             .header(SMS_SECRET_HEADER, SMS_SECRET)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .expect("the server answers");

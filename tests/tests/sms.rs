@@ -129,17 +129,10 @@ async fn sms_and_app_share_one_chain(backend: Backend) {
     // The app's reading of two hours ago arrives first; an SMS received yesterday arrives after.
     let app = server.sync(vec![submission(Uuid::new_v4(), 10_100, &server.hours_ago(2))]).await;
     assert_eq!(app[0]["consumption_m3"], 100);
-    let body = json!({"from": PHONE, "text": "10060*5*1111222233", "message_id": "gw-late",
-        "received_at": server.hours_ago(24)});
-    let response = server
-        .http
-        .post(format!("{}/api/v1/sms/inbound", server.base))
-        .header(SMS_SECRET_HEADER, SMS_SECRET)
-        .json(&body)
-        .send()
-        .await
-        .expect("answer");
-    let body: Value = response.json().await.expect("json");
+    let (_, body) = server
+        .sms_fields(&json!({"from": PHONE, "text": "10060*5*1111222233", "message_id": "gw-late",
+            "received_at": server.hours_ago(24)}))
+        .await;
     assert_eq!(body["status"], "accepted", "{body}");
     let chain: Vec<(Option<u64>, Option<u64>)> = server
         .store
