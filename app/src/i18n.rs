@@ -36,6 +36,9 @@ pub enum Text {
     NoMeter,
     BadReading,
     Language,
+    StoragePersistent,
+    StorageBestEffort,
+    InstallOnIos,
 }
 
 pub fn t(lang: Lang, text: Text) -> &'static str {
@@ -101,6 +104,14 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (Lang::En, NoMeter) => "Add a meter first.",
         (Lang::Fa, BadReading) => "رقم کنتور باید عدد باشد.",
         (Lang::En, BadReading) => "The reading must be a number.",
+        (Lang::Fa, StoragePersistent) => "ذخیره‌سازی گوشی: ماندگار",
+        (Lang::En, StoragePersistent) => "Storage on this phone: persistent",
+        (Lang::Fa, StorageBestEffort) => "ذخیره‌سازی گوشی: ممکن است مرورگر پاکش کند؛ برنامه را به صفحهٔ اصلی بیفزایید.",
+        (Lang::En, StorageBestEffort) => {
+            "Storage on this phone may be cleared by the browser; add the app to the home screen."
+        }
+        (Lang::Fa, InstallOnIos) => "برای نصب: دکمهٔ «اشتراک‌گذاری» و سپس «افزودن به صفحهٔ اصلی» را بزنید.",
+        (Lang::En, InstallOnIos) => "To install: tap Share, then “Add to Home Screen”.",
         (Lang::Fa, Language) => "English",
         (Lang::En, Language) => "فارسی",
     }

@@ -25,6 +25,8 @@ pub struct AppState {
     /// The declare form's meter and reading, so that "correct and send again" can fill it.
     pub form_meter: RwSignal<String>,
     pub form_reading: RwSignal<String>,
+    /// Whether the browser promised to keep this app's storage.
+    pub persistent: RwSignal<Option<bool>>,
 }
 
 pub fn now() -> time::OffsetDateTime {
@@ -60,6 +62,33 @@ pub fn save_lang(lang: Lang) {
     if let Some(s) = local_storage() {
         let _ = s.set_item("kontor.lang", if lang == Lang::En { "en" } else { "fa" });
     }
+}
+
+/// Asks the browser to keep this app's storage, and answers whether it is persistent.
+pub async fn persistent_storage() -> bool {
+    let Some(window) = web_sys::window() else { return false };
+    let storage = window.navigator().storage();
+    let asked = match storage.persist() {
+        Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise).await.ok(),
+        Err(_) => None,
+    };
+    if asked.and_then(|v| v.as_bool()) == Some(true) {
+        return true;
+    }
+    match storage.persisted() {
+        Ok(promise) => {
+            wasm_bindgen_futures::JsFuture::from(promise).await.ok().and_then(|v| v.as_bool()).unwrap_or(false)
+        }
+        Err(_) => false,
+    }
+}
+
+/// An iPhone or iPad browser tab, where there is no install prompt.
+pub fn ios_tab() -> bool {
+    let Some(window) = web_sys::window() else { return false };
+    let agent = window.navigator().user_agent().unwrap_or_default();
+    let standalone = js_sys::Reflect::get(&window.navigator(), &"standalone".into()).ok().and_then(|v| v.as_bool());
+    (agent.contains("iPhone") || agent.contains("iPad")) && standalone != Some(true)
 }
 
 /// When the last sync succeeded, kept across reloads.

@@ -27,6 +27,7 @@ pub fn App() -> impl IntoView {
         backoff: RwSignal::new(0),
         form_meter: RwSignal::new(String::new()),
         form_reading: RwSignal::new(String::new()),
+        persistent: RwSignal::new(None),
     };
     provide_context(state);
 
@@ -39,12 +40,15 @@ pub fn App() -> impl IntoView {
             state.declarations.set(declarations);
         }
         sync::sync_once(state).await;
+        state.persistent.set(Some(sync::persistent_storage().await));
     });
     // The network came back, or the app came to the front: try at once.
     let kick = move || spawn_local(sync::sync_once(state));
     let _ = window_event_listener(ev::online, move |_| kick());
     let _ = window_event_listener(ev::focus, move |_| kick());
     let _ = window_event_listener(ev::pageshow, move |_| kick());
+    // The service worker's Background Sync, where the browser has it, wakes the page to send.
+    let _ = window_event_listener_untyped("kontor-sync", move |_| kick());
     // And every few seconds, backing off while the server is away.
     let ticks = StoredValue::new(0u32);
     let _ = set_interval_with_handle(
@@ -101,6 +105,10 @@ fn SyncStatus() -> impl IntoView {
             <button on:click=move |_| spawn_local(sync::sync_once(state)) disabled=move || state.syncing.get()>
                 {move || t(lang.get(), Text::SendNow)}
             </button>
+            <small id="storage">
+                {move || state.persistent.get().map(|p| t(lang.get(), if p { Text::StoragePersistent } else { Text::StorageBestEffort }))}
+            </small>
+            {move || sync::ios_tab().then(|| view! { <small>{t(lang.get(), Text::InstallOnIos)}</small> })}
         </section>
     }
 }

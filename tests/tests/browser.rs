@@ -1,9 +1,12 @@
 //! The web app in a real headless Chromium (through chromedriver) against the release build and
-//! a real server: the offline story end to end. The app must be built first (`cargo xtask dist`;
+//! a real server: the offline story end to end, and a response lost after the server stored the
+//! batch. The app must be built first (`cargo xtask dist`;
 //! `cargo xtask test` does it).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -190,6 +193,94 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     let readings: Vec<Option<u64>> = stored.iter().map(|d| d.reading).collect();
     assert_eq!(readings, [Some(10_050), Some(10_051), Some(10_052), Some(10_053)], "each stored exactly once");
     assert!(stored.iter().all(|d| d.status == Status::Accepted));
+    let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}
+
+/// A proxy between the browser and the server that can lose the answer to one sync: it forwards
+/// the request (the server stores the batch) and answers 502, as a load balancer does when the
+/// upstream connection drops after the work was done.
+#[derive(Clone)]
+struct LossyProxy {
+    upstream: String,
+    http: reqwest::Client,
+    lose_next_sync: Arc<AtomicBool>,
+    lost: Arc<AtomicUsize>,
+}
+
+async fn forward(
+    axum::extract::State(proxy): axum::extract::State<LossyProxy>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let Ok(body) = axum::body::to_bytes(body, 2 * 1024 * 1024).await else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut upstream = proxy.http.request(method, format!("{}{path}", proxy.upstream)).body(body);
+    for name in ["content-type", "accept-language", "authorization"] {
+        if let Some(value) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let Ok(answer) = upstream.send().await else { return axum::http::StatusCode::BAD_GATEWAY.into_response() };
+    let status = answer.status().as_u16();
+    let content_type = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    if path.starts_with("/api/v1/sync") && proxy.lose_next_sync.swap(false, Ordering::SeqCst) {
+        proxy.lost.fetch_add(1, Ordering::SeqCst);
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    }
+    let status = axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    (status, [("content-type", content_type)], bytes).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_response_is_retried_and_stored_once() {
+    let web_root = workspace().join("dist/pwa");
+    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
+    let proxy = LossyProxy {
+        upstream: server.base.clone(),
+        http: reqwest::Client::new(),
+        lose_next_sync: Arc::new(AtomicBool::new(false)),
+        lost: Arc::new(AtomicUsize::new(0)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let proxy_base = format!("http://{}", listener.local_addr().expect("proxy address"));
+    let app_router = axum::Router::new().fallback(forward).with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, app_router).await });
+
+    let profile = std::env::temp_dir().join(format!("kontor-browser-lost-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let driver = start_driver();
+    let client = browser(&driver, &profile).await;
+    client.goto(&format!("{proxy_base}/pwa/")).await.expect("open the app");
+    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    fill(&client, "subscription", SUB).await;
+    fill(&client, "meter_serial", SERIAL).await;
+    submit(&client, "subscription").await;
+    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+
+    // The server stores the declaration, but its answer never reaches the phone.
+    proxy.lose_next_sync.store(true, Ordering::SeqCst);
+    declare(&client, "10050").await;
+    wait_for(&client, "return document.querySelectorAll('.history li.waiting').length === 1", "the queued item").await;
+    assert_eq!(proxy.lost.load(Ordering::SeqCst), 1, "one answer was lost");
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!(stored.len(), 1, "the server stored it before the answer was lost");
+
+    // The retry gets the first outcome and the same tracking code; nothing is stored twice.
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return !!document.querySelector('.history li.accepted .tracking')", "the retry").await;
+    let shown =
+        client.find(Locator::Css(".history li.accepted .tracking")).await.expect("code").text().await.expect("text");
+    let expected = shared::TrackingCode::from_sequence(stored[0].seq).expect("a code").to_string();
+    assert_eq!(shared::digits::parse_number(&shown, false).ok(), expected.parse::<u64>().ok(), "{shown} vs {expected}");
+    assert_eq!(server.store.declarations_of(SUB).await.expect("read back").len(), 1);
+    client.close().await.expect("close the browser");
     let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
