@@ -105,3 +105,45 @@ fn write_service_worker(dist: &Path) -> anyhow::Result<()> {
     println!("==> service worker version {version:016x}, {} files precached", files.len());
     Ok(())
 }
+
+/// The app shell budget, brotli-compressed (fonts are counted apart).
+const SHELL_BUDGET: usize = 120 * 1024;
+
+fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?.len())
+}
+
+fn brotli_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+    brotli::BrotliCompress(&mut std::io::Cursor::new(bytes), &mut out, &params)?;
+    Ok(out.len())
+}
+
+/// `cargo xtask size`: the weight of the built app shell (HTML, JS, WASM, CSS), raw, gzip and
+/// brotli, against the budget.
+pub fn size() -> anyhow::Result<()> {
+    let dist = workspace_root().join("dist/pwa");
+    if !dist.join("index.html").exists() {
+        bail!("no build in dist/pwa: run `cargo xtask dist` first");
+    }
+    let mut files = Vec::new();
+    files_under(&dist, &dist, &mut files)?;
+    files.retain(|f| [".wasm", ".js", ".css", ".html"].iter().any(|ext| f.ends_with(ext)) && f != "sw.js");
+    files.sort();
+    println!("{:<44} {:>10} {:>10} {:>10}", "app shell file", "raw", "gzip", "brotli");
+    let (mut raw, mut gz, mut br) = (0, 0, 0);
+    for file in &files {
+        let bytes = std::fs::read(dist.join(file))?;
+        let (g, b) = (gzip_len(&bytes)?, brotli_len(&bytes)?);
+        println!("{file:<44} {:>10} {g:>10} {b:>10}", bytes.len());
+        (raw, gz, br) = (raw + bytes.len(), gz + g, br + b);
+    }
+    println!("{:<44} {raw:>10} {gz:>10} {br:>10}", "total");
+    let verdict = if br <= SHELL_BUDGET { "within" } else { "OVER" };
+    println!("brotli total {:.1} KiB: {verdict} the {} KiB budget", br as f64 / 1024.0, SHELL_BUDGET / 1024);
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask run`: installs what is missing, builds, and serves on SQLite with demo data;
 //! - `cargo xtask test`: every check CI runs;
-//! - `cargo xtask dist`: the release web app into `dist/pwa`;
+//! - `cargo xtask dist`: the release web app into `dist/pwa`; `cargo xtask size`: its weight;
 //! - `cargo xtask bench`: the throughput and latency benchmark.
 
 mod bench;
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
         Some("dist") => dist::dist(),
+        Some("size") => dist::size(),
         _ => {
             eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
             eprintln!("  run [ARGS…]   build and serve on SQLite with demo subscribers (ARGS go to `kontor serve`)");
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
                 "  test          fmt, clippy, native tests on SQLite and PostgreSQL, shared on wasm32 in Chromium"
             );
             eprintln!("  dist          build the release web app into dist/pwa");
+            eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
             eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4]");
             return ExitCode::from(2);
         }
