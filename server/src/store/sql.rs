@@ -512,10 +512,9 @@ impl SqlStore {
                 .await
                 .map_err(db)?;
         }
-        let touched: Vec<&MeterRecord> = meters
-            .values()
-            .filter(|m| rows.iter().any(|r| r.decision.counts() && r.item.subscription == m.subscription.as_str()))
-            .collect();
+        let counted: BTreeSet<&str> =
+            rows.iter().filter(|r| r.decision.counts()).map(|r| r.item.subscription.as_str()).collect();
+        let touched: Vec<&MeterRecord> = counted.iter().filter_map(|sub| meters.get(*sub)).collect();
         self.update_latest(&mut tx, &touched, now).await?;
         tx.commit().await.map_err(db)?;
         if self.dialect == Dialect::Sqlite
