@@ -457,9 +457,9 @@ impl SqlStore {
                 return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
             };
             let meter = sub.and_then(|s| meters.get_mut(s.as_str()));
-            let decision = match meter {
-                Some(meter) if item.proof.identifies(meter) != Identity::Refused => {
-                    let verified = item.proof.identifies(meter) == Identity::Verified;
+            let decision = match meter.map(|m| (item.proof.identifies(m), m)) {
+                Some((identity, meter)) if identity != Identity::Refused => {
+                    let verified = identity == Identity::Verified;
                     match item.reading {
                         None => decision_of(Code::ReadingOutOfRange),
                         Some(reading) => {
