@@ -20,14 +20,12 @@ fn retry_after(response: &gloo_net::http::Response) -> u32 {
     response.headers().get("retry-after").and_then(|v| v.trim().parse().ok()).unwrap_or(30)
 }
 
-pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<VerifyResponse, ApiError> {
-    let response = Request::post("/api/v1/meters/verify")
-        .header("accept-language", lang)
-        .json(request)
-        .map_err(|_| ApiError::Server)?
-        .send()
-        .await
-        .map_err(|_| ApiError::Offline)?;
+/// POSTs JSON and reads the answer, sorting failures the way the sync loop acts on them.
+async fn post<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
+    builder: gloo_net::http::RequestBuilder,
+    body: &Req,
+) -> Result<Res, ApiError> {
+    let response = builder.json(body).map_err(|_| ApiError::Server)?.send().await.map_err(|_| ApiError::Offline)?;
     match response.status() {
         200 => response.json().await.map_err(|_| ApiError::Server),
         429 | 503 => Err(ApiError::RetryAfter(retry_after(&response))),
@@ -36,16 +34,14 @@ pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<VerifyRespons
     }
 }
 
+pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<VerifyResponse, ApiError> {
+    post(Request::post("/api/v1/meters/verify").header("accept-language", lang), request).await
+}
+
 pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Result<SyncResponse, ApiError> {
     let mut builder = Request::post("/api/v1/sync").header("accept-language", lang);
     if let Some(token) = token {
         builder = builder.header("authorization", &format!("Bearer {token}"));
     }
-    let response = builder.json(request).map_err(|_| ApiError::Server)?.send().await.map_err(|_| ApiError::Offline)?;
-    match response.status() {
-        200 => response.json().await.map_err(|_| ApiError::Server),
-        429 | 503 => Err(ApiError::RetryAfter(retry_after(&response))),
-        400..=499 => Err(ApiError::Refused),
-        _ => Err(ApiError::Server),
-    }
+    post(builder, request).await
 }
