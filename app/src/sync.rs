@@ -1,6 +1,7 @@
-//! The sync loop: one sync at a time; at start, when the network returns, when the app becomes
-//! visible, every so often with backoff, and on "send now". Network errors and 5xx keep items
-//! queued; 429 and 503 wait for `Retry-After`.
+//! The sync loop: one sync at a time, across tabs too (a Web Lock where the browser has them);
+//! at start, when the network returns, when the app becomes visible, every so often with backoff,
+//! and on "send now". Network errors and 5xx keep items queued; 429 and 503 wait for
+//! `Retry-After`.
 
 use leptos::prelude::*;
 use shared::Lang;
@@ -118,13 +119,17 @@ pub async fn verify_meter(state: AppState, meter: Meter) -> Result<Meter, ApiErr
     Ok(Meter { info: Some(answer.meter), device_token: Some(answer.device_token), ..meter })
 }
 
-/// Sends what is waiting, once; does nothing while another sync runs.
+/// Sends what is waiting, once; does nothing while another sync runs, in this tab or another.
 pub async fn sync_once(state: AppState) {
     if state.syncing.get_untracked() {
         return;
     }
     state.syncing.set(true);
-    let result = send_waiting(state).await;
+    let result = match with_sync_lock(state).await {
+        Some(result) => result,
+        // Another tab holds the lock and is sending the same outbox.
+        None => Ok(()),
+    };
     state.syncing.set(false);
     match result {
         Ok(()) => {
@@ -137,6 +142,48 @@ pub async fn sync_once(state: AppState) {
             state.backoff.update(|b| *b = (*b * 2).clamp(5, 300));
         }
     }
+}
+
+/// The outcome of a sync that ran under this origin's `kontor-sync` Web Lock, or `None` when
+/// another tab held it. Where the browser has no Web Locks, the sync runs unguarded: replays are
+/// answered with their first outcome, so two tabs sending at once cost bandwidth, not data.
+async fn with_sync_lock(state: AppState) -> Option<Result<(), ApiError>> {
+    use wasm_bindgen::{JsCast as _, JsValue};
+    let navigator = web_sys::window()?.navigator();
+    let locks = js_sys::Reflect::get(&navigator, &"locks".into()).ok().filter(|l| l.is_object());
+    let request = locks
+        .as_ref()
+        .and_then(|l| js_sys::Reflect::get(l, &"request".into()).ok())
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    let (Some(locks), Some(request)) = (locks, request) else {
+        return Some(send_with_fresh_outbox(state).await);
+    };
+    let outcome = std::rc::Rc::new(std::cell::Cell::new(None));
+    let slot = outcome.clone();
+    let granted = wasm_bindgen::closure::Closure::once_into_js(move |lock: JsValue| -> js_sys::Promise {
+        if lock.is_null() {
+            return js_sys::Promise::resolve(&JsValue::FALSE);
+        }
+        wasm_bindgen_futures::future_to_promise(async move {
+            slot.set(Some(send_with_fresh_outbox(state).await));
+            Ok(JsValue::TRUE)
+        })
+    });
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+    let promise = request.call3(&locks, &"kontor-sync".into(), &options, &granted).ok()?;
+    let _ = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)).await;
+    outcome.take()
+}
+
+/// Sends what is waiting after reading the outbox again: another tab may have sent some of it,
+/// or saved more, since this tab last looked.
+async fn send_with_fresh_outbox(state: AppState) -> Result<(), ApiError> {
+    if let Ok(mut stored) = outbox::declarations().await {
+        stored.sort_by_key(|d| std::cmp::Reverse(d.id));
+        state.declarations.set(stored);
+    }
+    send_waiting(state).await
 }
 
 async fn send_waiting(state: AppState) -> Result<(), ApiError> {

@@ -1,7 +1,7 @@
 //! The web app in a real headless Chromium (through chromedriver) against the release build and
-//! a real server: the offline story end to end, and a response lost after the server stored the
-//! batch. The app must be built first (`cargo xtask dist`;
-//! `cargo xtask test` does it).
+//! a real server: the offline story end to end, a response lost after the server stored the
+//! batch, and a new version that waits for the subscriber's agreement. The app must be built
+//! first (`cargo xtask dist`; `cargo xtask test` does it).
 
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -158,6 +158,7 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     server.stop().await;
     client.goto(&app).await.expect("reload offline");
     wait_for(&client, "return !!document.querySelector('[name=reading]')", "the app from the service worker").await;
+    record_offline_start(&client).await;
     // Seconds apart, each reading can be at most one cubic metre higher than the one before.
     for reading in ["10051", "10052", "10053"] {
         declare(&client, reading).await;
@@ -192,6 +193,15 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 4", "the sync").await;
     assert_eq!(count(&client, ".history li.waiting").await, 0);
     screenshot(&client, "3-synced").await;
+
+    // The English switch, remembered by the device.
+    client.execute("document.querySelector('header button').click(); return true;", vec![]).await.expect("switch");
+    wait_for(&client, "return document.documentElement.lang === 'en' && document.documentElement.dir === 'ltr'", "English")
+        .await;
+    screenshot(&client, "4-english").await;
+    client.goto(&app).await.expect("reload in English");
+    wait_for(&client, "return document.documentElement.lang === 'en' && !!document.querySelector('[name=reading]')", "English after reload")
+        .await;
     client.close().await.expect("close the browser");
 
     let stored = server.store.declarations_of(SUB).await.expect("read back");
@@ -199,6 +209,97 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     assert_eq!(readings, [Some(10_050), Some(10_051), Some(10_052), Some(10_053)], "each stored exactly once");
     assert!(stored.iter().all(|d| d.status == Status::Accepted));
     let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}
+
+/// How long the app took, from navigation to its meters and outbox on screen, when opened with
+/// the server gone: printed, and kept in `target/artifacts/offline-start-ms.txt` for `cargo xtask
+/// size` to report (a budget of 1 s, reported rather than asserted on a shared machine).
+async fn record_offline_start(client: &Client) {
+    wait_for(client, "return performance.getEntriesByName('kontor-interactive').length > 0", "the start-up mark").await;
+    let ms = client
+        .execute("return performance.getEntriesByName('kontor-interactive')[0].startTime", vec![])
+        .await
+        .ok()
+        .and_then(|v| v.as_f64())
+        .expect("the mark's time");
+    println!("offline reload to an interactive form: {ms:.0} ms");
+    let dir = workspace().join("target/artifacts");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("offline-start-ms.txt"), format!("{ms:.0}\n"));
+}
+
+/// A copy of the built app that a test may change without touching the others' `dist/pwa`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the build") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("a name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy a file");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_waits_for_the_subscriber_then_takes_over() {
+    let built = workspace().join("dist/pwa");
+    assert!(built.join("index.html").exists(), "build the app first: cargo xtask dist");
+    let web_root = std::env::temp_dir().join(format!("kontor-pwa-update-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&web_root);
+    copy_dir(&built, &web_root);
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root.clone())).await;
+    let profile = std::env::temp_dir().join(format!("kontor-browser-update-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let driver = start_driver();
+    let client = browser(&driver, &profile).await;
+    client.goto(&format!("{}/pwa/", server.base)).await.expect("open the app");
+    wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
+    let sw_path = web_root.join("sw.js");
+    let sw = std::fs::read_to_string(&sw_path).expect("sw.js");
+    let old_version = sw
+        .lines()
+        .find_map(|l| l.strip_prefix("const VERSION = '"))
+        .and_then(|rest| rest.split('\'').next())
+        .expect("the version line")
+        .to_owned();
+
+    // The subscriber is typing when a new version is deployed.
+    fill(&client, "subscription", "۱۱۱۱").await;
+    client.execute("window.kontorMarker = true; return true;", vec![]).await.expect("mark the page");
+    let new_version = "0123456789abcdef";
+    std::fs::write(&sw_path, sw.replace(&old_version, new_version)).expect("deploy a new version");
+    client
+        .execute("navigator.serviceWorker.getRegistration().then(r => r.update()); return true;", vec![])
+        .await
+        .expect("look for an update");
+    wait_for(&client, "return !document.getElementById('update').hidden", "the update offer").await;
+    let kept: Value = client
+        .execute("return [window.kontorMarker === true, document.querySelector('[name=subscription]').value]", vec![])
+        .await
+        .expect("page state");
+    assert_eq!(kept, json!([true, "۱۱۱۱"]), "nothing changes under the subscriber until they agree");
+    screenshot(&client, "5-update-offered").await;
+
+    // They agree: the new worker takes over and the page reloads once, on the new version.
+    client.execute("document.getElementById('update-now').click(); return true;", vec![]).await.expect("agree");
+    wait_for(&client, "return window.kontorMarker === undefined && document.readyState === 'complete'", "the reload")
+        .await;
+    client.execute("caches.keys().then(k => { window.kontorCaches = k; }); return true;", vec![]).await.expect("keys");
+    wait_for(
+        &client,
+        &format!(
+            "return Array.isArray(window.kontorCaches) && window.kontorCaches.includes('kontor-shell-{new_version}') \
+             && !window.kontorCaches.includes('kontor-shell-{old_version}')"
+        ),
+        "the new version's cache, and the old one gone",
+    )
+    .await;
+    client.close().await.expect("close the browser");
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&web_root);
     server.finish().await;
 }
 

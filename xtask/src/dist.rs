@@ -124,7 +124,7 @@ fn brotli_len(bytes: &[u8]) -> anyhow::Result<usize> {
 }
 
 /// `cargo xtask size`: the weight of the built app shell (HTML, JS, WASM, CSS), raw, gzip and
-/// brotli, against the budget.
+/// brotli, against the budget; the fonts apart.
 pub fn size() -> anyhow::Result<()> {
     let dist = workspace_root().join("dist/pwa");
     if !dist.join("index.html").exists() {
@@ -145,5 +145,17 @@ pub fn size() -> anyhow::Result<()> {
     println!("{:<44} {raw:>10} {gz:>10} {br:>10}", "total");
     let verdict = if br <= SHELL_BUDGET { "within" } else { "OVER" };
     println!("brotli total {:.1} KiB: {verdict} the {} KiB budget", br as f64 / 1024.0, SHELL_BUDGET / 1024);
+    // Fonts are counted apart: WOFF2 is compressed already, and a browser may skip them.
+    let mut fonts = Vec::new();
+    files_under(&dist, &dist, &mut fonts)?;
+    fonts.retain(|f| f.ends_with(".woff2"));
+    fonts.sort();
+    let mut total = 0;
+    for font in &fonts {
+        let len = std::fs::metadata(dist.join(font))?.len();
+        println!("{font:<44} {len:>10}");
+        total += len;
+    }
+    println!("fonts {:.1} KiB (WOFF2, not in the shell budget)", total as f64 / 1024.0);
     Ok(())
 }
