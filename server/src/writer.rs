@@ -3,9 +3,10 @@
 //! Requests hand their declarations to the writer and wait. While a transaction commits, the
 //! next requests queue up; the writer then judges and stores all of them in one transaction, so
 //! one fsync makes many declarations durable. A request is answered only after its transaction
-//! has committed, so an acknowledged declaration is on disk. On SQLite one transaction runs at a
-//! time, which also serialises each meter's declarations; on PostgreSQL a few overlap, and the
-//! store locks the meter rows of each transaction instead.
+//! has committed and [`Store::sync`] has made it durable, so an acknowledged declaration is on
+//! disk. On SQLite one transaction runs at a time, which also serialises each meter's
+//! declarations, and the next one starts while the disk flushes the last one; on PostgreSQL a few
+//! overlap, and the store locks the meter rows of each transaction instead.
 
 use std::sync::Arc;
 
@@ -63,11 +64,38 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task; it stops when the last handle is dropped.
-    pub fn spawn(store: Arc<dyn Store>) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer; it stops when the last handle is dropped, after its queue. The receiver
+    /// completes when it has stopped (with an error if it failed).
+    ///
+    /// A store that asks for it ([`Store::writes_on_own_thread`]: SQLite, whose driver answers
+    /// from its own threads) gets a thread with a runtime of its own. Woken from a foreign thread,
+    /// a task on the shared runtime waits in the injection queue behind the HTTP tasks, for every
+    /// statement of every transaction; on its own thread the writer runs the moment the database
+    /// answers, and the single writer is never the one waiting.
+    pub fn spawn(store: Arc<dyn Store>) -> (Self, oneshot::Receiver<()>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, queue));
-        (Self { jobs }, task)
+        let (done, finished) = oneshot::channel();
+        if store.writes_on_own_thread() {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime {
+                Ok(runtime) => {
+                    let spawned = std::thread::Builder::new().name("kontor-writer".into()).spawn(move || {
+                        runtime.block_on(run(store, queue));
+                        let _ = done.send(());
+                    });
+                    if let Err(e) = spawned {
+                        tracing::error!(error = %e, "no thread for the writer");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "no runtime for the writer"),
+            }
+        } else {
+            tokio::spawn(async move {
+                run(store, queue).await;
+                let _ = done.send(());
+            });
+        }
+        (Self { jobs }, finished)
     }
 
     /// Judges and stores `items`, answering one outcome per item once they are durable.
@@ -100,24 +128,54 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>) {
             }
         }
         let store = store.clone();
-        in_flight.spawn(async move {
-            commit_group(store.as_ref(), jobs).await;
-            drop(slot);
-        });
+        in_flight.spawn(async move { commit_group(store.as_ref(), jobs, slot).await });
         while in_flight.try_join_next().is_some() {}
     }
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {
-    let now = OffsetDateTime::now_utc();
+type Answer = (oneshot::Sender<Result<Vec<Outcome>, WriteError>>, Result<Vec<Outcome>, WriteError>);
+
+/// Commits a group, then (with the next group free to start) waits until the commit is durable
+/// and answers its requests.
+async fn commit_group(store: &dyn Store, jobs: Vec<Job>, slot: tokio::sync::OwnedSemaphorePermit) {
+    let started = std::time::Instant::now();
+    let (requests, items) = (jobs.len(), jobs.iter().map(|j| j.items.len()).sum::<usize>());
+    let mut answers = Vec::with_capacity(jobs.len());
+    apply_group(store, jobs, OffsetDateTime::now_utc(), &mut answers).await;
+    let committed = started.elapsed();
+    drop(slot);
+    if answers.iter().any(|(_, result)| result.is_ok()) {
+        if let Err(e) = store.sync().await {
+            // Committed but perhaps not on disk: answer 503, and the retry gets the stored
+            // outcome (or stores it, if the commit was lost with the disk).
+            tracing::error!(error = %error_chain(&e), "making a commit durable failed");
+            let failed = WriteError::from(&e);
+            for (_, result) in &mut answers {
+                *result = Err(failed.clone());
+            }
+        }
+    }
+    for (reply, result) in answers {
+        let _ = reply.send(result);
+    }
+    tracing::debug!(
+        requests,
+        items,
+        commit_micros = committed.as_micros() as u64,
+        durable_micros = started.elapsed().as_micros() as u64,
+        "group stored"
+    );
+}
+
+async fn apply_group(store: &dyn Store, jobs: Vec<Job>, now: OffsetDateTime, answers: &mut Vec<Answer>) {
     if jobs.len() == 1 {
         for job in jobs {
             let result = store.apply(&job.items, now).await.map_err(|e| {
                 tracing::error!(error = %error_chain(&e), "storing declarations failed");
                 WriteError::from(&e)
             });
-            let _ = job.reply.send(result);
+            answers.push((job.reply, result));
         }
         return;
     }
@@ -127,14 +185,14 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>) {
             let mut outcomes = outcomes.into_iter();
             for job in jobs {
                 let mine: Vec<Outcome> = outcomes.by_ref().take(job.items.len()).collect();
-                let _ = job.reply.send(Ok(mine));
+                answers.push((job.reply, Ok(mine)));
             }
         }
         Err(err) => {
             // One request's data must not fail the others: try each request on its own.
             tracing::warn!(error = %error_chain(&err), requests = jobs.len(), "group commit failed; retrying one by one");
             for job in jobs {
-                Box::pin(commit_group(store, vec![job])).await;
+                Box::pin(apply_group(store, vec![job], now, answers)).await;
             }
         }
     }

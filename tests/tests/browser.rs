@@ -196,12 +196,20 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
 
     // The English switch, remembered by the device.
     client.execute("document.querySelector('header button').click(); return true;", vec![]).await.expect("switch");
-    wait_for(&client, "return document.documentElement.lang === 'en' && document.documentElement.dir === 'ltr'", "English")
-        .await;
+    wait_for(
+        &client,
+        "return document.documentElement.lang === 'en' && document.documentElement.dir === 'ltr'",
+        "English",
+    )
+    .await;
     screenshot(&client, "4-english").await;
     client.goto(&app).await.expect("reload in English");
-    wait_for(&client, "return document.documentElement.lang === 'en' && !!document.querySelector('[name=reading]')", "English after reload")
-        .await;
+    wait_for(
+        &client,
+        "return document.documentElement.lang === 'en' && !!document.querySelector('[name=reading]')",
+        "English after reload",
+    )
+    .await;
     client.close().await.expect("close the browser");
 
     let stored = server.store.declarations_of(SUB).await.expect("read back");

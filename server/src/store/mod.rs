@@ -281,11 +281,24 @@ pub trait Store: Send + Sync + 'static {
     /// Judges and stores a batch of declarations in one transaction, in order; answers one
     /// outcome per item. An id stored before gets its first outcome back (`replayed`), or
     /// `id_conflict` when the content differs; the UNIQUE constraint on the id decides.
+    ///
+    /// The transaction is committed when this returns, but durable only once a later
+    /// [`Store::sync`] has returned: nothing may be answered to a client before that.
     async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError>;
+    /// Makes every transaction committed before the call durable. A store whose commits are
+    /// durable by themselves does nothing; SQLite flushes its write-ahead log here, so that the
+    /// writer's next transaction runs while the disk writes the last one.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// How many `apply` transactions may run at once.
     fn concurrent_writes(&self) -> usize {
         1
+    }
+    /// Whether the writer should run on a thread of its own (see `crate::writer::Writer::spawn`).
+    fn writes_on_own_thread(&self) -> bool {
+        false
     }
     /// The outcomes stored for a meter, oldest first in reading time (for tests and the console).
     async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError>;

@@ -45,10 +45,51 @@ impl Dialect {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// SQLite's durability, taken into our hands: the connections commit with `synchronous =
+/// NORMAL` (the commit lands in the write-ahead log, not yet on disk), and [`WalSync::flush`]
+/// then flushes the log file. The log is appended in commit order, so one flush makes every
+/// earlier commit durable; a checkpoint flushes the log itself before it copies pages into the
+/// database and flushes that too. The writer answers nothing before a flush that began after its
+/// commit, so this gives `synchronous = FULL`'s guarantee while the next transaction runs during
+/// the flush instead of after it.
+struct WalSync {
+    database: std::path::PathBuf,
+    wal: std::path::PathBuf,
+    /// The log file last flushed (device, inode): a new log's directory entry is flushed once.
+    known: std::sync::Mutex<Option<(u64, u64)>>,
+}
+
+impl WalSync {
+    fn flush(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
+        match std::fs::File::open(&self.wal) {
+            Ok(file) => {
+                file.sync_data()?;
+                let meta = file.metadata()?;
+                let id = (meta.dev(), meta.ino());
+                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+                if *known != Some(id) {
+                    if let Some(dir) = self.wal.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::File::open(dir)?.sync_all()?;
+                    }
+                    *known = Some(id);
+                }
+                Ok(())
+            }
+            // The last connection closed, and SQLite folded the log into the database and
+            // removed it: flush the database instead.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(&self.database)?.sync_all(),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The store on a SQL database.
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite on a file: the log flush that makes commits durable (see [`WalSync`]).
+    wal: Option<std::sync::Arc<WalSync>>,
     /// SQLite only: the last sequence number committed, so that the writer need not ask. SQLite
     /// has one writing process; cleared whenever a transaction does not commit.
     last_seq: std::sync::Mutex<Option<u64>>,
@@ -62,26 +103,36 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(url)
             .with_context(|| format!("unsupported database url {url:?}: use sqlite:// or postgres://"))?;
+        let mut wal = None;
         if dialect == Dialect::Sqlite {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
+            if !path.is_empty() && !path.starts_with(':') && !url.contains("mode=memory") {
+                wal = Some(std::sync::Arc::new(WalSync {
+                    database: path.into(),
+                    wal: format!("{path}-wal").into(),
+                    known: std::sync::Mutex::new(None),
+                }));
+            }
         }
+        // With the log flushed by hand, commits need not wait for the disk; an in-memory
+        // database keeps SQLite's own full sync (it has nothing to lose).
+        let synchronous = if wal.is_some() { "NORMAL" } else { "FULL" };
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+                        let pragmas = format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000; \
                              PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
-                             PRAGMA wal_autocheckpoint = 16384;",
-                        )
-                        .execute(&mut *conn)
-                        .await?;
+                             PRAGMA wal_autocheckpoint = 16384;"
+                        );
+                        sqlx::raw_sql(AssertSqlSafe(pragmas)).execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -94,7 +145,7 @@ impl SqlStore {
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("migrating the database")?;
-        Ok(Self { pool, dialect, last_seq: std::sync::Mutex::new(None) })
+        Ok(Self { pool, dialect, wal, last_seq: std::sync::Mutex::new(None) })
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -140,6 +191,25 @@ fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
         phone: row.try_get(5)?,
         last: last_point(row.try_get(6)?, row.try_get(7)?, row.try_get(8)?)?,
     })
+}
+
+/// A meter row as SQLite's `json_array` writes it, in [`METER_COLUMNS`] order.
+#[derive(serde::Deserialize)]
+struct MeterJson(String, String, i64, Option<f64>, f64, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
+impl MeterJson {
+    fn into_record(self) -> Result<MeterRecord, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
+        Ok(MeterRecord {
+            subscription: SubscriptionNumber::parse(&self.0).map_err(|_| corrupt("subscription"))?,
+            meter_serial: MeterSerial::parse(&self.1).map_err(|_| corrupt("serial"))?,
+            digits: u8::try_from(self.2).map_err(|_| corrupt("digits"))?,
+            avg_daily_m3: self.3,
+            max_hourly_m3: self.4,
+            phone: self.5,
+            last: last_point(self.6, self.7, self.8)?,
+        })
+    }
 }
 
 /// What the batch needs to know about an id stored before.
@@ -240,24 +310,47 @@ impl SqlStore {
         conn: &mut AnyConnection,
         subscriptions: &BTreeSet<String>,
     ) -> Result<HashMap<String, MeterRecord>, StoreError> {
-        // Locking the meters serialises declarations for one meter across processes; the sorted
-        // order keeps two batches from deadlocking. SQLite has one writer already.
-        let sql = match self.dialect {
+        let mut found = HashMap::with_capacity(subscriptions.len());
+        if subscriptions.is_empty() {
+            return Ok(found);
+        }
+        match self.dialect {
             Dialect::Sqlite => {
-                "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
-                 last_reading, last_read_at_ms FROM meters WHERE subscription IN (SELECT value FROM json_each($1))"
+                // SQLite has one writer already. Its driver hands rows over one by one from its
+                // own thread, so the meters come back as one JSON array in one row.
+                let json: Option<String> = sqlx::query_scalar(
+                    "SELECT json_group_array(json_array(m.subscription, m.meter_serial, m.digits, m.avg_daily_m3, \
+                       m.max_hourly_m3, m.phone, m.last_seq, m.last_reading, m.last_read_at_ms)) \
+                     FROM json_each($1) AS j CROSS JOIN meters AS m ON m.subscription = j.value",
+                )
+                .bind(json_text(&subscriptions)?)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db)?;
+                let rows: Vec<MeterJson> = serde_json::from_str(json.as_deref().unwrap_or("[]"))
+                    .map_err(|e| StoreError::Corrupt(format!("meter rows: {e}")))?;
+                for row in rows {
+                    let meter = row.into_record()?;
+                    found.insert(meter.subscription.to_string(), meter);
+                }
             }
             Dialect::Postgres => {
-                "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
-                 last_reading, last_read_at_ms FROM meters \
-                 WHERE subscription IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY subscription FOR UPDATE"
+                // Locking the meters serialises declarations for one meter across processes; the
+                // sorted order keeps two batches from deadlocking.
+                let rows = sqlx::query(
+                    "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
+                     last_reading, last_read_at_ms FROM meters \
+                     WHERE subscription IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY subscription FOR UPDATE",
+                )
+                .bind(json_text(&subscriptions)?)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+                for row in rows {
+                    let meter = meter_from_row(&row)?;
+                    found.insert(meter.subscription.to_string(), meter);
+                }
             }
-        };
-        let rows = sqlx::query(sql).bind(json_text(&subscriptions)?).fetch_all(&mut *conn).await.map_err(db)?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let meter = meter_from_row(&row)?;
-            found.insert(meter.subscription.to_string(), meter);
         }
         Ok(found)
     }
@@ -727,7 +820,7 @@ impl Store for SqlStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        Ok(())
+        self.sync().await
     }
 
     async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError> {
@@ -758,7 +851,8 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await
         .map_err(db)?;
-        Ok(())
+        // The token is handed to the phone next: it must be on disk first.
+        self.sync().await
     }
 
     async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
@@ -781,6 +875,19 @@ impl Store for SqlStore {
             Dialect::Sqlite => 1,
             Dialect::Postgres => 2,
         }
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let Some(wal) = self.wal.clone() else { return Ok(()) };
+        let flushed =
+            tokio::task::spawn_blocking(move || wal.flush()).await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        flushed.map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))
+    }
+
+    fn writes_on_own_thread(&self) -> bool {
+        // sqlx's SQLite driver answers from a thread per connection; PostgreSQL's sockets belong to
+        // the shared runtime's reactor.
+        self.dialect == Dialect::Sqlite
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
