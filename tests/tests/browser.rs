@@ -382,7 +382,13 @@ async fn a_lost_response_is_retried_and_stored_once() {
     proxy.lose_next_sync.store(true, Ordering::SeqCst);
     declare(&client, "10050").await;
     wait_for(&client, "return document.querySelectorAll('.history li.waiting').length === 1", "the queued item").await;
+    // The save shows the item at once; the sync that loses its answer follows.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.lost.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(proxy.lost.load(Ordering::SeqCst), 1, "one answer was lost");
+    assert_eq!(count(&client, ".history li.waiting").await, 1, "still waiting after the lost answer");
     let stored = server.store.declarations_of(SUB).await.expect("read back");
     assert_eq!(stored.len(), 1, "the server stored it before the answer was lost");
 
