@@ -1,7 +1,10 @@
-//! The sync API over HTTP, with the shared wire types.
+//! The sync API over HTTP, with the shared wire types: the browser's `fetch`, and the bodies
+//! converted through `JSON.stringify`/`Response.json()` (the browser's own JSON, so the app
+//! carries no JSON parser of its own).
 
-use gloo_net::http::Request;
 use shared::wire::{SyncRequest, SyncResponse, VerifyRequest, VerifyResponse};
+use wasm_bindgen::{JsCast as _, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 /// What went wrong talking to the server, as the sync loop acts on it.
 #[derive(Debug)]
@@ -16,18 +19,36 @@ pub enum ApiError {
     Server,
 }
 
-fn retry_after(response: &gloo_net::http::Response) -> u32 {
-    response.headers().get("retry-after").and_then(|v| v.trim().parse().ok()).unwrap_or(30)
+fn retry_after(response: &web_sys::Response) -> u32 {
+    response.headers().get("retry-after").ok().flatten().and_then(|v| v.trim().parse().ok()).unwrap_or(30)
 }
 
 /// POSTs JSON and reads the answer, sorting failures the way the sync loop acts on them.
 async fn post<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
-    builder: gloo_net::http::RequestBuilder,
+    url: &str,
+    headers: &[(&str, &str)],
     body: &Req,
 ) -> Result<Res, ApiError> {
-    let response = builder.json(body).map_err(|_| ApiError::Server)?.send().await.map_err(|_| ApiError::Offline)?;
+    let value = body.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)?;
+    let text = js_sys::JSON::stringify(&value).map_err(|_| ApiError::Server)?;
+    let header_map = web_sys::Headers::new().map_err(|_| ApiError::Server)?;
+    header_map.set("content-type", "application/json").map_err(|_| ApiError::Server)?;
+    for (name, value) in headers {
+        header_map.set(name, value).map_err(|_| ApiError::Server)?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&header_map);
+    init.set_body(&text);
+    let window = web_sys::window().ok_or(ApiError::Offline)?;
+    let answer = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(|_| ApiError::Offline)?;
+    let response: web_sys::Response = answer.dyn_into().map_err(|_| ApiError::Server)?;
     match response.status() {
-        200 => response.json().await.map_err(|_| ApiError::Server),
+        200 => {
+            let json = response.json().map_err(|_| ApiError::Server)?;
+            let value: JsValue = JsFuture::from(json).await.map_err(|_| ApiError::Server)?;
+            serde_wasm_bindgen::from_value(value).map_err(|_| ApiError::Server)
+        }
         429 | 503 => Err(ApiError::RetryAfter(retry_after(&response))),
         400..=499 => Err(ApiError::Refused),
         _ => Err(ApiError::Server),
@@ -35,13 +56,15 @@ async fn post<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
 }
 
 pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<VerifyResponse, ApiError> {
-    post(Request::post("/api/v1/meters/verify").header("accept-language", lang), request).await
+    post("/api/v1/meters/verify", &[("accept-language", lang)], request).await
 }
 
 pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Result<SyncResponse, ApiError> {
-    let mut builder = Request::post("/api/v1/sync").header("accept-language", lang);
-    if let Some(token) = token {
-        builder = builder.header("authorization", &format!("Bearer {token}"));
+    match token {
+        Some(token) => {
+            let bearer = format!("Bearer {token}");
+            post("/api/v1/sync", &[("accept-language", lang), ("authorization", &bearer)], request).await
+        }
+        None => post("/api/v1/sync", &[("accept-language", lang)], request).await,
     }
-    post(builder, request).await
 }

@@ -119,7 +119,13 @@ impl Declaration {
 /// The next batch to send: waiting declarations, oldest first, at most `limit`.
 pub fn next_batch(declarations: &[Declaration], limit: usize) -> Vec<Declaration> {
     let mut waiting: Vec<Declaration> = declarations.iter().filter(|d| d.state == State::Waiting).cloned().collect();
-    waiting.sort_by_key(|d| d.id);
+    // Ids are unique and time-ordered (UUIDv7): an unstable sort orders them the same, smaller.
+    waiting.sort_unstable_by_key(|d| d.id);
     waiting.truncate(limit);
     waiting
+}
+
+/// The history's order: the newest declaration first.
+pub fn newest_first(declarations: &mut [Declaration]) {
+    declarations.sort_unstable_by_key(|d| std::cmp::Reverse(d.id));
 }

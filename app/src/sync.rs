@@ -180,7 +180,7 @@ async fn with_sync_lock(state: AppState) -> Option<Result<(), ApiError>> {
 /// or saved more, since this tab last looked.
 async fn send_with_fresh_outbox(state: AppState) -> Result<(), ApiError> {
     if let Ok(mut stored) = outbox::declarations().await {
-        stored.sort_by_key(|d| std::cmp::Reverse(d.id));
+        crate::model::newest_first(&mut stored);
         state.declarations.set(stored);
     }
     send_waiting(state).await

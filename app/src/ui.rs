@@ -36,7 +36,7 @@ pub fn App() -> impl IntoView {
             state.meters.set(meters);
         }
         if let Ok(mut declarations) = outbox::declarations().await {
-            declarations.sort_by_key(|d| std::cmp::Reverse(d.id));
+            crate::model::newest_first(&mut declarations);
             state.declarations.set(declarations);
         }
         // The device's meters and outbox are on screen: the app is usable from here, with or

@@ -157,5 +157,14 @@ pub fn size() -> anyhow::Result<()> {
         total += len;
     }
     println!("fonts {:.1} KiB (WOFF2, not in the shell budget)", total as f64 / 1024.0);
+    // The browser test writes how long the app took to open offline, from navigation to its
+    // meters and outbox on screen.
+    match std::fs::read_to_string(workspace_root().join("target/artifacts/offline-start-ms.txt")) {
+        Ok(ms) => println!(
+            "offline reload to an interactive form: {} ms (budget 1000 ms; from the last browser test)",
+            ms.trim()
+        ),
+        Err(_) => println!("offline reload to an interactive form: not measured yet (run the browser tests)"),
+    }
     Ok(())
 }
