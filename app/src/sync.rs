@@ -205,7 +205,14 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
         }
         let request =
             SyncRequest { device_id: device_id(), submissions: batch.iter().map(Declaration::submission).collect() };
-        let response = api::sync(&request, None, lang_tag(state.lang.get_untracked())).await?;
+        // The token of the first item's meter: it covers that meter's items; the server checks
+        // the others by their serials.
+        let meters = state.meters.get_untracked();
+        let token = batch
+            .first()
+            .and_then(|d| meters.iter().find(|m| m.subscription == d.subscription))
+            .and_then(|m| m.device_token.clone());
+        let response = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
         let updated: Vec<Declaration> = batch
             .iter()
             .zip(&response.results)

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::limits::Key;
-use crate::store::{Channel, Incoming, Outcome};
+use crate::store::{Channel, Incoming, Outcome, Proof};
 use crate::writer::WriteError;
 
 /// Builds the application's routes.
@@ -217,6 +217,14 @@ pub async fn verify(
     Ok(Json(VerifyResponse { device_token: token, meter: meter.info() }))
 }
 
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The stored form of a device token: its SHA-256, so a copy of the database holds no tokens.
 pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -236,7 +244,9 @@ struct IdOnly {
     id: Option<serde_json::Value>,
 }
 
-/// Sends queued declarations; answers one result per submission, in request order.
+/// Sends queued declarations; answers one result per submission, in request order. An
+/// `Authorization: Bearer <device_token>` from `/api/v1/meters/verify` vouches for the items of
+/// the subscription it was issued for; every other item is checked by its `meter_serial`.
 #[utoipa::path(post, path = "/api/v1/sync", request_body = wire::SyncRequest, responses(
     (status = 200, description = "One result per submission, in request order", body = SyncResponse),
     (status = 400, description = "Not JSON, no `submissions` array, or not 1 to 500 submissions", body = ErrorBody),
@@ -267,6 +277,20 @@ pub async fn sync(
                 incoming.push(Incoming::from_submission(&submission, Channel::App, envelope.device_id));
             }
             Err(_) => slots.push(Err(usable_id(raw))),
+        }
+    }
+
+    // A device token covers the subscription it was issued for: those items need no serial.
+    // An unknown token is no error; its items are checked by their serials like any other.
+    if let Some(token) = bearer_token(&headers) {
+        match state.store.device_subscription(&token_hash(token)).await {
+            Ok(Some(covered)) => {
+                for item in incoming.iter_mut().filter(|i| i.subscription == covered) {
+                    item.proof = Proof::Device;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "looking up a device token failed; checking serials instead"),
         }
     }
 

@@ -18,6 +18,7 @@ tests::on_both_backends!(
     one_malformed_item_does_not_block_the_batch,
     envelope_errors,
     verify_a_meter,
+    a_device_token_covers_its_own_meter,
     identity_guessing_is_limited,
     messages_follow_accept_language,
     health_readiness_and_openapi,
@@ -322,6 +323,46 @@ async fn verify_a_meter(backend: Backend) {
     assert_eq!(wrong_serial.0, 404);
     assert_eq!(wrong_serial, unknown);
     assert_eq!(wrong_serial.1["error"]["code"], "identity_mismatch");
+    server.finish().await;
+}
+
+async fn a_device_token_covers_its_own_meter(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server
+        .post(
+            "/api/v1/meters/verify",
+            &json!({"subscription": SUB, "meter_serial": SERIAL, "device_id": Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["device_token"].as_str().expect("a token").to_owned();
+    let send = |auth: Option<String>, subscription: &str, serial: &str, reading: u64| {
+        let mut request = server.http.post(format!("{}/api/v1/sync", server.base)).json(&json!({
+            "device_id": Uuid::new_v4(),
+            "submissions": [{"id": Uuid::new_v4(), "subscription": subscription, "meter_serial": serial,
+                             "reading": reading, "read_at": server.hours_ago(1)}],
+        }));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        async move {
+            let body: Value = request.send().await.expect("answer").json().await.expect("json");
+            body["results"][0].clone()
+        }
+    };
+    // The serial the device kept is stale (say the meter was replaced): the token still vouches.
+    let covered = send(Some(format!("Bearer {token}")), SUB, "ZZ999999", 10_010).await;
+    expect(&covered, "accepted", None, Some(10));
+    // Without the token, or with a token that is not one, the serial decides.
+    let bare = send(None, SUB, "ZZ999999", 10_011).await;
+    expect(&bare, "rejected", Some("identity_mismatch"), None);
+    let forged = send(Some("Bearer not-a-token".into()), SUB, "ZZ999999", 10_011).await;
+    expect(&forged, "rejected", Some("identity_mismatch"), None);
+    // The token covers only the subscription it was issued for.
+    let other = send(Some(format!("Bearer {token}")), SUB_WRAP, "ZZ999999", 99_950).await;
+    expect(&other, "rejected", Some("identity_mismatch"), None);
+    let other_ok = send(Some(format!("Bearer {token}")), SUB_WRAP, SERIAL_WRAP, 99_950).await;
+    assert_eq!(other_ok["status"], "accepted", "{other_ok}");
     server.finish().await;
 }
 

@@ -109,6 +109,8 @@ pub enum Proof {
     Serial(Option<MeterSerial>),
     /// The phone number an SMS or a call came from, normalised (`None` when withheld).
     Phone(Option<String>),
+    /// A device token issued when this device verified this very subscription online.
+    Device,
 }
 
 /// How far a [`Proof`] identifies a meter.
@@ -133,6 +135,7 @@ impl Proof {
                 Identity::Verified
             }
             Self::Phone(_) => Identity::Unverified,
+            Self::Device => Identity::Verified,
         }
     }
 }
@@ -278,6 +281,8 @@ pub trait Store: Send + Sync + 'static {
         subscription: &SubscriptionNumber,
         now: OffsetDateTime,
     ) -> Result<(), StoreError>;
+    /// The subscription a device token (by its hash) was issued for, if it was.
+    async fn device_subscription(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
     /// Judges and stores a batch of declarations in one transaction, in order; answers one
     /// outcome per item. An id stored before gets its first outcome back (`replayed`), or
     /// `id_conflict` when the content differs; the UNIQUE constraint on the id decides.

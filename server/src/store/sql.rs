@@ -855,6 +855,14 @@ impl Store for SqlStore {
         self.sync().await
     }
 
+    async fn device_subscription(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT subscription FROM devices WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
     async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
         // Another process may store one of the ids between our look-up and our insert; the
         // UNIQUE constraint turns that into a retry, which then sees the stored outcome.
