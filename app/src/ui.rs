@@ -57,12 +57,17 @@ pub fn App() -> impl IntoView {
     // The service worker's Background Sync, where the browser has it, wakes the page to send.
     let _ = window_event_listener_untyped("kontor-sync", move |_| kick());
     // And every few seconds, backing off while the server is away.
+    // The wait gets up to a third more at random, so that phones which lost the server together
+    // do not all come back in the same second.
     let ticks = StoredValue::new(0u32);
+    let jitter = StoredValue::new(0.0f64);
     let _ = set_interval_with_handle(
         move || {
             ticks.update_value(|t| *t += 5);
-            if ticks.get_value() >= state.backoff.get_untracked().max(15) {
+            let wait = f64::from(state.backoff.get_untracked().max(15)) * (1.0 + jitter.get_value());
+            if f64::from(ticks.get_value()) >= wait {
                 ticks.set_value(0);
+                jitter.set_value(js_sys::Math::random() / 3.0);
                 kick();
             }
         },

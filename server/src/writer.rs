@@ -145,15 +145,15 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>, slot: tokio::sync::Owne
     apply_group(store, jobs, OffsetDateTime::now_utc(), &mut answers).await;
     let committed = started.elapsed();
     drop(slot);
-    if answers.iter().any(|(_, result)| result.is_ok()) {
-        if let Err(e) = store.sync().await {
-            // Committed but perhaps not on disk: answer 503, and the retry gets the stored
-            // outcome (or stores it, if the commit was lost with the disk).
-            tracing::error!(error = %error_chain(&e), "making a commit durable failed");
-            let failed = WriteError::from(&e);
-            for (_, result) in &mut answers {
-                *result = Err(failed.clone());
-            }
+    // Committed but perhaps not on disk when the flush fails: answer 503, and the retry gets the
+    // stored outcome (or stores it, if the commit was lost with the disk).
+    if answers.iter().any(|(_, result)| result.is_ok())
+        && let Err(e) = store.sync().await
+    {
+        tracing::error!(error = %error_chain(&e), "making a commit durable failed");
+        let failed = WriteError::from(&e);
+        for (_, result) in &mut answers {
+            *result = Err(failed.clone());
         }
     }
     for (reply, result) in answers {
