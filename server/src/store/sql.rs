@@ -280,7 +280,7 @@ impl SqlStore {
             }
             Dialect::Postgres => {
                 "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
-                 WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+                 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
             }
         };
         let rows = sqlx::query(sql).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)?;
@@ -336,11 +336,13 @@ impl SqlStore {
             }
             Dialect::Postgres => {
                 // Locking the meters serialises declarations for one meter across processes; the
-                // sorted order keeps two batches from deadlocking.
+                // sorted order keeps two batches from deadlocking. `= ANY(ARRAY(…))` walks the
+                // primary key; `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
                 let rows = sqlx::query(
                     "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
                      last_reading, last_read_at_ms FROM meters \
-                     WHERE subscription IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY subscription FOR UPDATE",
+                     WHERE subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
+                     ORDER BY subscription FOR UPDATE",
                 )
                 .bind(json_text(&subscriptions)?)
                 .fetch_all(&mut *conn)
