@@ -313,13 +313,45 @@ async fn a_new_version_waits_for_the_subscriber_then_takes_over() {
 
 /// A proxy between the browser and the server that can lose the answer to one sync: it forwards
 /// the request (the server stores the batch) and answers 502, as a load balancer does when the
-/// upstream connection drops after the work was done.
+/// upstream connection drops after the work was done. It can also refuse every sync (a server
+/// away) or hold each one a while, and counts the syncs it saw and how many ran at once.
 #[derive(Clone)]
 struct LossyProxy {
     upstream: String,
     http: reqwest::Client,
     lose_next_sync: Arc<AtomicBool>,
     lost: Arc<AtomicUsize>,
+    refuse_syncs: Arc<AtomicBool>,
+    hold_syncs_ms: Arc<AtomicUsize>,
+    syncs: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    most_at_once: Arc<AtomicUsize>,
+}
+
+impl LossyProxy {
+    fn new(upstream: &str) -> Self {
+        let counter = || Arc::new(AtomicUsize::new(0));
+        Self {
+            upstream: upstream.to_owned(),
+            http: reqwest::Client::new(),
+            lose_next_sync: Arc::new(AtomicBool::new(false)),
+            lost: counter(),
+            refuse_syncs: Arc::new(AtomicBool::new(false)),
+            hold_syncs_ms: counter(),
+            syncs: counter(),
+            in_flight: counter(),
+            most_at_once: counter(),
+        }
+    }
+
+    /// Serves on a free port; answers its base URL.
+    async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let base = format!("http://{}", listener.local_addr().expect("proxy address"));
+        let router = axum::Router::new().fallback(forward).with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    }
 }
 
 async fn forward(
@@ -332,6 +364,31 @@ async fn forward(
     let Ok(body) = axum::body::to_bytes(body, 2 * 1024 * 1024).await else {
         return axum::http::StatusCode::BAD_REQUEST.into_response();
     };
+    let is_sync = path.starts_with("/api/v1/sync");
+    if is_sync {
+        if proxy.refuse_syncs.load(Ordering::SeqCst) {
+            return axum::http::StatusCode::BAD_GATEWAY.into_response();
+        }
+        proxy.syncs.fetch_add(1, Ordering::SeqCst);
+        let now = proxy.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        proxy.most_at_once.fetch_max(now, Ordering::SeqCst);
+        let hold = proxy.hold_syncs_ms.load(Ordering::SeqCst) as u64;
+        tokio::time::sleep(Duration::from_millis(hold)).await;
+    }
+    let answer = forward_upstream(&proxy, &parts, &path, body).await;
+    if is_sync {
+        proxy.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+    answer
+}
+
+async fn forward_upstream(
+    proxy: &LossyProxy,
+    parts: &axum::http::request::Parts,
+    path: &str,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
     let mut upstream = proxy.http.request(method, format!("{}{path}", proxy.upstream)).body(body);
     for name in ["content-type", "accept-language", "authorization"] {
@@ -356,16 +413,8 @@ async fn a_lost_response_is_retried_and_stored_once() {
     let web_root = workspace().join("dist/pwa");
     assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
     let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
-    let proxy = LossyProxy {
-        upstream: server.base.clone(),
-        http: reqwest::Client::new(),
-        lose_next_sync: Arc::new(AtomicBool::new(false)),
-        lost: Arc::new(AtomicUsize::new(0)),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
-    let proxy_base = format!("http://{}", listener.local_addr().expect("proxy address"));
-    let app_router = axum::Router::new().fallback(forward).with_state(proxy.clone());
-    tokio::spawn(async move { axum::serve(listener, app_router).await });
+    let proxy = LossyProxy::new(&server.base);
+    let proxy_base = proxy.serve().await;
 
     let profile = std::env::temp_dir().join(format!("kontor-browser-lost-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
@@ -400,6 +449,56 @@ async fn a_lost_response_is_retried_and_stored_once() {
     let expected = shared::TrackingCode::from_sequence(stored[0].seq).expect("a code").to_string();
     assert_eq!(shared::digits::parse_number(&shown, false).ok(), expected.parse::<u64>().ok(), "{shown} vs {expected}");
     assert_eq!(server.store.declarations_of(SUB).await.expect("read back").len(), 1);
+    client.close().await.expect("close the browser");
+    let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tabs_send_the_outbox_once() {
+    let web_root = workspace().join("dist/pwa");
+    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
+    let proxy = LossyProxy::new(&server.base);
+    let app = format!("{}/pwa/", proxy.serve().await);
+    let profile = std::env::temp_dir().join(format!("kontor-browser-tabs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let driver = start_driver();
+    let client = browser(&driver, &profile).await;
+    client.goto(&app).await.expect("open the app");
+    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    fill(&client, "subscription", SUB).await;
+    fill(&client, "meter_serial", SERIAL).await;
+    submit(&client, "subscription").await;
+    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+
+    // The server is away: two readings wait in the outbox.
+    proxy.refuse_syncs.store(true, Ordering::SeqCst);
+    declare(&client, "10050").await;
+    declare(&client, "10051").await;
+    wait_for(&client, "return document.querySelectorAll('.history li.waiting').length === 2", "the outbox").await;
+    let first = client.window().await.expect("this tab");
+    let second = client.new_window(true).await.expect("a second tab").handle;
+    client.switch_to_window(second.clone()).await.expect("to the second tab");
+    client.goto(&app).await.expect("open the app again");
+    wait_for(&client, "return document.querySelectorAll('.history li.waiting').length === 2", "the same outbox").await;
+
+    // The server returns, slowly; both tabs try at once. One sends, the other stands aside.
+    proxy.hold_syncs_ms.store(1500, Ordering::SeqCst);
+    proxy.refuse_syncs.store(false, Ordering::SeqCst);
+    let kick = "window.dispatchEvent(new Event('online')); return true;";
+    client.execute(kick, vec![]).await.expect("online in the second tab");
+    client.switch_to_window(first.clone()).await.expect("to the first tab");
+    client.execute(kick, vec![]).await.expect("online in the first tab");
+    client.switch_to_window(second).await.expect("to the second tab");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 2", "the sync").await;
+    // The other tab learns the outcomes from the outbox at its next attempt, without resending.
+    client.switch_to_window(first).await.expect("to the first tab");
+    client.execute(kick, vec![]).await.expect("online again in the first tab");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 2", "the first tab").await;
+    assert_eq!(proxy.most_at_once.load(Ordering::SeqCst), 1, "never two syncs at once");
+    assert_eq!(proxy.syncs.load(Ordering::SeqCst), 1, "one sync carried both readings");
+    assert_eq!(server.store.declarations_of(SUB).await.expect("read back").len(), 2);
     client.close().await.expect("close the browser");
     let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
