@@ -12,7 +12,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
-use shared::codes::accepted_message;
 use shared::wire::{ApiErrorCode, ErrorBody, SmsInbound, SmsReply};
 use shared::{Lang, TrackingCode, sms};
 use time::OffsetDateTime;
@@ -98,8 +97,8 @@ pub async fn inbound(
         return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ApiErrorCode::Internal, lang));
     };
     let tracking_code = outcome.tracking_seq.and_then(TrackingCode::from_sequence).map(|c| c.to_string());
-    let message_text = outcome.code.map_or_else(|| accepted_message(lang), |c| c.message(lang));
-    let reply = sms::outcome_reply(message_text, tracking_code.as_deref(), outcome.consumption_m3);
+    let reply =
+        sms::outcome_reply(sms::outcome_message(outcome.code), tracking_code.as_deref(), outcome.consumption_m3);
     if !outcome.replayed {
         send_in_background(config.sender.clone(), config.retry, message.from.clone(), reply.clone());
     }

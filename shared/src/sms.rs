@@ -5,8 +5,9 @@
 //! star characters (`*` `٭` `＊` `×`) and a trailing star. Anything else gets a reply that shows
 //! the right format.
 
+use crate::codes::accepted_message;
 use crate::digits::{self, to_persian_digits};
-use crate::{Reading, SubscriptionNumber};
+use crate::{Code, Lang, Reading, SubscriptionNumber};
 
 /// The service number of meter-reading declarations on the company's short number.
 pub const SERVICE: &str = "5";
@@ -71,6 +72,17 @@ pub fn error_reply(error: SmsError) -> String {
         SmsError::Subscription => "کد اشتراک درست نیست.",
     };
     format!("{why} برای اعلام رقم کنتور بفرستید: {FORMAT_FA} (مثال: ۱۰۳۲۱*۵*۱۲۳۴۵۶۷۸۹۰)")
+}
+
+/// The reason an SMS reply gives for an outcome's code. An SMS names no meter serial, so a
+/// declaration refused for its identity can only be for a subscription the registry does not
+/// hold; every other code reads as in the app.
+pub fn outcome_message(code: Option<Code>) -> &'static str {
+    match code {
+        Some(Code::IdentityMismatch) => "این کد اشتراک در سامانه نیست. کد اشتراک را از قبض گاز بررسی کنید.",
+        Some(code) => code.message(Lang::Fa),
+        None => accepted_message(Lang::Fa),
+    }
 }
 
 /// The reply to a stored declaration: the outcome's message, the tracking code and the

@@ -19,6 +19,7 @@ tests::on_both_backends!(
     the_secret_is_required,
     form_fields_work_too,
     messages_that_are_not_declarations_get_the_format,
+    an_unknown_subscription_is_named_as_such,
     sms_and_app_share_one_chain,
     replies_reach_the_gateway,
 );
@@ -121,6 +122,17 @@ async fn messages_that_are_not_declarations_get_the_format(backend: Backend) {
         assert!(body.get("status").is_none());
     }
     assert_eq!(server.stored().await, 0);
+    server.finish().await;
+}
+
+async fn an_unknown_subscription_is_named_as_such(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, body) = server.sms(PHONE, "10050*5*9999888877", "gw-unknown").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "rejected", "{body}");
+    let reply = body["reply"].as_str().expect("a reply");
+    // The sender typed no serial: the reply speaks of the subscription code only.
+    assert!(reply.contains("کد اشتراک") && !reply.contains("سریال"), "{reply}");
     server.finish().await;
 }
 
