@@ -115,6 +115,28 @@ async fn declare(client: &Client, reading: &str) {
         .await;
 }
 
+/// The release build in `dist/pwa`, which every browser test serves.
+fn built_app() -> PathBuf {
+    let web_root = workspace().join("dist/pwa");
+    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
+    web_root
+}
+
+/// An empty browser profile folder of this test run.
+fn fresh_profile(name: &str) -> PathBuf {
+    let profile = std::env::temp_dir().join(format!("kontor-browser-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    profile
+}
+
+/// Adds the test meter on the "My meters" screen and waits until it is listed.
+async fn add_meter(client: &Client, subscription: &str) {
+    fill(client, "subscription", subscription).await;
+    fill(client, "meter_serial", SERIAL).await;
+    submit(client, "subscription").await;
+    wait_for(client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let dir = workspace().join("target/artifacts");
     let _ = std::fs::create_dir_all(&dir);
@@ -125,11 +147,8 @@ async fn screenshot(client: &Client, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_made_offline_sync_by_themselves_exactly_once() {
-    let web_root = workspace().join("dist/pwa");
-    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
-    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
-    let profile = std::env::temp_dir().join(format!("kontor-browser-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let profile = fresh_profile("offline");
     let driver = start_driver();
     let app = format!("{}/pwa/", server.base);
 
@@ -142,10 +161,7 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
         .await
         .expect("page");
     assert_eq!(page, json!(["rtl", "fa"]));
-    fill(&client, "subscription", "۱۱۱۱۲۲۲۲۳۳").await;
-    fill(&client, "meter_serial", SERIAL).await;
-    submit(&client, "subscription").await;
-    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+    add_meter(&client, "۱۱۱۱۲۲۲۲۳۳").await;
     declare(&client, "۱۰۰۵۰").await;
     wait_for(&client, "return !!document.querySelector('.history li.accepted .tracking')", "the tracking code").await;
     let tracking =
@@ -253,14 +269,12 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_version_waits_for_the_subscriber_then_takes_over() {
-    let built = workspace().join("dist/pwa");
-    assert!(built.join("index.html").exists(), "build the app first: cargo xtask dist");
+    let built = built_app();
     let web_root = std::env::temp_dir().join(format!("kontor-pwa-update-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&web_root);
     copy_dir(&built, &web_root);
     let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root.clone())).await;
-    let profile = std::env::temp_dir().join(format!("kontor-browser-update-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
+    let profile = fresh_profile("update");
     let driver = start_driver();
     let client = browser(&driver, &profile).await;
     client.goto(&format!("{}/pwa/", server.base)).await.expect("open the app");
@@ -410,22 +424,16 @@ async fn forward_upstream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_response_is_retried_and_stored_once() {
-    let web_root = workspace().join("dist/pwa");
-    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
-    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
     let proxy = LossyProxy::new(&server.base);
     let proxy_base = proxy.serve().await;
 
-    let profile = std::env::temp_dir().join(format!("kontor-browser-lost-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
+    let profile = fresh_profile("lost");
     let driver = start_driver();
     let client = browser(&driver, &profile).await;
     client.goto(&format!("{proxy_base}/pwa/")).await.expect("open the app");
     wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
-    fill(&client, "subscription", SUB).await;
-    fill(&client, "meter_serial", SERIAL).await;
-    submit(&client, "subscription").await;
-    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+    add_meter(&client, SUB).await;
 
     // The server stores the declaration, but its answer never reaches the phone.
     proxy.lose_next_sync.store(true, Ordering::SeqCst);
@@ -456,21 +464,15 @@ async fn a_lost_response_is_retried_and_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tabs_send_the_outbox_once() {
-    let web_root = workspace().join("dist/pwa");
-    assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
-    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root)).await;
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
     let proxy = LossyProxy::new(&server.base);
     let app = format!("{}/pwa/", proxy.serve().await);
-    let profile = std::env::temp_dir().join(format!("kontor-browser-tabs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
+    let profile = fresh_profile("tabs");
     let driver = start_driver();
     let client = browser(&driver, &profile).await;
     client.goto(&app).await.expect("open the app");
     wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
-    fill(&client, "subscription", SUB).await;
-    fill(&client, "meter_serial", SERIAL).await;
-    submit(&client, "subscription").await;
-    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+    add_meter(&client, SUB).await;
 
     // The server is away: two readings wait in the outbox.
     proxy.refuse_syncs.store(true, Ordering::SeqCst);
