@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/meters/verify", post(verify))
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/sms/inbound", post(crate::sms::inbound));
+    router = crate::console::routes(router);
     if let Some(root) = state.web_root.as_ref().filter(|root| root.is_dir()) {
         // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
         // HTML that a service worker would cache under the wrong name.

@@ -4,6 +4,7 @@
 //! tests in `tests/` can start the same server on a port of their own.
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod demo;
 pub mod http;
 pub mod import;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub web_root: Option<PathBuf>,
     /// The SMS channel, when configured.
     pub sms: Option<sms::SmsConfig>,
+    /// The staff console's settings and sign-in limits.
+    pub console: Arc<console::Console>,
 }
 
 /// How to run the server, besides its listener and store.
@@ -47,6 +50,7 @@ pub struct ServeOptions {
     pub sms: Option<sms::SmsConfig>,
     /// Where FastAGI calls come in; the phone channel is off without it.
     pub ivr: Option<TcpListener>,
+    pub console: console::ConsoleOptions,
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the requests in flight and lets
@@ -64,6 +68,7 @@ pub async fn serve(
         limiter: Arc::new(IdentityLimiter::new(options.limits)),
         web_root: options.web_root,
         sms: options.sms,
+        console: Arc::new(console::Console::new(options.console)),
     };
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));

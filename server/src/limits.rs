@@ -1,5 +1,6 @@
 //! Limits on failed identity attempts, per subscription and per client, so that nobody can find
-//! a meter serial by guessing. Failures are counted in a fixed window; a key over its limit is
+//! a meter serial by guessing; the console's sign-in uses a second limiter of the same kind, per
+//! username and per client, against password guessing. Failures are counted in a fixed window; a key over its limit is
 //! refused with `429` and `Retry-After` until its window ends.
 //!
 //! The counters live in this process: one `kontor serve` per SQLite database. Running several
@@ -14,12 +15,15 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
     Subscription(String),
+    /// A console username, as typed.
+    Operator(String),
     Client(IpAddr),
 }
 
 /// How many failures each kind of key may have per window.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Failures per subscription, or per username for the console's sign-in.
     pub per_subscription: u32,
     pub per_client: u32,
     pub window: Duration,
@@ -56,7 +60,7 @@ impl IdentityLimiter {
 
     fn limit(&self, key: &Key) -> u32 {
         match key {
-            Key::Subscription(_) => self.limits.per_subscription,
+            Key::Subscription(_) | Key::Operator(_) => self.limits.per_subscription,
             Key::Client(_) => self.limits.per_client,
         }
     }

@@ -1,4 +1,5 @@
-//! `kontor`: the sync server's command line (serve, import the subscriber registry).
+//! `kontor`: the sync server's command line (serve, import the subscriber registry, create
+//! console operators).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use server::replies::{HttpSender, LogSender, ReplySender, Retry};
 use server::sms::SmsConfig;
-use server::store::{SqlStore, Store};
+use server::store::{AuditEntry, OperatorRecord, Role, SqlStore, Store};
 use server::{ServeOptions, demo, import};
 use time::OffsetDateTime;
 
@@ -52,6 +53,35 @@ enum Command {
         /// CSV with the header subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone
         file: PathBuf,
     },
+    /// Create a console account, or reset its role, office and password. The password is asked
+    /// for on a terminal, or read from the first line of stdin.
+    CreateOperator {
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
+        database: String,
+        /// office (declares for subscribers), reviewer (decides held declarations) or admin.
+        #[arg(long, value_parser = ["office", "reviewer", "admin"])]
+        role: String,
+        /// The counter office or department the account belongs to.
+        #[arg(long)]
+        office: String,
+        username: String,
+    },
+}
+
+/// The shortest password the console takes.
+const MIN_PASSWORD_CHARS: usize = 10;
+
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("password again: ").context("reading the password")?;
+        anyhow::ensure!(first == again, "the two passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// The SMS channel: on when a shared secret is set.
@@ -146,6 +176,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqlStore::connect(&database).await?;
             store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("importing subscribers")?;
             println!("imported {} subscriber(s)", rows.len());
+            Ok(())
+        }
+        Command::CreateOperator { database, role, office, username } => {
+            let role = Role::from_str_opt(&role).context("unknown role")?;
+            let username = username.trim().to_owned();
+            anyhow::ensure!(
+                !username.is_empty() && username.chars().count() <= 64 && !username.chars().any(char::is_whitespace),
+                "a username is 1 to 64 characters without spaces"
+            );
+            let office = office.trim().to_owned();
+            anyhow::ensure!(!office.is_empty(), "name the office");
+            let password = read_password()?;
+            anyhow::ensure!(
+                password.chars().count() >= MIN_PASSWORD_CHARS,
+                "a password has at least {MIN_PASSWORD_CHARS} characters"
+            );
+            let password_hash = server::console::auth::hash_password(&password)?;
+            let store = SqlStore::connect(&database).await?;
+            let now = OffsetDateTime::now_utc();
+            let existed = store.operator(&username).await?.is_some();
+            let operator = OperatorRecord { username: username.clone(), role, office: office.clone(), password_hash };
+            store.save_operator(&operator, now).await.context("saving the operator")?;
+            let detail = format!("{username}: {} at {office}", role.as_str());
+            let action = if existed { "operator_reset" } else { "operator_created" };
+            store.audit(&AuditEntry { at: now, username: "command-line", action, detail: &detail }).await?;
+            println!("{} {username} ({}, {office})", if existed { "updated" } else { "created" }, role.as_str());
             Ok(())
         }
     }

@@ -6,14 +6,16 @@
 //! has committed and [`Store::sync`] has made it durable, so an acknowledged declaration is on
 //! disk. On SQLite one transaction runs at a time, which also serialises each meter's
 //! declarations, and the next one starts while the disk flushes the last one; on PostgreSQL a few
-//! overlap, and the store locks the meter rows of each transaction instead.
+//! overlap, and the store locks the meter rows of each transaction instead. A reviewer's
+//! decision moves a meter's chain too, so it goes through the same queue, in a transaction of its
+//! own.
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Incoming, Outcome, Store, StoreError};
+use crate::store::{Incoming, Outcome, ReviewRequest, ReviewResult, Store, StoreError};
 
 /// The most declarations one transaction takes from the queue before it commits.
 const MAX_GROUP: usize = 4_000;
@@ -41,7 +43,8 @@ impl From<&StoreError> for WriteError {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, for logs.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -57,10 +60,16 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<Outcome>, WriteError>>,
 }
 
+/// What the writer is asked to do.
+enum Work {
+    Declarations(Job),
+    Review(ReviewRequest, oneshot::Sender<Result<ReviewResult, WriteError>>),
+}
+
 /// A handle for submitting declarations to the writer task.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
 }
 
 impl Writer {
@@ -101,28 +110,55 @@ impl Writer {
     /// Judges and stores `items`, answering one outcome per item once they are durable.
     pub async fn submit(&self, items: Vec<Incoming>) -> Result<Vec<Outcome>, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.try_send(Job { items, reply }).map_err(|_| WriteError::Busy)?;
+        self.jobs.try_send(Work::Declarations(Job { items, reply })).map_err(|_| WriteError::Busy)?;
+        answer.await.map_err(|_| WriteError::Busy)?
+    }
+
+    /// Carries out a reviewer's decision, answering once it is durable.
+    pub async fn review(&self, request: ReviewRequest) -> Result<ReviewResult, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.try_send(Work::Review(request, reply)).map_err(|_| WriteError::Busy)?;
         answer.await.map_err(|_| WriteError::Busy)?
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>) {
+async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Work>) {
     // SQLite takes one writer; PostgreSQL overlaps a few transactions (its row locks on the meters
     // keep each meter's chain in order, its UNIQUE index keeps each id once).
     let slots = Arc::new(tokio::sync::Semaphore::new(store.concurrent_writes().max(1)));
     let mut in_flight = tokio::task::JoinSet::new();
+    // A review met while gathering declarations waits for the next turn.
+    let mut held: Option<Work> = None;
     loop {
         // Take a slot before gathering: while every slot is busy, requests queue up and the
         // next group is larger.
         let Ok(slot) = slots.clone().acquire_owned().await else { break };
-        let Some(first) = queue.recv().await else { break };
+        let first = match held.take() {
+            Some(work) => work,
+            None => match queue.recv().await {
+                Some(work) => work,
+                None => break,
+            },
+        };
+        let first = match first {
+            Work::Declarations(job) => job,
+            Work::Review(request, reply) => {
+                let store = store.clone();
+                in_flight.spawn(async move { review(store.as_ref(), request, reply, slot).await });
+                continue;
+            }
+        };
+        let mut total = first.items.len();
         let mut jobs = vec![first];
-        let mut total = jobs[0].items.len();
         while total < MAX_GROUP {
             match queue.try_recv() {
-                Ok(job) => {
+                Ok(Work::Declarations(job)) => {
                     total += job.items.len();
                     jobs.push(job);
+                }
+                Ok(review) => {
+                    held = Some(review);
+                    break;
                 }
                 Err(_) => break,
             }
@@ -132,6 +168,25 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Job>) {
         while in_flight.try_join_next().is_some() {}
     }
     while in_flight.join_next().await.is_some() {}
+}
+
+/// Carries out one review decision, durably.
+async fn review(
+    store: &dyn Store,
+    request: ReviewRequest,
+    reply: oneshot::Sender<Result<ReviewResult, WriteError>>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let decided = store.decide(&request, OffsetDateTime::now_utc()).await;
+    drop(slot);
+    let result = match decided {
+        Ok(result) => store.sync().await.map(|()| result),
+        Err(e) => Err(e),
+    };
+    let _ = reply.send(result.map_err(|e| {
+        tracing::error!(error = %error_chain(&e), seq = request.seq, "storing a review decision failed");
+        WriteError::from(&e)
+    }));
 }
 
 type Answer = (oneshot::Sender<Result<Vec<Outcome>, WriteError>>, Result<Vec<Outcome>, WriteError>);

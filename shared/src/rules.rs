@@ -257,6 +257,28 @@ pub fn from_unverified_sender(decision: Decision) -> Decision {
     Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::UnverifiedSender) }
 }
 
+/// What approving a declaration that was held for review changes along its meter's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Approval {
+    /// Cubic metres since the previous counting reading, where there is one.
+    pub consumption_m3: Option<u64>,
+    /// The next counting declaration's consumption, now measured from this one.
+    pub next_consumption: Option<(u64, u64)>,
+}
+
+/// A reviewer approves `point` (not yet in `chain`): it joins the chain, and consumption is
+/// measured between it and its neighbours in reading time. The reviewer has looked at the
+/// numbers, so nothing is judged again; a reading below its predecessor counts as a wrap.
+pub fn approve(meter: &MeterContext, chain: &Chain, point: &Point) -> Approval {
+    let (prev, next) = chain.neighbours(point.read_at);
+    let consumption_m3 = prev.map(|prev| forward_use(meter, prev.reading, point.reading).0);
+    let next_consumption = next.and_then(|next| match next.source {
+        Source::Declaration(seq) => Some((seq, forward_use(meter, point.reading, next.reading).0)),
+        Source::Billing => None,
+    });
+    Approval { consumption_m3, next_consumption }
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -377,6 +399,24 @@ mod tests {
         assert!(!d.counts());
         let rejected = reconcile(&meter(), &billed, &candidate(100_000, NOW), NOW);
         assert_eq!(from_unverified_sender(rejected), rejected);
+    }
+
+    #[test]
+    fn approval_measures_between_neighbours() {
+        let c = chain(&[(Billing, 10_000, 30), (Declaration(9), 10_300, 1)]);
+        // Held for unusual use between the billed reading and a later declaration.
+        let held = point(Declaration(12), 10_250, 10);
+        let a = approve(&meter(), &c, &held);
+        assert_eq!(a, Approval { consumption_m3: Some(250), next_consumption: Some((9, 50)) });
+        // The newest reading: nothing after it.
+        let latest = point(Declaration(13), 10_400, 0);
+        assert_eq!(approve(&meter(), &c, &latest), Approval { consumption_m3: Some(100), next_consumption: None });
+        // A decrease the reviewer confirmed as a wrap past 99999.
+        let wrapped = chain(&[(Billing, 99_990, 5)]);
+        let a = approve(&meter(), &wrapped, &point(Declaration(2), 15, 0));
+        assert_eq!(a.consumption_m3, Some(25));
+        // No history: nothing to measure from.
+        assert_eq!(approve(&meter(), &Chain::default(), &latest).consumption_m3, None);
     }
 
     #[test]

@@ -98,6 +98,20 @@ pub fn outcome_reply(message: &str, tracking_code: Option<&str>, consumption_m3:
     reply
 }
 
+/// The message to a subscriber whose SMS declaration was held for review, once staff decided.
+pub fn review_reply(tracking_code: &str, approved: bool, reason: Option<&str>) -> String {
+    let code = to_persian_digits(tracking_code);
+    if approved {
+        return format!("رقم کنتور شما با کد رهگیری {code} پس از بررسی پذیرفته شد.");
+    }
+    let mut reply = format!("رقم کنتور شما با کد رهگیری {code} پس از بررسی پذیرفته نشد.");
+    if let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+        reply.push_str(&format!(" دلیل: {reason}"));
+    }
+    reply.push_str(&format!(" برای اعلام دوباره بفرستید: {FORMAT_FA}"));
+    reply
+}
+
 /// A phone number in the form the registry compares: Iranian numbers keep their last ten digits
 /// (`09121234567`, `+989121234567` and `00989121234567` are one number); others keep all digits.
 pub fn normalize_phone(phone: &str) -> Option<String> {
@@ -167,6 +181,15 @@ mod tests {
         }
         let ok = outcome_reply("رقم کنتور ثبت شد.", Some("1234567890"), Some(87));
         assert_eq!(ok, "رقم کنتور ثبت شد. کد رهگیری: ۱۲۳۴۵۶۷۸۹۰ مصرف: ۸۷ مترمکعب");
+    }
+
+    #[test]
+    fn review_replies_name_the_decision() {
+        assert_eq!(review_reply("12345", true, None), "رقم کنتور شما با کد رهگیری ۱۲۳۴۵ پس از بررسی پذیرفته شد.");
+        let no = review_reply("12345", false, Some(" رقم با عکس کنتور نمی‌خواند "));
+        assert!(no.starts_with("رقم کنتور شما با کد رهگیری ۱۲۳۴۵ پس از بررسی پذیرفته نشد. دلیل: رقم با عکس"), "{no}");
+        assert!(no.ends_with(FORMAT_FA), "{no}");
+        assert!(!review_reply("1", false, Some("  ")).contains("دلیل"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use server::replies::{LogSender, Retry};
 use server::sms::SmsConfig;
-use server::store::{SqlStore, Store, SubscriberRow};
+use server::store::{OperatorRecord, Role, SqlStore, Store, SubscriberRow};
 use server::{ServeOptions, limits::Limits};
 use shared::{MeterSerial, SubscriptionNumber};
 use sqlx::Connection as _;
@@ -113,6 +113,7 @@ impl TestServer {
                 sender: Arc::new(LogSender),
                 retry: Retry { attempts: 3, first_delay: std::time::Duration::from_millis(20) },
             }),
+            ..ServeOptions::default()
         };
         configure(&mut options);
         let web_root = options.web_root.clone();
@@ -223,6 +224,25 @@ impl TestServer {
         body["results"].as_array().expect("results").clone()
     }
 
+    /// Creates a console account with this password.
+    pub async fn add_operator(&self, username: &str, role: Role, office: &str, password: &str) {
+        let password_hash = server::console::auth::hash_password(password).expect("hash a password");
+        let operator = OperatorRecord { username: username.into(), role, office: office.into(), password_hash };
+        self.store.save_operator(&operator, OffsetDateTime::now_utc()).await.expect("save an operator");
+    }
+
+    /// A console client of this server, signed in as nobody yet.
+    pub fn console(&self) -> ConsoleClient {
+        ConsoleClient {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            cookies: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     /// How many declarations the database holds.
     pub async fn stored(&self) -> u64 {
         self.store.counts().await.expect("count").declarations
@@ -271,4 +291,108 @@ macro_rules! on_both_backends {
             async fn $name() { super::$name($crate::Backend::Postgres).await } )*
         }
     };
+}
+
+/// A browser's view of the console over plain HTTP: it keeps cookies as a browser would, follows
+/// no redirects (the tests check them), and sends form posts from the console's own origin.
+pub struct ConsoleClient {
+    pub base: String,
+    http: reqwest::Client,
+    cookies: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+/// A console answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// Where a redirect points.
+    pub location: Option<String>,
+    /// Every `Set-Cookie` line.
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Answer {
+    /// The value of the first hidden `name` field of the page's forms.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let at = self.body.find(&format!("name=\"{name}\""))?;
+        let rest = &self.body[at..];
+        let value = &rest[rest.find("value=\"")? + 7..];
+        Some(value[..value.find('"')?].to_owned())
+    }
+}
+
+impl ConsoleClient {
+    fn cookie_header(&self) -> String {
+        let jar = self.cookies.lock().expect("cookie jar");
+        jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn answer(&self, response: reqwest::Response) -> Answer {
+        let status = response.status().as_u16();
+        let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let set_cookies: Vec<String> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect();
+        {
+            let mut jar = self.cookies.lock().expect("cookie jar");
+            for line in &set_cookies {
+                let Some((name, rest)) = line.split_once('=') else { continue };
+                let value = rest.split(';').next().unwrap_or("");
+                jar.retain(|(k, _)| k != name);
+                if !line.contains("Max-Age=0") {
+                    jar.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        Answer { status, location, set_cookies, body: response.text().await.expect("a body") }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("the server answers");
+        self.answer(response).await
+    }
+
+    /// Posts a form from the console's own pages.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        self.post_from(path, fields, &self.base.clone()).await
+    }
+
+    /// Posts a form as if from a page of `origin`.
+    pub async fn post_from(&self, path: &str, fields: &[(&str, &str)], origin: &str) -> Answer {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers");
+        self.answer(response).await
+    }
+
+    /// Opens the sign-in page and signs in; answers the sign-in post's answer.
+    pub async fn login(&self, username: &str, password: &str) -> Answer {
+        let page = self.get("/office/login").await;
+        let csrf = page.field("csrf").expect("the sign-in form has a token");
+        self.post("/office/login", &[("csrf", &csrf), ("username", username), ("password", password)]).await
+    }
+
+    /// The session's CSRF token, from the page at `path`.
+    pub async fn csrf(&self, path: &str) -> String {
+        self.get(path).await.field("csrf").expect("the page has a form token")
+    }
 }

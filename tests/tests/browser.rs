@@ -1,7 +1,8 @@
 //! The web app in a real headless Chromium (through chromedriver) against the release build and
 //! a real server: the offline story end to end, a response lost after the server stored the
 //! batch, and a new version that waits for the subscriber's agreement. The app must be built
-//! first (`cargo xtask dist`; `cargo xtask test` does it).
+//! first (`cargo xtask dist`; `cargo xtask test` does it). Also the staff console, with
+//! JavaScript turned off: sign in, declare for a citizen, review.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -51,6 +52,11 @@ fn start_driver() -> Driver {
 
 /// A browser session on `profile`, so that a second session sees what the first one stored.
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    browser_with(driver, profile, json!({})).await
+}
+
+/// A browser session with these Chromium preferences.
+async fn browser_with(driver: &Driver, profile: &std::path::Path, prefs: Value) -> Client {
     let args = [
         "--headless",
         "--no-sandbox",
@@ -65,7 +71,7 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
     let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     args.push(format!("--user-data-dir={}", profile.display()));
     let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), json!({"args": args, "binary": "/usr/bin/chromium"}));
+    caps.insert("goog:chromeOptions".into(), json!({"args": args, "binary": "/usr/bin/chromium", "prefs": prefs}));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -501,6 +507,96 @@ async fn two_tabs_send_the_outbox_once() {
     assert_eq!(proxy.most_at_once.load(Ordering::SeqCst), 1, "never two syncs at once");
     assert_eq!(proxy.syncs.load(Ordering::SeqCst), 1, "one sync carried both readings");
     assert_eq!(server.store.declarations_of(SUB).await.expect("read back").len(), 2);
+    client.close().await.expect("close the browser");
+    let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}
+
+/// Waits until the page's address contains `part`, boundedly (no script needed).
+async fn wait_for_url(client: &Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        if url.contains(part) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {part}; at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn type_into(client: &Client, name: &str, text: &str) {
+    let field = client.find(Locator::Css(&format!("[name={name}]"))).await.expect("a field");
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(client: &Client, selector: &str) {
+    client.find(Locator::Css(selector)).await.expect(selector).click().await.expect("click");
+}
+
+async fn console_sign_in(client: &Client, base: &str, username: &str) {
+    client.goto(&format!("{base}/office/")).await.expect("open the console");
+    wait_for_url(client, "/office/login").await;
+    type_into(client, "username", username).await;
+    type_into(client, "password", "correct horse battery").await;
+    click(client, "form.card button[type=submit]").await;
+    wait_for_url(client, "/office/").await;
+    assert!(!client.current_url().await.expect("url").as_str().contains("login"), "signed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_with_javascript_off() {
+    use server::store::Role;
+    let server = TestServer::start(Backend::Sqlite).await;
+    for (name, role) in [("clerk", Role::Office), ("rev", Role::Reviewer)] {
+        server.add_operator(name, role, "Pishkhan 12", "correct horse battery").await;
+    }
+    let profile = fresh_profile("console");
+    let driver = start_driver();
+    // An operator's browser in Persian, with scripts off.
+    let no_script =
+        json!({"profile.managed_default_content_settings.javascript": 2, "intl.accept_languages": "fa-IR,fa"});
+    let client = browser_with(&driver, &profile, no_script).await;
+
+    // A citizen at the counter: the operator types their numbers and the reading, and reads out
+    // the tracking code.
+    console_sign_in(&client, &server.base, "clerk").await;
+    click(&client, "nav a[href='/office/declare']").await;
+    wait_for_url(&client, "/office/declare").await;
+    type_into(&client, "subscription", "۱۱۱۱۲۲۲۲۳۳").await;
+    type_into(&client, "meter_serial", SERIAL).await;
+    type_into(&client, "reading", "۱۰۶۰۰").await;
+    click(&client, "form.card button[type=submit]").await;
+    wait_for_url(&client, "/office/declarations/").await;
+    let shown =
+        client.find(Locator::Css(".tracking output")).await.expect("a tracking code").text().await.expect("text");
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!(stored.len(), 1);
+    let held = &stored[0];
+    let code = held.tracking_code().expect("a code");
+    assert_eq!(shown.trim(), shared::digits::to_persian_digits(code.as_str()));
+    // 600 m³ in thirty days at 3 m³ a day is unusual: held for review.
+    assert_eq!(held.status, Status::NeedsReview);
+    let weight = client.find(Locator::Css(".status")).await.expect("status").css_value("font-weight").await;
+    assert_eq!(weight.expect("style").as_str(), "700", "the style sheet applies under the page's CSP");
+    screenshot(&client, "console-outcome").await;
+    click(&client, "nav form button[type=submit]").await;
+    wait_for_url(&client, "/office/login").await;
+
+    // A reviewer approves it from the queue.
+    console_sign_in(&client, &server.base, "rev").await;
+    click(&client, "nav a[href='/office/review']").await;
+    wait_for_url(&client, "/office/review").await;
+    click(&client, &format!("a[href='/office/review/{}']", held.seq)).await;
+    wait_for_url(&client, &format!("/office/review/{}", held.seq)).await;
+    screenshot(&client, "console-review").await;
+    click(&client, "button[value=approve]").await;
+    wait_for_url(&client, "decided=").await;
+    let approved = server.store.declaration(held.seq).await.expect("read").expect("stored");
+    assert!(approved.counts, "it counts once approved");
+    assert_eq!(approved.consumption_m3, Some(600));
+
     client.close().await.expect("close the browser");
     let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;

@@ -4,6 +4,7 @@
 //! implements it for SQLite and PostgreSQL, chosen once from the database URL; each backend has
 //! its own migrations under `server/migrations/`.
 
+mod console;
 mod sql;
 
 pub use sql::redact as sql_redact;
@@ -90,6 +91,8 @@ pub enum Channel {
     App,
     Sms,
     Ivr,
+    /// A counter office, through the console.
+    Office,
 }
 
 impl Channel {
@@ -98,8 +101,16 @@ impl Channel {
             Self::App => "app",
             Self::Sms => "sms",
             Self::Ivr => "ivr",
+            Self::Office => "office",
         }
     }
+}
+
+/// The operator and office behind a declaration made at a counter office.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staff {
+    pub operator: String,
+    pub office: String,
 }
 
 /// What ties a declaration to its meter, besides the subscription number.
@@ -160,6 +171,8 @@ pub struct Incoming {
     pub reading: Option<Reading>,
     pub read_at: OffsetDateTime,
     pub note: Option<String>,
+    /// Who declared it at a counter office.
+    pub staff: Option<Staff>,
     /// What makes two submissions under one id "the same content": the canonical identifiers,
     /// the reading, the instant it was read and the note.
     pub fingerprint: String,
@@ -198,8 +211,15 @@ impl Incoming {
             reading,
             read_at: s.read_at,
             note,
+            staff: None,
             fingerprint,
         }
+    }
+
+    /// A declaration made by an operator at a counter office, on behalf of the subscriber in
+    /// front of them: the same fields as the sync API's, and the same checks.
+    pub fn from_office(s: &Submission, staff: Staff) -> Self {
+        Self { staff: Some(staff), ..Self::from_submission(s, Channel::Office, None) }
     }
 
     /// A declaration by SMS or by phone. Its id comes from the channel's own message id, so the
@@ -226,6 +246,7 @@ impl Incoming {
             reading: Some(call.declaration.reading),
             read_at: call.received_at,
             note: None,
+            staff: None,
             fingerprint,
         }
     }
@@ -307,6 +328,158 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The outcomes stored for a meter, oldest first in reading time (for tests and the console).
     async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError>;
+
+    // The staff console.
+
+    /// Creates an operator, or replaces the role, office and password of an existing one.
+    async fn save_operator(&self, operator: &OperatorRecord, now: OffsetDateTime) -> Result<(), StoreError>;
+    async fn operator(&self, username: &str) -> Result<Option<OperatorRecord>, StoreError>;
+    async fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError>;
+    /// The session a cookie (by its hash) stands for, unless it has expired.
+    async fn session(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<Session>, StoreError>;
+    async fn end_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Records a staff action. Durable before it returns, like a declaration.
+    async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
+    /// The newest audit entries first, from before `before` (a sequence number) when given.
+    async fn audit_log(&self, before: Option<u64>, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// One declaration, by its sequence number.
+    async fn declaration(&self, seq: u64) -> Result<Option<StoredDeclaration>, StoreError>;
+    /// One declaration, by its client-made id.
+    async fn declaration_by_id(&self, id: Uuid) -> Result<Option<StoredDeclaration>, StoreError>;
+    /// An office's declarations received since `since`, newest first.
+    async fn office_declarations(
+        &self,
+        office: &str,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<StoredDeclaration>, StoreError>;
+    /// Declarations waiting for a reviewer, oldest first.
+    async fn review_queue(&self, limit: u32) -> Result<Vec<StoredDeclaration>, StoreError>;
+    /// Carries out a reviewer's decision in one transaction, serialised with the meter's other
+    /// declarations (the writer calls it). Durable once a later [`Store::sync`] has returned.
+    async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError>;
+}
+
+/// What a staff member may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A counter-office operator: declares on behalf of subscribers.
+    Office,
+    /// Company staff who decide the declarations held for review.
+    Reviewer,
+    /// Everything, and the audit log.
+    Admin,
+}
+
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Office => "office",
+            Self::Reviewer => "reviewer",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        match s {
+            "office" => Some(Self::Office),
+            "reviewer" => Some(Self::Reviewer),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may declare on behalf of subscribers.
+    pub fn declares(self) -> bool {
+        matches!(self, Self::Office | Self::Admin)
+    }
+
+    /// Whether this role may decide held declarations.
+    pub fn reviews(self) -> bool {
+        matches!(self, Self::Reviewer | Self::Admin)
+    }
+
+    /// Whether this role may read the audit log.
+    pub fn audits(self) -> bool {
+        self == Self::Admin
+    }
+}
+
+/// A staff account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub username: String,
+    pub role: Role,
+    pub office: String,
+    /// The argon2id hash in PHC string form.
+    pub password_hash: String,
+}
+
+/// A session to remember.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub username: &'a str,
+    pub csrf: &'a str,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A live session: whose it is, and the token its forms must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub username: String,
+    pub role: Role,
+    pub office: String,
+    pub csrf: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A staff action to record.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditEntry<'a> {
+    pub at: OffsetDateTime,
+    pub username: &'a str,
+    /// A stable word: `login`, `login_failed`, `logout`, `declare`, `approve`, `reject`, …
+    pub action: &'a str,
+    pub detail: &'a str,
+}
+
+/// A recorded staff action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub at: OffsetDateTime,
+    pub username: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// A reviewer's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewDecision {
+    Approve,
+    Reject { reason: String },
+}
+
+/// A reviewer's decision on one held declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRequest {
+    pub seq: u64,
+    pub decision: ReviewDecision,
+    pub reviewer: String,
+}
+
+/// What became of a review request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReviewResult {
+    /// Decided now; the declaration as it stands after the decision.
+    Decided(StoredDeclaration),
+    /// Another reviewer decided it first (or it never needed review): nothing changed.
+    NotPending(StoredDeclaration),
+    /// It has no reading to count (or no meter to count it on): it can only be rejected.
+    CannotCount,
+    NotFound,
 }
 
 /// A stored declaration, as the console and the tests read it.
@@ -314,12 +487,48 @@ pub trait Store: Send + Sync + 'static {
 pub struct StoredDeclaration {
     pub seq: u64,
     pub id: Uuid,
+    pub channel: String,
+    pub subscription: String,
+    pub meter_serial: String,
     pub reading: Option<u64>,
     pub read_at: OffsetDateTime,
+    pub received_at: OffsetDateTime,
+    /// The first outcome, as answered.
     pub status: Status,
     pub code: Option<Code>,
+    /// The current consumption (recomputed when a reading lands before it, or on approval).
     pub consumption_m3: Option<u64>,
+    pub duplicate_of: Option<u64>,
+    /// Whether it is in the meter's chain of counting readings.
     pub counts: bool,
+    pub note: Option<String>,
+    pub sender: Option<String>,
+    pub staff: Option<Staff>,
+    pub review: Option<Review>,
+}
+
+impl StoredDeclaration {
+    /// The tracking code the subscriber was given, if any.
+    pub fn tracking_code(&self) -> Option<shared::TrackingCode> {
+        if self.status == Status::Rejected {
+            return None;
+        }
+        shared::TrackingCode::from_sequence(self.duplicate_of.unwrap_or(self.seq))
+    }
+
+    /// Whether it waits for a reviewer.
+    pub fn pending_review(&self) -> bool {
+        self.status == Status::NeedsReview && self.review.is_none()
+    }
+}
+
+/// A reviewer's decision as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    pub approved: bool,
+    pub reason: Option<String>,
+    pub reviewer: String,
+    pub at: OffsetDateTime,
 }
 
 pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {

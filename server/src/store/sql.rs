@@ -7,7 +7,6 @@
 //! commit's fsync is shared by many declarations.
 
 use std::collections::{BTreeSet, HashMap};
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use shared::rules::{self, Candidate, Chain, Decision, Point, Source};
@@ -18,9 +17,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::console::{STORED_COLUMNS, stored_from_row};
 use super::{
-    Counts, Identity, Incoming, MeterRecord, Outcome, Store, StoreError, StoredDeclaration, SubscriberRow,
-    from_unix_ms, last_point, unix_ms,
+    AuditEntry, AuditRecord, Counts, Identity, Incoming, MeterRecord, NewSession, OperatorRecord, Outcome,
+    ReviewRequest, ReviewResult, Session, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms,
+    last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -86,8 +87,8 @@ impl WalSync {
 
 /// The store on a SQL database.
 pub struct SqlStore {
-    pool: AnyPool,
-    dialect: Dialect,
+    pub(super) pool: AnyPool,
+    pub(super) dialect: Dialect,
     /// SQLite on a file: the log flush that makes commits durable (see [`WalSync`]).
     wal: Option<std::sync::Arc<WalSync>>,
     /// SQLite only: the last sequence number committed, so that the writer need not ask. SQLite
@@ -170,14 +171,14 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn db(err: sqlx::Error) -> StoreError {
+pub(super) fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
 
-const METER_COLUMNS: &str =
+pub(super) const METER_COLUMNS: &str =
     "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
 
-fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
+pub(super) fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
     let subscription: String = row.try_get(0)?;
     let serial: String = row.try_get(1)?;
@@ -256,7 +257,7 @@ struct NewRow<'a> {
     decision: Decision,
 }
 
-fn opt_u64(v: Option<i64>) -> Option<u64> {
+pub(super) fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
@@ -359,7 +360,7 @@ impl SqlStore {
 
     /// The counting readings of a meter from the last one before `from` onwards, with the billed
     /// reading, for a declaration that lands before the meter's latest reading.
-    async fn chain_from(
+    pub(super) async fn chain_from(
         &self,
         conn: &mut AnyConnection,
         meter: &MeterRecord,
@@ -466,6 +467,8 @@ impl SqlStore {
                     counts: d.counts(),
                     fingerprint: &item.fingerprint,
                     sender: item.sender.as_deref(),
+                    operator: item.staff.as_ref().map(|s| s.operator.as_str()),
+                    office: item.staff.as_ref().map(|s| s.office.as_str()),
                 }
             })
             .collect();
@@ -622,7 +625,7 @@ impl SqlStore {
 
     /// Moves each touched meter's latest reading: an upsert on the primary key, so both databases
     /// find each row by its index.
-    async fn update_latest(
+    pub(super) async fn update_latest(
         &self,
         conn: &mut AnyConnection,
         meters: &[&MeterRecord],
@@ -676,12 +679,14 @@ struct DeclarationRecord<'a> {
     counts: bool,
     fingerprint: &'a str,
     sender: Option<&'a str>,
+    operator: Option<&'a str>,
+    office: Option<&'a str>,
 }
 
 impl serde::Serialize for DeclarationRecord<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple as _;
-        let mut t = serializer.serialize_tuple(19)?;
+        let mut t = serializer.serialize_tuple(21)?;
         t.serialize_element(&self.seq)?;
         t.serialize_element(&self.id)?;
         t.serialize_element(self.channel)?;
@@ -701,6 +706,8 @@ impl serde::Serialize for DeclarationRecord<'_> {
         t.serialize_element(&self.counts)?;
         t.serialize_element(self.fingerprint)?;
         t.serialize_element(&self.sender)?;
+        t.serialize_element(&self.operator)?;
+        t.serialize_element(&self.office)?;
         t.end()
     }
 }
@@ -729,19 +736,19 @@ impl Dialect {
             Dialect::Sqlite => {
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
                  read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint, sender) \
+                 fingerprint, sender, operator, office) \
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
                    value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
-                   value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18 \
+                   value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20 \
                  FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
             }
             Dialect::Postgres => {
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
                  read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint, sender) \
+                 fingerprint, sender, operator, office) \
                  SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
                    (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
-                   (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18 \
+                   (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20 \
                  FROM jsonb_array_elements($1::jsonb) AS rows(r) \
                  ON CONFLICT (id) DO NOTHING"
             }
@@ -908,34 +915,61 @@ impl Store for SqlStore {
     }
 
     async fn declarations_of(&self, subscription: &str) -> Result<Vec<StoredDeclaration>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, id, reading, read_at_ms, status, code, consumption_m3, \
-             CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT) FROM declarations \
-             WHERE subscription = $1 ORDER BY read_at_ms, seq",
-        )
-        .bind(subscription)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                let id: String = row.try_get(1)?;
-                let status: String = row.try_get(4)?;
-                let code: Option<String> = row.try_get(5)?;
-                let seq: i64 = row.try_get(0)?;
-                let counts: i64 = row.try_get(7)?;
-                Ok(StoredDeclaration {
-                    seq: seq as u64,
-                    id: Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
-                    reading: opt_u64(row.try_get(2)?),
-                    read_at: from_unix_ms(row.try_get(3)?)?,
-                    status: Status::from_str_opt(&status)
-                        .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-                    code: code.as_deref().and_then(Code::from_str_opt),
-                    consumption_m3: opt_u64(row.try_get(6)?),
-                    counts: counts != 0,
-                })
-            })
-            .collect()
+        let sql = format!("SELECT {STORED_COLUMNS} FROM declarations WHERE subscription = $1 ORDER BY read_at_ms, seq");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(subscription).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(stored_from_row).collect()
+    }
+
+    async fn save_operator(&self, operator: &OperatorRecord, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.save_operator_row(operator, now).await
+    }
+
+    async fn operator(&self, username: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        self.operator_row(username).await
+    }
+
+    async fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+        self.insert_session(session).await
+    }
+
+    async fn session(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
+        self.live_session(token_hash, now).await
+    }
+
+    async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.delete_session(token_hash).await
+    }
+
+    async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        self.insert_audit(entry).await
+    }
+
+    async fn audit_log(&self, before: Option<u64>, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_rows(before, limit).await
+    }
+
+    async fn declaration(&self, seq: u64) -> Result<Option<StoredDeclaration>, StoreError> {
+        self.declaration_row(seq).await
+    }
+
+    async fn declaration_by_id(&self, id: Uuid) -> Result<Option<StoredDeclaration>, StoreError> {
+        self.declaration_row_by_id(id).await
+    }
+
+    async fn office_declarations(
+        &self,
+        office: &str,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<StoredDeclaration>, StoreError> {
+        self.office_rows(office, since, limit).await
+    }
+
+    async fn review_queue(&self, limit: u32) -> Result<Vec<StoredDeclaration>, StoreError> {
+        self.queue_rows(limit).await
+    }
+
+    async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError> {
+        self.decide_review(request, now).await
     }
 }

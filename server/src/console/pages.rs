@@ -1,0 +1,433 @@
+//! The console's pages: Leptos views rendered to HTML on the server. No WASM and no script: every
+//! action is a form that posts and is answered with a redirect, so the console works with
+//! JavaScript off. Persian first (right to left, Persian digits, Solar Hijri dates), English
+//! second.
+
+use leptos::prelude::*;
+use shared::{Lang, Status, digits::to_persian_digits};
+use time::OffsetDateTime;
+
+use super::calendar;
+use crate::store::{AuditRecord, MeterRecord, Session, StoredDeclaration};
+
+/// Picks the Persian or the English text.
+pub fn tr(lang: Lang, fa: &'static str, en: &'static str) -> &'static str {
+    match lang {
+        Lang::Fa => fa,
+        Lang::En => en,
+    }
+}
+
+/// A number or code as the language writes it.
+pub fn digits(lang: Lang, text: impl ToString) -> String {
+    match lang {
+        Lang::Fa => to_persian_digits(&text.to_string()),
+        Lang::En => text.to_string(),
+    }
+}
+
+/// A number with a decimal point, as the language writes it (Persian uses `٫`).
+fn decimal(lang: Lang, value: f64) -> String {
+    let text = format!("{value:.1}");
+    match lang {
+        Lang::Fa => to_persian_digits(&text).replace('.', "٫"),
+        Lang::En => text,
+    }
+}
+
+/// The channel a declaration came through, in words.
+fn channel_name(lang: Lang, channel: &str) -> &'static str {
+    match channel {
+        "app" => tr(lang, "برنامهٔ مشترک", "subscriber's app"),
+        "sms" => tr(lang, "پیامک", "SMS"),
+        "ivr" => tr(lang, "تلفن گویا", "phone (IVR)"),
+        "office" => tr(lang, "دفتر پیشخوان", "counter office"),
+        _ => tr(lang, "نامشخص", "unknown"),
+    }
+}
+
+/// A moment in Iran's time: Solar Hijri date and time in Persian; in English the same date with
+/// the Gregorian one beside it.
+pub fn when(lang: Lang, at: OffsetDateTime) -> String {
+    let local = at.to_offset(shared::wire::SERVER_OFFSET);
+    let (y, m, d) = calendar::to_solar_hijri(local.date());
+    let time = format!("{:02}:{:02}", local.hour(), local.minute());
+    match lang {
+        Lang::Fa => to_persian_digits(&format!("{y}/{m:02}/{d:02} {time}")),
+        Lang::En => format!("{y}/{m:02}/{d:02} ({}) {time}", local.date()),
+    }
+}
+
+/// Everything the frame of a page needs.
+pub struct Frame<'a> {
+    pub lang: Lang,
+    pub title: &'a str,
+    /// The signed-in staff member, for the menu and the sign-out form.
+    pub session: Option<&'a Session>,
+}
+
+/// A whole HTML document around `body`.
+pub fn document(frame: &Frame<'_>, body: impl IntoView + 'static) -> String {
+    let lang = frame.lang;
+    let (code, dir) = match lang {
+        Lang::Fa => ("fa", "rtl"),
+        Lang::En => ("en", "ltr"),
+    };
+    let title = format!("{} · {}", frame.title, tr(lang, "کنتور — میز کار", "Kontor console"));
+    let nav = frame.session.map(|s| nav(lang, s));
+    let other = match lang {
+        Lang::Fa => view! { <a href="/office/lang/en" hreflang="en" lang="en">"English"</a> },
+        Lang::En => view! { <a href="/office/lang/fa" hreflang="fa" lang="fa">"فارسی"</a> },
+    };
+    let html = Owner::new().with(|| {
+        view! {
+            <html lang=code dir=dir>
+                <head>
+                    <meta charset="utf-8" />
+                    <meta name="viewport" content="width=device-width, initial-scale=1" />
+                    <title>{title}</title>
+                    <link rel="stylesheet" href="/office/console.css" />
+                </head>
+                <body>
+                    <header>
+                        <strong>{tr(lang, "کنتور", "Kontor")}</strong>
+                        {nav}
+                        <span class="lang">{other}</span>
+                    </header>
+                    <main>
+                        <h1>{frame.title.to_owned()}</h1>
+                        {body}
+                    </main>
+                </body>
+            </html>
+        }
+        .to_html()
+    });
+    format!("<!DOCTYPE html>{html}")
+}
+
+fn nav(lang: Lang, session: &Session) -> impl IntoView + use<> {
+    let role = session.role;
+    let who = format!("{} ({})", session.username, session.office);
+    let csrf = session.csrf.clone();
+    view! {
+        <nav>
+            <a href="/office/">{tr(lang, "خانه", "Home")}</a>
+            {role.declares().then(|| view! { <a href="/office/declare">{tr(lang, "ثبت رقم", "Declare")}</a> })}
+            {role.reviews().then(|| view! { <a href="/office/review">{tr(lang, "بررسی", "Review")}</a> })}
+            {role.audits().then(|| view! { <a href="/office/audit">{tr(lang, "گزارش رویدادها", "Audit log")}</a> })}
+            <span class="who"><bdi>{who}</bdi></span>
+            <form method="post" action="/office/logout" class="inline">
+                <input type="hidden" name="csrf" value=csrf />
+                <button type="submit">{tr(lang, "خروج", "Sign out")}</button>
+            </form>
+        </nav>
+    }
+}
+
+/// The sign-in form.
+pub fn login(lang: Lang, csrf: &str, username: &str, error: Option<&'static str>) -> impl IntoView + use<> {
+    let (csrf, username) = (csrf.to_owned(), username.to_owned());
+    view! {
+        {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <form method="post" action="/office/login" class="card">
+            <input type="hidden" name="csrf" value=csrf />
+            <label>
+                {tr(lang, "نام کاربری", "Username")}
+                <input name="username" value=username required autocomplete="username" dir="ltr" />
+            </label>
+            <label>
+                {tr(lang, "گذرواژه", "Password")}
+                <input name="password" type="password" required autocomplete="current-password" dir="ltr" />
+            </label>
+            <button type="submit">{tr(lang, "ورود", "Sign in")}</button>
+        </form>
+    }
+}
+
+/// A short message page: an error or a refusal.
+pub fn message(text: &'static str, back: Option<(&'static str, &'static str)>) -> impl IntoView + use<> {
+    view! {
+        <p class="error" role="alert">{text}</p>
+        {back.map(|(href, label)| view! { <p><a href=href>{label}</a></p> })}
+    }
+}
+
+/// What the declare form was sent with, to show it again beside an error.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct DeclareForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub subscription: String,
+    #[serde(default)]
+    pub meter_serial: String,
+    #[serde(default)]
+    pub reading: String,
+    /// The Solar Hijri date the meter was read, `YYYY/MM/DD` in any digits.
+    #[serde(default)]
+    pub date: String,
+    /// `HH:MM` in any digits.
+    #[serde(default)]
+    pub time: String,
+}
+
+/// The form an operator fills in for the citizen in front of them.
+pub fn declare(lang: Lang, csrf: &str, form: &DeclareForm, error: Option<String>) -> impl IntoView + use<> {
+    let f = form.clone();
+    let csrf = csrf.to_owned();
+    view! {
+        {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <form method="post" action="/office/declare" class="card">
+            <input type="hidden" name="csrf" value=csrf />
+            <input type="hidden" name="id" value=f.id />
+            <label>
+                {tr(lang, "شماره اشتراک", "Subscription number")}
+                <input name="subscription" value=f.subscription required inputmode="numeric" dir="ltr" autocomplete="off" />
+            </label>
+            <label>
+                {tr(lang, "شماره سریال کنتور", "Meter serial number")}
+                <input name="meter_serial" value=f.meter_serial required dir="ltr" autocomplete="off" />
+            </label>
+            <label>
+                {tr(lang, "رقم کنتور (ارقام سیاه)", "Reading (the black digits)")}
+                <input name="reading" value=f.reading required inputmode="numeric" dir="ltr" autocomplete="off" />
+            </label>
+            <div class="row">
+                <label>
+                    {tr(lang, "تاریخ خواندن (سال/ماه/روز)", "Date read (Solar Hijri, Y/M/D)")}
+                    <input name="date" value=f.date required inputmode="numeric" dir="ltr" />
+                </label>
+                <label>
+                    {tr(lang, "ساعت", "Time")}
+                    <input name="time" value=f.time required inputmode="numeric" dir="ltr" />
+                </label>
+            </div>
+            <button type="submit">{tr(lang, "ثبت", "Declare")}</button>
+        </form>
+    }
+}
+
+fn status_text(lang: Lang, d: &StoredDeclaration) -> &'static str {
+    match (&d.review, d.status) {
+        (Some(r), _) if r.approved => tr(lang, "پس از بررسی پذیرفته شد", "approved on review"),
+        (Some(_), _) => tr(lang, "پس از بررسی رد شد", "rejected on review"),
+        (None, Status::Accepted) => tr(lang, "پذیرفته شد", "accepted"),
+        (None, Status::NeedsReview) => tr(lang, "در انتظار بررسی", "waiting for review"),
+        (None, Status::Rejected) => tr(lang, "رد شد", "rejected"),
+    }
+}
+
+fn status_class(d: &StoredDeclaration) -> &'static str {
+    match (&d.review, d.status) {
+        (Some(r), _) if r.approved => "accepted",
+        (Some(_), _) | (None, Status::Rejected) => "rejected",
+        (None, Status::Accepted) => "accepted",
+        (None, Status::NeedsReview) => "review",
+    }
+}
+
+/// One declaration's outcome, with its tracking code to print or read out.
+pub fn outcome(lang: Lang, d: &StoredDeclaration) -> impl IntoView + use<> {
+    let tracking = d.tracking_code().map(|c| digits(lang, c.as_str()));
+    let review_reason = d.review.as_ref().and_then(|r| r.reason.clone());
+    let extra = view! {
+        {tracking.map(|code| view! {
+            <p class="tracking">
+                {tr(lang, "کد رهگیری", "Tracking code")}
+                <output><bdi>{code}</bdi></output>
+            </p>
+        })}
+        {review_reason.map(|r| view! { <p>{tr(lang, "دلیل: ", "Reason: ")}{r}</p> })}
+    };
+    view! {
+        {outcome_summary(lang, d, extra)}
+        <p class="print-hint">{tr(lang, "برای چاپ، از منوی مرورگر «چاپ» را بزنید.", "To print it, use the browser's Print.")}</p>
+        <p><a href="/office/declare">{tr(lang, "ثبت رقم دیگر", "Declare another")}</a></p>
+    }
+}
+
+/// A table of declarations.
+pub fn declarations(lang: Lang, rows: &[StoredDeclaration], link_review: bool) -> impl IntoView + use<> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|d| {
+            let href = if link_review {
+                format!("/office/review/{}", d.seq)
+            } else {
+                format!("/office/declarations/{}", d.id)
+            };
+            let tracking = d.tracking_code().map(|c| digits(lang, c.as_str())).unwrap_or_default();
+            let reason = d.code.map(|c| c.message(lang)).unwrap_or_default();
+            view! {
+                <tr class=status_class(d)>
+                    <td><a href=href><bdi>{digits(lang, &d.subscription)}</bdi></a></td>
+                    <td>{d.reading.map(|r| digits(lang, r))}</td>
+                    <td>{when(lang, d.read_at)}</td>
+                    <td>{status_text(lang, d)}</td>
+                    <td><bdi>{tracking}</bdi></td>
+                    <td>{reason}</td>
+                </tr>
+            }
+        })
+        .collect();
+    let empty = rows.is_empty();
+    view! {
+        <div class="scroll"><table>
+            <thead>
+                <tr>
+                    <th>{tr(lang, "اشتراک", "Subscription")}</th>
+                    <th>{tr(lang, "رقم", "Reading")}</th>
+                    <th>{tr(lang, "زمان خواندن", "Read at")}</th>
+                    <th>{tr(lang, "وضعیت", "Status")}</th>
+                    <th>{tr(lang, "کد رهگیری", "Tracking code")}</th>
+                    <th>{tr(lang, "توضیح", "Note")}</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table></div>
+        {empty.then(|| view! { <p class="empty">{tr(lang, "چیزی نیست.", "Nothing here.")}</p> })}
+    }
+}
+
+/// One held declaration, its meter's recent readings, and the decision form.
+pub fn review(
+    lang: Lang,
+    csrf: &str,
+    d: &StoredDeclaration,
+    meter: Option<&MeterRecord>,
+    chain: &[StoredDeclaration],
+) -> impl IntoView + use<> {
+    let csrf = csrf.to_owned();
+    let action = format!("/office/review/{}", d.seq);
+    let billed = meter.and_then(|m| m.last).map(|p| (digits(lang, p.reading), when(lang, p.read_at)));
+    let average = meter.and_then(|m| m.avg_daily_m3).map(|a| decimal(lang, a));
+    let channel = channel_name(lang, &d.channel);
+    let sender = d.sender.clone();
+    let pending = d.pending_review();
+    view! {
+        {outcome_summary(lang, d, ())}
+        <dl class="card">
+            <dt>{tr(lang, "کانال", "Channel")}</dt>
+            <dd>{channel}</dd>
+            {sender.map(|s| view! { <dt>{tr(lang, "فرستنده", "Sender")}</dt><dd><bdi>{s}</bdi></dd> })}
+            {billed.map(|(r, at)| view! {
+                <dt>{tr(lang, "آخرین رقم معتبر", "Latest counting reading")}</dt>
+                <dd>{r}" — "{at}</dd>
+            })}
+            {average.map(|a| view! {
+                <dt>{tr(lang, "میانگین مصرف روزانه", "Average daily use")}</dt>
+                <dd>{a}" "{tr(lang, "مترمکعب", "m³")}</dd>
+            })}
+        </dl>
+        <h2>{tr(lang, "رقم‌های این کنتور", "This meter's readings")}</h2>
+        {declarations(lang, chain, true)}
+        {pending.then(|| view! {
+            <form method="post" action=action.clone() class="card decide">
+                <input type="hidden" name="csrf" value=csrf.clone() />
+                <button type="submit" name="decision" value="approve">{tr(lang, "تأیید", "Approve")}</button>
+                <label>
+                    {tr(lang, "دلیل رد", "Reason for rejecting")}
+                    <input name="reason" maxlength="500" />
+                </label>
+                <button type="submit" name="decision" value="reject">{tr(lang, "رد", "Reject")}</button>
+            </form>
+        })}
+    }
+}
+
+/// A declaration's status, reason and numbers; `extra` goes under the status.
+fn outcome_summary<V: IntoView + 'static>(lang: Lang, d: &StoredDeclaration, extra: V) -> impl IntoView + use<V> {
+    let reason = d.code.map(|c| c.message(lang));
+    let consumption = d.consumption_m3.map(|m3| format!("{} {}", digits(lang, m3), tr(lang, "مترمکعب", "m³")));
+    view! {
+        <section class=format!("card outcome {}", status_class(d))>
+            <p class="status" role="status">{status_text(lang, d)}</p>
+            {extra}
+            {reason.map(|r| view! { <p>{r}</p> })}
+            <dl>
+                <dt>{tr(lang, "شماره اشتراک", "Subscription")}</dt>
+                <dd><bdi>{digits(lang, &d.subscription)}</bdi></dd>
+                <dt>{tr(lang, "رقم کنتور", "Reading")}</dt>
+                <dd>{d.reading.map(|r| digits(lang, r))}</dd>
+                <dt>{tr(lang, "زمان خواندن", "Read at")}</dt>
+                <dd>{when(lang, d.read_at)}</dd>
+                {consumption.map(|c| view! { <dt>{tr(lang, "مصرف", "Consumption")}</dt><dd>{c}</dd> })}
+            </dl>
+        </section>
+    }
+}
+
+/// The audit log, newest first, with a link to older entries.
+pub fn audit(lang: Lang, rows: &[AuditRecord], older: Option<u64>) -> impl IntoView + use<> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            view! {
+                <tr>
+                    <td>{when(lang, r.at)}</td>
+                    <td><bdi>{r.username.clone()}</bdi></td>
+                    <td>{r.action.clone()}</td>
+                    <td><bdi>{r.detail.clone()}</bdi></td>
+                </tr>
+            }
+        })
+        .collect();
+    view! {
+        <table>
+            <thead>
+                <tr>
+                    <th>{tr(lang, "زمان", "When")}</th>
+                    <th>{tr(lang, "کاربر", "Who")}</th>
+                    <th>{tr(lang, "کار", "Action")}</th>
+                    <th>{tr(lang, "جزئیات", "Details")}</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+        {older.map(|seq| view! {
+            <p><a href=format!("/office/audit?before={seq}")>{tr(lang, "قدیمی‌تر", "Older")}</a></p>
+        })}
+    }
+}
+
+/// The console's one style sheet: no fonts to fetch, right-to-left aware through logical
+/// properties.
+pub const CSS: &str = r#"
+:root { color-scheme: light; --accent: #0b5cad; --ok: #1b7a3a; --warn: #9a6200; --bad: #b3261e; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 16px/1.6 Vazirmatn, Tahoma, system-ui, sans-serif; background: #f6f7f9; color: #1d232b; }
+header { display: flex; flex-wrap: wrap; gap: 1rem; align-items: center; padding: .6rem 1rem; background: #fff;
+  border-block-end: 1px solid #dde1e6; }
+nav { display: flex; flex-wrap: wrap; gap: .8rem; align-items: center; flex: 1; }
+nav .who { margin-inline-start: auto; color: #56606b; }
+.lang { margin-inline-start: auto; }
+main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
+h1 { font-size: 1.4rem; }
+.card { background: #fff; border: 1px solid #dde1e6; border-radius: .5rem; padding: 1rem; margin-block: 1rem; }
+form.card { display: grid; gap: .8rem; max-width: 32rem; }
+form.inline { display: inline; }
+form.decide { max-width: none; grid-template-columns: auto 1fr auto; align-items: end; }
+label { display: grid; gap: .2rem; }
+.row { display: grid; grid-template-columns: 2fr 1fr; gap: .8rem; }
+input { font: inherit; padding: .45rem .6rem; border: 1px solid #aab2bc; border-radius: .35rem; }
+button { font: inherit; padding: .45rem 1rem; border: 0; border-radius: .35rem; background: var(--accent);
+  color: #fff; cursor: pointer; }
+button[value=reject], nav button { background: #56606b; }
+.error { color: var(--bad); font-weight: bold; }
+.outcome.accepted { border-inline-start: .4rem solid var(--ok); }
+.outcome.review { border-inline-start: .4rem solid var(--warn); }
+.outcome.rejected { border-inline-start: .4rem solid var(--bad); }
+.status { font-size: 1.2rem; font-weight: bold; margin: 0; }
+.tracking output { display: block; font-size: 2rem; letter-spacing: .1em; font-weight: bold; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dd { margin: 0; }
+.scroll { overflow-x: auto; }
+table { width: 100%; border-collapse: collapse; background: #fff; }
+th, td { text-align: start; padding: .4rem .5rem; border-block-end: 1px solid #e5e8ec; }
+tr.review td:first-child { border-inline-start: .3rem solid var(--warn); }
+.empty { color: #56606b; }
+@media print { header, form, .print-hint, a { display: none; } body { background: #fff; } }
+"#;

@@ -1,0 +1,354 @@
+//! The console's part of [`SqlStore`]: operators, sessions, the audit log, the console's views of
+//! declarations, and reviewers' decisions carried out along a meter's chain.
+
+use std::str::FromStr as _;
+
+use shared::rules::{self, Point, Source};
+use shared::{Code, Status, SubscriptionNumber};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::sql::{Dialect, METER_COLUMNS, SqlStore, db, meter_from_row, opt_u64};
+use super::{
+    AuditEntry, AuditRecord, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision, ReviewRequest,
+    ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
+};
+
+/// The columns [`stored_from_row`] reads, in its order.
+pub(super) const STORED_COLUMNS: &str = "seq, id, channel, subscription, meter_serial, reading, read_at_ms, \
+     received_at_ms, status, code, consumption_m3, duplicate_of, CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT), \
+     note, sender, operator, office, review, review_reason, reviewed_by, reviewed_at_ms";
+
+pub(super) fn stored_from_row(row: &AnyRow) -> Result<StoredDeclaration, StoreError> {
+    let seq: i64 = row.try_get(0)?;
+    let id: String = row.try_get(1)?;
+    let status: String = row.try_get(8)?;
+    let code: Option<String> = row.try_get(9)?;
+    let counts: i64 = row.try_get(12)?;
+    let operator: Option<String> = row.try_get(15)?;
+    let office: Option<String> = row.try_get(16)?;
+    let review: Option<String> = row.try_get(17)?;
+    let reviewed_by: Option<String> = row.try_get(19)?;
+    let reviewed_at: Option<i64> = row.try_get(20)?;
+    Ok(StoredDeclaration {
+        seq: seq as u64,
+        id: Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
+        channel: row.try_get(2)?,
+        subscription: row.try_get(3)?,
+        meter_serial: row.try_get(4)?,
+        reading: opt_u64(row.try_get(5)?),
+        read_at: from_unix_ms(row.try_get(6)?)?,
+        received_at: from_unix_ms(row.try_get(7)?)?,
+        status: Status::from_str_opt(&status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+        code: code.as_deref().and_then(Code::from_str_opt),
+        consumption_m3: opt_u64(row.try_get(10)?),
+        duplicate_of: opt_u64(row.try_get(11)?),
+        counts: counts != 0,
+        note: row.try_get(13)?,
+        sender: row.try_get(14)?,
+        staff: operator.zip(office).map(|(operator, office)| Staff { operator, office }),
+        review: match (review, reviewed_by, reviewed_at) {
+            (Some(review), Some(reviewer), Some(at)) => Some(Review {
+                approved: review == "approved",
+                reason: row.try_get(18)?,
+                reviewer,
+                at: from_unix_ms(at)?,
+            }),
+            _ => None,
+        },
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn save_operator_row(&self, op: &OperatorRecord, now: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO operators (username, role, office, password_hash, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (username) DO UPDATE SET role = excluded.role, office = excluded.office, \
+               password_hash = excluded.password_hash, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(&op.username)
+        .bind(op.role.as_str())
+        .bind(&op.office)
+        .bind(&op.password_hash)
+        .bind(unix_ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        self.sync_console().await
+    }
+
+    pub(super) async fn operator_row(&self, username: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        let row = sqlx::query("SELECT username, role, office, password_hash FROM operators WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get(1)?;
+        Ok(Some(OperatorRecord {
+            username: row.try_get(0)?,
+            role: role_of(&role)?,
+            office: row.try_get(2)?,
+            password_hash: row.try_get(3)?,
+        }))
+    }
+
+    pub(super) async fn insert_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Expired sessions go as new ones come; the table stays as small as the staff.
+        sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
+            .bind(unix_ms(session.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, username, csrf, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session.token_hash)
+        .bind(session.username)
+        .bind(session.csrf)
+        .bind(unix_ms(session.created_at))
+        .bind(unix_ms(session.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.sync_console().await
+    }
+
+    pub(super) async fn live_session(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.username, o.role, o.office, s.csrf, s.expires_at_ms FROM sessions AS s \
+             JOIN operators AS o ON o.username = s.username WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
+        )
+        .bind(token_hash)
+        .bind(unix_ms(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get(1)?;
+        Ok(Some(Session {
+            username: row.try_get(0)?,
+            role: role_of(&role)?,
+            office: row.try_get(2)?,
+            csrf: row.try_get(3)?,
+            expires_at: from_unix_ms(row.try_get(4)?)?,
+        }))
+    }
+
+    pub(super) async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        self.sync_console().await
+    }
+
+    pub(super) async fn insert_audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        insert_audit_on(&mut *self.pool.acquire().await.map_err(db)?, entry).await?;
+        self.sync_console().await
+    }
+
+    pub(super) async fn audit_rows(&self, before: Option<u64>, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let before = before.and_then(|b| i64::try_from(b).ok()).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, username, action, detail FROM audit WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0)?;
+                Ok(AuditRecord {
+                    seq: seq as u64,
+                    at: from_unix_ms(row.try_get(1)?)?,
+                    username: row.try_get(2)?,
+                    action: row.try_get(3)?,
+                    detail: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn declaration_row(&self, seq: u64) -> Result<Option<StoredDeclaration>, StoreError> {
+        let sql = format!("SELECT {STORED_COLUMNS} FROM declarations WHERE seq = $1");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(seq as i64).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+
+    pub(super) async fn declaration_row_by_id(&self, id: Uuid) -> Result<Option<StoredDeclaration>, StoreError> {
+        let sql = format!("SELECT {STORED_COLUMNS} FROM declarations WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(&self.pool).await.map_err(db)?;
+        row.as_ref().map(stored_from_row).transpose()
+    }
+
+    pub(super) async fn office_rows(
+        &self,
+        office: &str,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<StoredDeclaration>, StoreError> {
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM declarations WHERE office = $1 AND received_at_ms >= $2 \
+             ORDER BY received_at_ms DESC, seq DESC LIMIT $3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(office)
+            .bind(unix_ms(since))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(stored_from_row).collect()
+    }
+
+    pub(super) async fn queue_rows(&self, limit: u32) -> Result<Vec<StoredDeclaration>, StoreError> {
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM declarations WHERE status = 'needs_review' AND review IS NULL \
+             ORDER BY seq LIMIT $1"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(stored_from_row).collect()
+    }
+
+    /// A reviewer's decision. The meter's row is locked first on PostgreSQL (as a batch of
+    /// declarations does), and the update only applies while no decision is stored, so two
+    /// reviewers deciding at once leave exactly one decision.
+    pub(super) async fn decide_review(
+        &self,
+        request: &ReviewRequest,
+        now: OffsetDateTime,
+    ) -> Result<ReviewResult, StoreError> {
+        let Some(before) = self.declaration_row(request.seq).await? else { return Ok(ReviewResult::NotFound) };
+        if !before.pending_review() {
+            return Ok(ReviewResult::NotPending(before));
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let subscription = SubscriptionNumber::parse(&before.subscription).ok();
+        let meter = match &subscription {
+            Some(sub) => self.lock_meter(&mut tx, sub).await?,
+            None => None,
+        };
+        let (action, detail) = match &request.decision {
+            ReviewDecision::Reject { reason } => {
+                let updated = sqlx::query(
+                    "UPDATE declarations SET review = 'rejected', review_reason = $2, reviewed_by = $3, \
+                     reviewed_at_ms = $4 WHERE seq = $1 AND review IS NULL",
+                )
+                .bind(request.seq as i64)
+                .bind(reason)
+                .bind(&request.reviewer)
+                .bind(unix_ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if updated.rows_affected() != 1 {
+                    tx.rollback().await.map_err(db)?;
+                    return self.not_pending(request.seq).await;
+                }
+                ("reject", format!("declaration {} of {}: {reason}", request.seq, before.subscription))
+            }
+            ReviewDecision::Approve => {
+                let (Some(reading), Some(mut meter)) = (before.reading, meter) else {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(ReviewResult::CannotCount);
+                };
+                let chain = self.chain_from(&mut tx, &meter, before.read_at).await?;
+                let point = Point { source: Source::Declaration(request.seq), reading, read_at: before.read_at };
+                let approval = rules::approve(&meter.context(), &chain, &point);
+                let updated = sqlx::query(
+                    "UPDATE declarations SET review = 'approved', reviewed_by = $2, reviewed_at_ms = $3, counts = true, \
+                     consumption_m3 = $4 WHERE seq = $1 AND review IS NULL",
+                )
+                .bind(request.seq as i64)
+                .bind(&request.reviewer)
+                .bind(unix_ms(now))
+                .bind(approval.consumption_m3.and_then(|c| i64::try_from(c).ok()))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if updated.rows_affected() != 1 {
+                    tx.rollback().await.map_err(db)?;
+                    return self.not_pending(request.seq).await;
+                }
+                if let Some((next, consumption)) = approval.next_consumption {
+                    sqlx::query("UPDATE declarations SET consumption_m3 = $1 WHERE seq = $2")
+                        .bind(consumption as i64)
+                        .bind(next as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                if meter.last.is_none_or(|last| last.read_at <= point.read_at) {
+                    meter.last = Some(point);
+                    self.update_latest(&mut tx, &[&meter], now).await?;
+                }
+                ("approve", format!("declaration {} of {}: reading {reading}", request.seq, before.subscription))
+            }
+        };
+        let entry = AuditEntry { at: now, username: &request.reviewer, action, detail: &detail };
+        insert_audit_on(&mut tx, &entry).await?;
+        tx.commit().await.map_err(db)?;
+        match self.declaration_row(request.seq).await? {
+            Some(after) => Ok(ReviewResult::Decided(after)),
+            None => Err(StoreError::Corrupt(format!("declaration {} vanished", request.seq))),
+        }
+    }
+
+    async fn not_pending(&self, seq: u64) -> Result<ReviewResult, StoreError> {
+        Ok(match self.declaration_row(seq).await? {
+            Some(now) => ReviewResult::NotPending(now),
+            None => ReviewResult::NotFound,
+        })
+    }
+
+    /// The meter, locked for this transaction on PostgreSQL (SQLite's single writer is the lock).
+    async fn lock_meter(
+        &self,
+        conn: &mut AnyConnection,
+        subscription: &SubscriptionNumber,
+    ) -> Result<Option<MeterRecord>, StoreError> {
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        };
+        let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1{lock}");
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(subscription.as_str()).fetch_optional(&mut *conn).await.map_err(db)?;
+        row.as_ref().map(meter_from_row).transpose()
+    }
+
+    /// Console writes are rare and must be on disk before they are acted on: flush like the
+    /// writer does.
+    async fn sync_console(&self) -> Result<(), StoreError> {
+        super::Store::sync(self).await
+    }
+}
+
+fn role_of(role: &str) -> Result<Role, StoreError> {
+    Role::from_str_opt(role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
+}
+
+async fn insert_audit_on(conn: &mut AnyConnection, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit (at_ms, username, action, detail) VALUES ($1, $2, $3, $4)")
+        .bind(unix_ms(entry.at))
+        .bind(entry.username)
+        .bind(entry.action)
+        .bind(entry.detail)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}

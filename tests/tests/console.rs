@@ -1,0 +1,349 @@
+//! The staff console over plain HTTP, as a browser with JavaScript off uses it: signing in, a
+//! counter office declaring for a citizen, a reviewer clearing the queue, roles, CSRF, session
+//! expiry, sign-in limits and the audit log. On SQLite and on PostgreSQL.
+
+use std::sync::{Arc, Mutex};
+
+use server::console::calendar;
+use server::replies::{ReplySender, SendError};
+use server::store::{Role, Store as _};
+use shared::Status;
+use shared::digits::to_persian_digits;
+use tests::{Backend, ConsoleClient, SERIAL, SUB, TestServer, submission};
+use uuid::Uuid;
+
+tests::on_both_backends!(
+    an_office_declares_for_a_citizen,
+    every_page_checks_the_role,
+    forms_need_the_session_token,
+    sessions_expire_and_sign_out_ends_them,
+    sign_in_is_limited_against_guessing,
+    a_reviewer_clears_the_queue,
+);
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn signed_in(server: &TestServer, username: &str, role: Role, office: &str) -> ConsoleClient {
+    server.add_operator(username, role, office, PASSWORD).await;
+    let console = server.console();
+    let answer = console.login(username, PASSWORD).await;
+    assert_eq!((answer.status, answer.location.as_deref()), (303, Some("/office/")), "{}", answer.body);
+    console
+}
+
+/// Today's date and the time now in Iran, as an operator types them, in Persian digits.
+fn today_and_now() -> (String, String) {
+    let now = time::OffsetDateTime::now_utc().to_offset(shared::wire::SERVER_OFFSET) - time::Duration::minutes(5);
+    let (y, m, d) = calendar::to_solar_hijri(now.date());
+    (
+        to_persian_digits(&format!("{y}/{m:02}/{d:02}")),
+        to_persian_digits(&format!("{:02}:{:02}", now.hour(), now.minute())),
+    )
+}
+
+async fn an_office_declares_for_a_citizen(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_operator("clerk", Role::Office, "Pishkhan 12", PASSWORD).await;
+    let console = server.console();
+
+    let signed = console.login("clerk", PASSWORD).await;
+    let session = signed.set_cookies.iter().find(|c| c.starts_with("kontor_office=")).expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/office"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+
+    let form = console.get("/office/declare").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("dir=\"rtl\""), "Persian first");
+    let (csrf, id) = (form.field("csrf").expect("csrf"), form.field("id").expect("a form id"));
+    let (date, time) = today_and_now();
+    // The citizen's numbers typed with a Persian keyboard.
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("id", id.as_str()),
+        ("subscription", "۱۱۱۱۲۲۲۲۳۳"),
+        ("meter_serial", SERIAL),
+        ("reading", "۱۰۰۹۰"),
+        ("date", date.as_str()),
+        ("time", time.as_str()),
+    ];
+    let sent = console.post("/office/declare", &fields).await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let location = sent.location.expect("to the outcome");
+    assert_eq!(location, format!("/office/declarations/{id}"));
+
+    let outcome = console.get(&location).await;
+    assert_eq!(outcome.status, 200);
+    assert!(outcome.body.contains("پذیرفته شد"), "{}", outcome.body);
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!(stored.len(), 1);
+    let declaration = &stored[0];
+    assert_eq!(
+        (declaration.status, declaration.reading, declaration.consumption_m3),
+        (Status::Accepted, Some(10_090), Some(90))
+    );
+    assert_eq!(declaration.channel, "office");
+    let staff = declaration.staff.as_ref().expect("the operator is recorded");
+    assert_eq!((staff.operator.as_str(), staff.office.as_str()), ("clerk", "Pishkhan 12"));
+    let code = declaration.tracking_code().expect("a tracking code");
+    assert!(outcome.body.contains(&to_persian_digits(code.as_str())), "the code to read out, in Persian digits");
+
+    // A double click sends the same form again: the same outcome, nothing new stored.
+    let again = console.post("/office/declare", &fields).await;
+    assert_eq!(again.location.as_deref(), Some(location.as_str()));
+    assert_eq!(server.stored().await, 1);
+
+    // The office's day lists it.
+    let home = console.get("/office/").await;
+    assert!(home.body.contains(&to_persian_digits(code.as_str())), "{}", home.body);
+
+    // A typo is sent back to fix, with what was typed; nothing is stored.
+    let csrf = console.csrf("/office/declare").await;
+    let form = |serial: &'static str, reading: &'static str, date: String| {
+        [
+            ("csrf", csrf.clone()),
+            ("id", Uuid::now_v7().to_string()),
+            ("subscription", SUB.into()),
+            ("meter_serial", serial.into()),
+            ("reading", reading.into()),
+            ("date", date),
+            ("time", time.clone()),
+        ]
+    };
+    let client = &console;
+    let post = |fields: [(&'static str, String); 7]| async move {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        client.post("/office/declare", &fields).await
+    };
+    let refused = post(form(SERIAL, "10o90", date.clone())).await;
+    assert_eq!(refused.status, 422);
+    assert!(refused.body.contains("10o90"), "the typed value is kept");
+    assert_eq!(post(form(SERIAL, "10095", "2026/11/27".into())).await.status, 422, "a Gregorian date");
+    // A wrong serial is judged like any channel's: stored as refused, shown as such.
+    let mismatch = post(form("XX999", "10095", date.clone())).await;
+    let page = console.get(mismatch.location.as_deref().expect("an outcome")).await;
+    assert!(page.body.contains(shared::Code::IdentityMismatch.message(shared::Lang::Fa)), "{}", page.body);
+    assert_eq!(server.stored().await, 2);
+
+    // Another office does not see this office's declarations.
+    let other = signed_in(&server, "clerk2", Role::Office, "Pishkhan 40").await;
+    assert_eq!(other.get(&location).await.status, 404);
+
+    // English is a click away.
+    let english = console.get("/office/lang/en").await;
+    assert_eq!(english.status, 303);
+    let page = console.get(&location).await;
+    assert!(page.body.contains("dir=\"ltr\"") && page.body.contains("accepted"), "{}", page.body);
+
+    let log = server.store.audit_log(None, 50).await.expect("audit");
+    let actions: Vec<(&str, &str)> = log.iter().map(|r| (r.username.as_str(), r.action.as_str())).collect();
+    assert_eq!(actions.iter().filter(|a| **a == ("clerk", "declare")).count(), 2, "{actions:?}");
+    assert!(actions.contains(&("clerk", "login")));
+    server.finish().await;
+}
+
+async fn every_page_checks_the_role(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let anonymous = server.console();
+    for path in ["/office/", "/office/declare", "/office/review", "/office/review/1", "/office/audit"] {
+        let answer = anonymous.get(path).await;
+        assert_eq!((answer.status, answer.location.as_deref()), (303, Some("/office/login")), "{path}");
+    }
+    let office = signed_in(&server, "clerk", Role::Office, "Pishkhan 12").await;
+    let reviewer = signed_in(&server, "rev", Role::Reviewer, "Billing").await;
+    let admin = signed_in(&server, "boss", Role::Admin, "HQ").await;
+    let expect = [
+        ("/office/declare", [200, 403, 200]),
+        ("/office/review", [403, 200, 200]),
+        ("/office/audit", [403, 403, 200]),
+        ("/office/", [200, 200, 200]),
+    ];
+    for (path, statuses) in expect {
+        for (client, status) in [&office, &reviewer, &admin].into_iter().zip(statuses) {
+            assert_eq!(client.get(path).await.status, status, "{path}");
+        }
+    }
+    // Posting is checked the same way: a reviewer cannot declare.
+    let csrf = reviewer.csrf("/office/review").await;
+    let post = reviewer.post("/office/declare", &[("csrf", &csrf), ("subscription", SUB)]).await;
+    assert_eq!(post.status, 403);
+    assert_eq!(server.stored().await, 0);
+    server.finish().await;
+}
+
+async fn forms_need_the_session_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let console = signed_in(&server, "clerk", Role::Office, "Pishkhan 12").await;
+    let form = console.get("/office/declare").await;
+    let (csrf, id) = (form.field("csrf").expect("csrf"), form.field("id").expect("id"));
+    let (date, time) = today_and_now();
+    let mut forged: Vec<(&str, &str)> = vec![
+        ("csrf", ""),
+        ("subscription", SUB),
+        ("meter_serial", SERIAL),
+        ("reading", "10090"),
+        ("id", id.as_str()),
+        ("date", date.as_str()),
+        ("time", time.as_str()),
+    ];
+    assert_eq!(console.post("/office/declare", &forged).await.status, 403, "no token");
+    forged[0] = ("csrf", "0000");
+    assert_eq!(console.post("/office/declare", &forged).await.status, 403, "a wrong token");
+    // The right token from another site's page.
+    forged[0] = ("csrf", csrf.as_str());
+    assert_eq!(console.post_from("/office/declare", &forged, "https://evil.example").await.status, 403);
+    assert_eq!(server.stored().await, 0, "nothing stored");
+    // The sign-in form needs its own token too.
+    let fresh = server.console();
+    let login = fresh.post("/office/login", &[("username", "clerk"), ("password", PASSWORD)]).await;
+    assert_eq!(login.status, 403);
+    assert!(login.set_cookies.iter().all(|c| !c.starts_with("kontor_office=")), "no session");
+    server.finish().await;
+}
+
+async fn sessions_expire_and_sign_out_ends_them(backend: Backend) {
+    let server = TestServer::start_with(backend, |options| {
+        options.console.session_ttl = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let console = signed_in(&server, "clerk", Role::Office, "Pishkhan 12").await;
+    assert_eq!(console.get("/office/").await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let expired = console.get("/office/").await;
+    assert_eq!((expired.status, expired.location.as_deref()), (303, Some("/office/login")));
+
+    let console = signed_in(&server, "clerk", Role::Office, "Pishkhan 12").await;
+    let csrf = console.csrf("/office/").await;
+    let out = console.post("/office/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location.as_deref(), Some("/office/login"));
+    assert!(out.set_cookies.iter().any(|c| c.starts_with("kontor_office=;") && c.contains("Max-Age=0")));
+    assert_eq!(console.get("/office/").await.status, 303);
+    let log = server.store.audit_log(None, 50).await.expect("audit");
+    assert!(log.iter().any(|r| r.action == "logout" && r.username == "clerk"));
+    server.finish().await;
+}
+
+async fn sign_in_is_limited_against_guessing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_operator("clerk", Role::Office, "Pishkhan 12", PASSWORD).await;
+    let console = server.console();
+    for guess in 0..5 {
+        let answer = console.login("clerk", &format!("guess {guess}")).await;
+        assert_eq!(answer.status, 401, "guess {guess}");
+        assert!(answer.body.contains("نام کاربری یا گذرواژه درست نیست"), "never says which half was wrong");
+    }
+    let locked = console.login("clerk", PASSWORD).await;
+    assert_eq!(locked.status, 429, "even the right password waits out the window");
+    // An unknown username answers exactly like a wrong password.
+    let unknown = server.console().login("nobody", "whatever").await;
+    assert_eq!(unknown.status, 401);
+    let log = server.store.audit_log(None, 50).await.expect("audit");
+    assert_eq!(log.iter().filter(|r| r.action == "login_failed").count(), 6);
+    server.finish().await;
+}
+
+/// Replies handed to the SMS gateway.
+#[derive(Default)]
+struct Outbox(Mutex<Vec<(String, String)>>);
+
+#[async_trait::async_trait]
+impl ReplySender for Outbox {
+    async fn send(&self, to: &str, text: &str) -> Result<(), SendError> {
+        self.0.lock().expect("lock").push((to.to_owned(), text.to_owned()));
+        Ok(())
+    }
+}
+
+async fn a_reviewer_clears_the_queue(backend: Backend) {
+    let outbox = Arc::new(Outbox::default());
+    let sender = outbox.clone();
+    let server = TestServer::start_with(backend, move |options| {
+        if let Some(sms) = options.sms.as_mut() {
+            sms.sender = sender;
+        }
+    })
+    .await;
+    // Billed 10,000 thirty days ago at 3 m³ a day: 340 m³ in twenty days is unusual; 400 m³ in
+    // twenty-nine is not.
+    let (held_id, later_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let results = server
+        .sync(vec![
+            submission(held_id, 10_340, &server.hours_ago(24 * 10)),
+            submission(later_id, 10_400, &server.hours_ago(24)),
+        ])
+        .await;
+    assert_eq!(
+        (results[0]["status"].as_str(), results[0]["code"].as_str()),
+        (Some("needs_review"), Some("unusual_consumption"))
+    );
+    assert_eq!(results[1]["consumption_m3"], 400);
+    // An SMS from a phone the registry does not know.
+    let (_, sms) = server.sms("09350000000", "10420*5*1111222233", "gw-review").await;
+    assert_eq!(sms["status"], "needs_review");
+
+    let reviewer = signed_in(&server, "rev", Role::Reviewer, "Billing").await;
+    let queue = reviewer.get("/office/review").await;
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let held = stored.iter().find(|d| d.id == held_id).expect("held").seq;
+    let texted = stored.iter().find(|d| d.channel == "sms").expect("sms").seq;
+    let (first, second) = (
+        queue.body.find(&format!("/office/review/{held}\"")).expect("the held one is queued"),
+        queue.body.find(&format!("/office/review/{texted}\"")).expect("the SMS one is queued"),
+    );
+    assert!(first < second, "oldest first");
+
+    let page = reviewer.get(&format!("/office/review/{held}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&to_persian_digits("10400")), "the meter's other readings are shown");
+    let csrf = page.field("csrf").expect("csrf");
+    let approved = reviewer.post(&format!("/office/review/{held}"), &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(
+        (approved.status, approved.location.as_deref()),
+        (303, Some(format!("/office/review?decided={held}").as_str()))
+    );
+
+    // It counts now, between the billed reading and the later one: 340 + 60.
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let held_now = stored.iter().find(|d| d.id == held_id).expect("held");
+    assert!(held_now.counts && held_now.review.as_ref().is_some_and(|r| r.approved && r.reviewer == "rev"));
+    assert_eq!(held_now.consumption_m3, Some(340));
+    assert_eq!(stored.iter().find(|d| d.id == later_id).expect("later").consumption_m3, Some(60));
+    // A replay still answers the first outcome: the decision is news, not a rewrite.
+    let replay = server.sync(vec![submission(held_id, 10_340, &server.hours_ago(24 * 10))]).await;
+    assert_eq!((replay[0]["status"].as_str(), replay[0]["replayed"].as_bool()), (Some("needs_review"), Some(true)));
+    // Deciding twice changes nothing.
+    let twice = reviewer
+        .post(&format!("/office/review/{held}"), &[("csrf", &csrf), ("decision", "reject"), ("reason", "x")])
+        .await;
+    assert_eq!(twice.status, 409);
+
+    // Rejecting needs a reason, which the SMS sender hears.
+    let path = format!("/office/review/{texted}");
+    let no_reason = reviewer.post(&path, &[("csrf", &csrf), ("decision", "reject"), ("reason", "  ")]).await;
+    assert_eq!(no_reason.status, 422);
+    let reason = "شماره فرستنده با مشترک نمی‌خواند";
+    let rejected = reviewer.post(&path, &[("csrf", &csrf), ("decision", "reject"), ("reason", reason)]).await;
+    assert_eq!(rejected.status, 303);
+    let texted_now = server.store.declaration(texted).await.expect("read").expect("stored");
+    assert!(!texted_now.counts && texted_now.review.as_ref().is_some_and(|r| !r.approved));
+    let mut sent = Vec::new();
+    for _ in 0..200 {
+        sent = outbox.0.lock().expect("lock").clone();
+        if sent.iter().any(|(to, _)| to == "09350000000" && sent.len() >= 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let notice = sent.iter().rev().find(|(to, _)| to == "09350000000").map(|(_, text)| text.clone()).expect("a notice");
+    assert!(notice.contains("پذیرفته نشد") && notice.contains(reason), "{notice}");
+
+    let empty = reviewer.get("/office/review").await;
+    assert!(empty.body.contains("چیزی نیست"), "the queue is clear");
+
+    let admin = signed_in(&server, "boss", Role::Admin, "HQ").await;
+    let audit = admin.get("/office/audit").await;
+    for action in [">approve<", ">reject<", ">login<"] {
+        assert!(audit.body.contains(action), "{action} in the audit log");
+    }
+    server.finish().await;
+}
