@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/meters/verify", post(verify))
         .route("/api/v1/sync", post(sync))
-        .route("/api/v1/sms/inbound", post(crate::sms::inbound));
+        .route("/api/v1/sms/inbound", post(crate::sms::inbound))
+        .route("/api/v1/billing/readings", get(crate::billing::readings));
     router = crate::console::routes(router);
     if let Some(root) = state.web_root.as_ref().filter(|root| root.is_dir()) {
         // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
@@ -83,6 +84,12 @@ impl ApiError {
             },
             WriteError::Failed(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, ApiErrorCode::Internal, lang),
         }
+    }
+
+    /// A store failure, logged once here.
+    pub(crate) fn from_store(err: &crate::store::StoreError, lang: Lang) -> Self {
+        tracing::error!(error = %crate::writer::error_chain(err), "the store failed");
+        Self::from_write(&WriteError::from(err), lang)
     }
 
     pub(crate) fn envelope(body: &[u8], lang: Lang) -> Self {
@@ -219,7 +226,7 @@ pub async fn verify(
 }
 
 /// The token of an `Authorization: Bearer …` header.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

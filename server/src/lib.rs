@@ -4,6 +4,7 @@
 //! tests in `tests/` can start the same server on a port of their own.
 #![forbid(unsafe_code)]
 
+pub mod billing;
 pub mod console;
 pub mod demo;
 pub mod http;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub sms: Option<sms::SmsConfig>,
     /// The staff console's settings and sign-in limits.
     pub console: Arc<console::Console>,
+    /// The token the billing system sends; the billing hand-off is off without it.
+    pub billing_token: Option<String>,
 }
 
 /// How to run the server, besides its listener and store.
@@ -51,6 +54,8 @@ pub struct ServeOptions {
     /// Where FastAGI calls come in; the phone channel is off without it.
     pub ivr: Option<TcpListener>,
     pub console: console::ConsoleOptions,
+    /// The token the billing system must send as `Authorization: Bearer`.
+    pub billing_token: Option<String>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the requests in flight and lets
@@ -69,6 +74,7 @@ pub async fn serve(
         web_root: options.web_root,
         sms: options.sms,
         console: Arc::new(console::Console::new(options.console)),
+        billing_token: options.billing_token.filter(|t| !t.is_empty()),
     };
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use server::replies::{HttpSender, LogSender, ReplySender, Retry};
 use server::sms::SmsConfig;
 use server::store::{AuditEntry, OperatorRecord, Role, SqlStore, Store};
-use server::{ServeOptions, demo, import};
+use server::{ServeOptions, billing, demo, import};
 use time::OffsetDateTime;
 
 /// The SQLite file used when no database is named.
@@ -45,6 +45,21 @@ enum Command {
         /// without it.
         #[arg(long, env = "KONTOR_IVR_LISTEN")]
         ivr_listen: Option<SocketAddr>,
+        /// The token the billing system sends as `Authorization: Bearer` to page through
+        /// GET /api/v1/billing/readings; that endpoint is off without it.
+        #[arg(long, env = "KONTOR_BILLING_TOKEN", hide_env_values = true)]
+        billing_token: Option<String>,
+    },
+    /// Write the readings that count for billing after a cursor, in feed order, to stdout; the
+    /// cursor to continue from goes to stderr.
+    ExportReadings {
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
+        database: String,
+        /// The cursor the last export ended at (0, or nothing, for the start).
+        #[arg(long, default_value = "0")]
+        since: String,
+        #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
+        format: String,
     },
     /// Import or update subscribers from the billing system's CSV export.
     ImportSubscribers {
@@ -126,7 +141,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, database, demo, web_root, sms, ivr_listen } => {
+        Command::Serve { listen, database, demo, web_root, sms, ivr_listen, billing_token } => {
             let sms = sms.config()?;
             let ivr = match ivr_listen {
                 Some(address) => Some(
@@ -159,7 +174,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(ivr) = &ivr {
                 println!("FastAGI (IVR) on agi://{}/meter-reading", ivr.local_addr()?);
             }
-            let options = ServeOptions { web_root: Some(web_root), sms, ivr, ..ServeOptions::default() };
+            if billing_token.is_some() {
+                println!("Billing hand-off at /api/v1/billing/readings");
+            }
+            let options = ServeOptions { web_root: Some(web_root), sms, ivr, billing_token, ..ServeOptions::default() };
             server::serve(listener, store, options, server::shutdown_signal()).await
         }
         Command::ImportSubscribers { database, file } => {
@@ -176,6 +194,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqlStore::connect(&database).await?;
             store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("importing subscribers")?;
             println!("imported {} subscriber(s)", rows.len());
+            Ok(())
+        }
+        Command::ExportReadings { database, since, format } => {
+            let after =
+                billing::parse_cursor(Some(&since)).context("--since is not a cursor from an earlier export")?;
+            let store = SqlStore::connect(&database).await?;
+            let format = if format == "json" { billing::Format::Json } else { billing::Format::Csv };
+            let (count, next) = billing::export(&store, after, format, &mut std::io::stdout().lock()).await?;
+            let detail = format!("command line: after {after}, {count} reading(s), next {next}");
+            let entry = AuditEntry {
+                at: OffsetDateTime::now_utc(),
+                username: "command-line",
+                action: "export",
+                detail: &detail,
+            };
+            store.audit(&entry).await?;
+            eprintln!("{count} reading(s); next cursor: {next}");
             Ok(())
         }
         Command::CreateOperator { database, role, office, username } => {

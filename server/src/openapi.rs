@@ -18,7 +18,15 @@ use utoipa::OpenApi;
             Messages follow `Accept-Language` (Persian by default, English on request). \
             Tracking codes are digits only and end with a Damm check digit."
     ),
-    paths(crate::http::healthz, crate::http::readyz, crate::http::verify, crate::http::sync, crate::sms::inbound),
+    paths(
+        crate::http::healthz,
+        crate::http::readyz,
+        crate::http::verify,
+        crate::http::sync,
+        crate::sms::inbound,
+        crate::billing::readings
+    ),
+    modifiers(&BillingToken),
     components(schemas(
         shared::wire::VerifyRequest,
         shared::wire::VerifyResponse,
@@ -30,6 +38,8 @@ use utoipa::OpenApi;
         shared::wire::SyncResult,
         shared::wire::SmsInbound,
         shared::wire::SmsReply,
+        shared::wire::BillingPage,
+        shared::wire::BillingReading,
         shared::wire::ErrorBody,
         shared::wire::ErrorDetail,
         shared::wire::ApiErrorCode,
@@ -38,6 +48,21 @@ use utoipa::OpenApi;
     ))
 )]
 pub struct ApiDoc;
+
+/// The billing system's bearer token, as a security scheme.
+struct BillingToken;
+
+impl utoipa::Modify for BillingToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The token set with --billing-token (KONTOR_BILLING_TOKEN)"))
+            .build();
+        components.add_security_scheme("billing_token", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The document as JSON, built once.
 pub fn document_json() -> &'static str {

@@ -141,6 +141,42 @@ pub struct SyncResult {
     pub replayed: bool,
 }
 
+/// `GET /api/v1/billing/readings`: a page of the billing feed, every reading that counts for
+/// billing once, in the order it started to count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BillingPage {
+    pub readings: Vec<BillingReading>,
+    /// Where the next page starts: send it back as `after`. Equal to `after` when nothing is new.
+    pub next: String,
+    /// Whether more readings are waiting now (fetch again at once).
+    pub more: bool,
+}
+
+/// One reading for billing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BillingReading {
+    /// This reading's place in the feed (an opaque cursor).
+    pub cursor: String,
+    pub tracking_code: String,
+    pub subscription: String,
+    /// The meter's serial, from the registry.
+    pub meter_serial: String,
+    pub reading: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub read_at: OffsetDateTime,
+    /// Cubic metres since the meter's previous counting reading, as known when this one joined
+    /// the feed (absent when it had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumption_m3: Option<u64>,
+    /// `app`, `sms`, `ivr` or `office`.
+    pub channel: String,
+    /// Whether staff approved it after it was held for review.
+    pub approved_on_review: bool,
+}
+
 /// `POST /api/v1/sms/inbound`: one message from the SMS gateway, as JSON or form fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -216,6 +252,7 @@ api_errors! {
     Internal = "internal", "خطای داخلی رخ داد؛ دوباره امتحان کنید.", "An internal error occurred; try again.";
     NotFound = "not_found", "چنین نشانی‌ای وجود ندارد.", "There is no such address.";
     Unauthorized = "unauthorized", "کلید دسترسی درست نیست.", "The shared secret is missing or wrong.";
+    InvalidCursor = "invalid_cursor", "این نشانگر صفحه از این سرور نیست.", "The cursor is not one this server handed out.";
 }
 
 impl ErrorBody {

@@ -73,6 +73,11 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with the options changed by `configure`.
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut ServeOptions)) -> Self {
+        // The server's warnings and errors appear beside a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_test_writer()
+            .try_init();
         let unique = Uuid::new_v4().simple().to_string();
         let (url, cleanup) = match backend {
             Backend::Sqlite => {

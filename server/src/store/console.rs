@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::sql::{Dialect, METER_COLUMNS, SqlStore, db, meter_from_row, opt_u64};
 use super::{
-    AuditEntry, AuditRecord, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision, ReviewRequest,
-    ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
+    AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
+    ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
 };
 
 /// The columns [`stored_from_row`] reads, in its order.
@@ -97,7 +97,7 @@ impl SqlStore {
     }
 
     pub(super) async fn insert_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_write().await?;
         // Expired sessions go as new ones come; the table stays as small as the staff.
         sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
             .bind(unix_ms(session.created_at))
@@ -235,13 +235,13 @@ impl SqlStore {
         if !before.pending_review() {
             return Ok(ReviewResult::NotPending(before));
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_write().await?;
         let subscription = SubscriptionNumber::parse(&before.subscription).ok();
         let meter = match &subscription {
             Some(sub) => self.lock_meter(&mut tx, sub).await?,
             None => None,
         };
-        let (action, detail) = match &request.decision {
+        match &request.decision {
             ReviewDecision::Reject { reason } => {
                 let updated = sqlx::query(
                     "UPDATE declarations SET review = 'rejected', review_reason = $2, reviewed_by = $3, \
@@ -258,13 +258,24 @@ impl SqlStore {
                     tx.rollback().await.map_err(db)?;
                     return self.not_pending(request.seq).await;
                 }
-                ("reject", format!("declaration {} of {}: {reason}", request.seq, before.subscription))
+                let detail = format!("declaration {} of {}: {reason}", request.seq, before.subscription);
+                insert_audit_on(
+                    &mut tx,
+                    &AuditEntry { at: now, username: &request.reviewer, action: "reject", detail: &detail },
+                )
+                .await?;
             }
             ReviewDecision::Approve => {
                 let (Some(reading), Some(mut meter)) = (before.reading, meter) else {
                     tx.rollback().await.map_err(db)?;
                     return Ok(ReviewResult::CannotCount);
                 };
+                let detail = format!("declaration {} of {}: reading {reading}", request.seq, before.subscription);
+                insert_audit_on(
+                    &mut tx,
+                    &AuditEntry { at: now, username: &request.reviewer, action: "approve", detail: &detail },
+                )
+                .await?;
                 let chain = self.chain_from(&mut tx, &meter, before.read_at).await?;
                 let point = Point { source: Source::Declaration(request.seq), reading, read_at: before.read_at };
                 let approval = rules::approve(&meter.context(), &chain, &point);
@@ -295,16 +306,47 @@ impl SqlStore {
                     meter.last = Some(point);
                     self.update_latest(&mut tx, &[&meter], now).await?;
                 }
-                ("approve", format!("declaration {} of {}: reading {reading}", request.seq, before.subscription))
+                self.append_billing(&mut tx, &[(request.seq, approval.consumption_m3)], now).await?;
             }
-        };
-        let entry = AuditEntry { at: now, username: &request.reviewer, action, detail: &detail };
-        insert_audit_on(&mut tx, &entry).await?;
+        }
         tx.commit().await.map_err(db)?;
         match self.declaration_row(request.seq).await? {
             Some(after) => Ok(ReviewResult::Decided(after)),
             None => Err(StoreError::Corrupt(format!("declaration {} vanished", request.seq))),
         }
+    }
+
+    pub(super) async fn billing_rows(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT f.position, d.seq, d.subscription, COALESCE(m.meter_serial, d.meter_serial), d.reading, \
+               d.read_at_ms, f.consumption_m3, d.channel, CAST(CASE WHEN d.review IS NULL THEN 0 ELSE 1 END AS BIGINT) \
+             FROM billing_feed AS f JOIN declarations AS d ON d.seq = f.seq \
+             LEFT JOIN meters AS m ON m.subscription = d.subscription \
+             WHERE f.position > $1 ORDER BY f.position LIMIT $2",
+        )
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get(0)?;
+                let seq: i64 = row.try_get(1)?;
+                let reviewed: i64 = row.try_get(8)?;
+                Ok(BillingEntry {
+                    position: position as u64,
+                    seq: seq as u64,
+                    subscription: row.try_get(2)?,
+                    meter_serial: row.try_get(3)?,
+                    reading: opt_u64(row.try_get(4)?).unwrap_or_default(),
+                    read_at: from_unix_ms(row.try_get(5)?)?,
+                    consumption_m3: opt_u64(row.try_get(6)?),
+                    channel: row.try_get(7)?,
+                    approved_on_review: reviewed != 0,
+                })
+            })
+            .collect()
     }
 
     async fn not_pending(&self, seq: u64) -> Result<ReviewResult, StoreError> {

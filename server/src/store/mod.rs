@@ -358,6 +358,39 @@ pub trait Store: Send + Sync + 'static {
     /// Carries out a reviewer's decision in one transaction, serialised with the meter's other
     /// declarations (the writer calls it). Durable once a later [`Store::sync`] has returned.
     async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError>;
+
+    /// The billing feed after position `after`, at most `limit` readings, in feed order.
+    async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError>;
+}
+
+/// One reading of the billing feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BillingEntry {
+    pub position: u64,
+    pub seq: u64,
+    pub subscription: String,
+    pub meter_serial: String,
+    pub reading: u64,
+    pub read_at: OffsetDateTime,
+    pub consumption_m3: Option<u64>,
+    pub channel: String,
+    pub approved_on_review: bool,
+}
+
+impl BillingEntry {
+    pub fn to_wire(&self) -> shared::wire::BillingReading {
+        shared::wire::BillingReading {
+            cursor: self.position.to_string(),
+            tracking_code: shared::TrackingCode::from_sequence(self.seq).map(|c| c.to_string()).unwrap_or_default(),
+            subscription: self.subscription.clone(),
+            meter_serial: self.meter_serial.clone(),
+            reading: self.reading,
+            read_at: self.read_at.to_offset(shared::wire::SERVER_OFFSET),
+            consumption_m3: self.consumption_m3,
+            channel: self.channel.clone(),
+            approved_on_review: self.approved_on_review,
+        }
+    }
 }
 
 /// What a staff member may do.

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::console::{STORED_COLUMNS, stored_from_row};
 use super::{
-    AuditEntry, AuditRecord, Counts, Identity, Incoming, MeterRecord, NewSession, OperatorRecord, Outcome,
-    ReviewRequest, ReviewResult, Session, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms,
+    AuditEntry, AuditRecord, BillingEntry, Counts, Identity, Incoming, MeterRecord, NewSession, OperatorRecord,
+    Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms,
     last_point, unix_ms,
 };
 
@@ -149,6 +149,17 @@ impl SqlStore {
         Ok(Self { pool, dialect, wal, last_seq: std::sync::Mutex::new(None) })
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting up to the busy timeout): a deferred transaction that read first would
+    /// fail with `SQLITE_BUSY_SNAPSHOT` when a write from another connection (a console session,
+    /// an audit entry, a device token) committed in between.
+    pub(super) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db),
+            Dialect::Postgres => self.pool.begin().await.map_err(db),
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -261,7 +272,7 @@ pub(super) fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.and_then(|v| u64::try_from(v).ok())
 }
 
-fn opt_i64(v: Option<u64>) -> Option<i64> {
+pub(super) fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.and_then(|v| i64::try_from(v).ok())
 }
 
@@ -489,7 +500,7 @@ impl SqlStore {
         now: OffsetDateTime,
         look_up: bool,
     ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_write().await?;
         let stored = if look_up {
             let ids: Vec<String> =
                 batch.iter().map(|i| i.id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -614,6 +625,9 @@ impl SqlStore {
             rows.iter().filter(|r| r.decision.counts()).map(|r| r.item.subscription.as_str()).collect();
         let touched: Vec<&MeterRecord> = counted.iter().filter_map(|sub| meters.get(*sub)).collect();
         self.update_latest(&mut tx, &touched, now).await?;
+        let billed: Vec<(u64, Option<u64>)> =
+            rows.iter().filter(|r| r.decision.counts()).map(|r| (r.seq, r.decision.consumption_m3)).collect();
+        self.append_billing(&mut tx, &billed, now).await?;
         tx.commit().await.map_err(db)?;
         if self.dialect == Dialect::Sqlite
             && let Some(max) = rows.iter().map(|r| r.seq).max()
@@ -653,6 +667,58 @@ impl SqlStore {
             return Ok(());
         }
         sqlx::query(self.dialect.upsert_latest()).bind(json_text(&records)?).execute(&mut *conn).await.map_err(db)?;
+        Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Adds readings that now count to the billing feed. The last statement before a commit: on
+    /// PostgreSQL it locks the position counter until the commit, so that positions become
+    /// visible in the order they were handed out (see the migration).
+    pub(super) async fn append_billing(
+        &self,
+        conn: &mut AnyConnection,
+        entries: &[(u64, Option<u64>)],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let count = entries.len() as i64;
+        let first: i64 = match self.dialect {
+            // One writer: the next positions are ours.
+            Dialect::Sqlite => sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) + 1 FROM billing_feed")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db)?,
+            Dialect::Postgres => {
+                let last: i64 =
+                    sqlx::query_scalar("UPDATE billing_position SET last = last + $1 WHERE id = 1 RETURNING last")
+                        .bind(count)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                last - count + 1
+            }
+        };
+        let rows: Vec<(i64, i64, Option<i64>, i64)> = entries
+            .iter()
+            .zip(first..)
+            .map(|(&(seq, consumption), position)| (position, seq as i64, opt_i64(consumption), unix_ms(now)))
+            .collect();
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true \
+                 ON CONFLICT (seq) DO NOTHING"
+            }
+            Dialect::Postgres => {
+                "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
+                 SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, (r ->> 2)::bigint, (r ->> 3)::bigint \
+                 FROM jsonb_array_elements($1::jsonb) AS rows(r) ON CONFLICT (seq) DO NOTHING"
+            }
+        };
+        sqlx::query(sql).bind(json_text(&rows)?).execute(&mut *conn).await.map_err(db)?;
         Ok(())
     }
 }
@@ -799,7 +865,7 @@ impl Store for SqlStore {
     }
 
     async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin_write().await?;
         for row in rows {
             let billed_at = row.last_read_at.map(unix_ms);
             sqlx::query(
@@ -971,5 +1037,9 @@ impl Store for SqlStore {
 
     async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError> {
         self.decide_review(request, now).await
+    }
+
+    async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError> {
+        self.billing_rows(after, limit).await
     }
 }
