@@ -40,7 +40,9 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/meters/verify", post(verify))
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/sms/inbound", post(crate::sms::inbound))
-        .route("/api/v1/billing/readings", get(crate::billing::readings));
+        .route("/api/v1/billing/readings", get(crate::billing::readings))
+        .route("/api/v1/complaints", post(crate::complaints::file))
+        .route("/api/v1/updates", post(crate::complaints::updates));
     router = crate::console::routes(router);
     if let Some(root) = state.web_root.as_ref().filter(|root| root.is_dir()) {
         // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
@@ -136,7 +138,7 @@ fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
 }
 
 /// The request's language and its body, which must be JSON and at most 1 MiB.
-fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(Lang, Bytes), ApiError> {
+pub(crate) fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(Lang, Bytes), ApiError> {
     let lang = lang_of(headers);
     require_json(headers, lang)?;
     let body = body.map_err(|r| ApiError::from_body(&r, lang))?;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod billing;
+pub mod complaints;
 pub mod console;
 pub mod demo;
 pub mod http;

@@ -24,7 +24,9 @@ use utoipa::OpenApi;
         crate::http::verify,
         crate::http::sync,
         crate::sms::inbound,
-        crate::billing::readings
+        crate::billing::readings,
+        crate::complaints::file,
+        crate::complaints::updates
     ),
     modifiers(&BillingToken),
     components(schemas(
@@ -39,6 +41,17 @@ use utoipa::OpenApi;
         shared::wire::SmsInbound,
         shared::wire::SmsReply,
         shared::wire::BillingPage,
+        shared::wire::ComplaintsRequest,
+        shared::wire::ComplaintSubmission,
+        shared::wire::ComplaintKind,
+        shared::wire::ComplaintsResponse,
+        shared::wire::ComplaintResult,
+        shared::wire::ComplaintStatus,
+        shared::wire::ComplaintCode,
+        shared::wire::UpdatesRequest,
+        shared::wire::UpdatesResponse,
+        shared::wire::ReviewUpdate,
+        shared::wire::ComplaintAnswer,
         shared::wire::BillingReading,
         shared::wire::ErrorBody,
         shared::wire::ErrorDetail,

@@ -26,11 +26,23 @@ fn damm(digits: &[u8]) -> u8 {
     digits.iter().fold(0, |interim, &d| DAMM[interim as usize][(d - b'0') as usize])
 }
 
-/// Bodies of 9 digits cover the first 10⁹ sequence numbers; 12 digits the rest.
-const WIDTHS: [(u32, u64); 2] = [(9, 1_000_000_000), (12, 1_000_000_000_000)];
-/// An odd multiplier that is not a multiple of 5 is invertible modulo any power of ten.
-const MULTIPLIER: u64 = 387_420_489;
-const OFFSET: u64 = 271_828_182;
+/// How a kind of number is made: two body widths (the first covering sequence numbers below
+/// its modulus, the second the rest), and the scrambling constants.
+struct Scheme {
+    widths: [(u32, u64); 2],
+    /// Odd and not a multiple of 5, so invertible modulo any power of ten.
+    multiplier: u64,
+    offset: u64,
+}
+
+/// Declarations: bodies of 9 digits cover the first 10⁹ sequence numbers; 12 digits the rest.
+const DECLARATIONS: Scheme =
+    Scheme { widths: [(9, 1_000_000_000), (12, 1_000_000_000_000)], multiplier: 387_420_489, offset: 271_828_182 };
+
+/// Complaints: bodies of 7 and 11 digits, so a complaint number (8 or 12 digits) is never
+/// mistaken for a declaration's tracking code (10 or 13).
+const COMPLAINTS: Scheme =
+    Scheme { widths: [(7, 10_000_000), (11, 100_000_000_000)], multiplier: 4_782_969, offset: 3_141_592 };
 
 fn inverse_mod(a: u64, modulus: u64) -> u64 {
     // Extended Euclid on signed 128-bit integers: no overflow for moduli below 2^63.
@@ -48,25 +60,20 @@ fn mul_mod(a: u64, b: u64, m: u64) -> u64 {
     ((u128::from(a) * u128::from(b)) % u128::from(m)) as u64
 }
 
-/// A tracking code given to a subscriber for a stored declaration.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TrackingCode(String);
-
-impl TrackingCode {
-    /// The code for a store sequence number; `None` past 10¹² declarations.
-    pub fn from_sequence(seq: u64) -> Option<Self> {
-        let (width, modulus) = WIDTHS.into_iter().find(|&(_, m)| seq < m)?;
-        let base = if width == 9 { 0 } else { WIDTHS[0].1 };
-        let body = (mul_mod(seq - base, MULTIPLIER, modulus) + OFFSET) % modulus;
+impl Scheme {
+    fn encode(&self, seq: u64) -> Option<String> {
+        let (width, modulus) = self.widths.into_iter().find(|&(_, m)| seq < m)?;
+        let base = if width == self.widths[0].0 { 0 } else { self.widths[0].1 };
+        let body = (mul_mod(seq - base, self.multiplier, modulus) + self.offset) % modulus;
         let mut text = format!("{body:0width$}", width = width as usize);
         let check = damm(text.as_bytes());
         text.push((b'0' + check) as char);
-        Some(Self(text))
+        Some(text)
     }
 
-    /// Reads a code a person typed or said (any digit script, spaces and dashes allowed) and
-    /// checks its check digit.
-    pub fn parse(input: &str) -> Option<Self> {
+    /// Reads a number a person typed or said (any digit script, spaces and dashes allowed) and
+    /// checks its length and check digit.
+    fn parse(&self, input: &str) -> Option<String> {
         let normalized = crate::digits::normalize(input);
         let mut text = String::with_capacity(normalized.len());
         for c in normalized.chars() {
@@ -77,23 +84,43 @@ impl TrackingCode {
             }
         }
         let body_len = text.len().checked_sub(1)?;
-        if !WIDTHS.iter().any(|&(w, _)| w as usize == body_len) || damm(text.as_bytes()) != 0 {
+        if !self.widths.iter().any(|&(w, _)| w as usize == body_len) || damm(text.as_bytes()) != 0 {
             return None;
         }
-        let code = Self(text);
-        code.sequence().map(|_| code)
+        self.decode(&text).map(|_| text)
+    }
+
+    fn decode(&self, text: &str) -> Option<u64> {
+        let body_len = text.len().checked_sub(1)?;
+        let &(width, modulus) = self.widths.iter().find(|&&(w, _)| w as usize == body_len)?;
+        let base = if width == self.widths[0].0 { 0 } else { self.widths[0].1 };
+        let body: u64 = text.get(..body_len)?.parse().ok()?;
+        let unshifted = (body + modulus - self.offset % modulus) % modulus;
+        let seq = mul_mod(unshifted, inverse_mod(self.multiplier, modulus), modulus) + base;
+        // A long body whose number lies past the last code is not a code that was ever given.
+        (seq < self.widths[1].1).then_some(seq)
+    }
+}
+
+/// A tracking code given to a subscriber for a stored declaration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TrackingCode(String);
+
+impl TrackingCode {
+    /// The code for a store sequence number; `None` past 10¹² declarations.
+    pub fn from_sequence(seq: u64) -> Option<Self> {
+        DECLARATIONS.encode(seq).map(Self)
+    }
+
+    /// Reads a code a person typed or said (any digit script, spaces and dashes allowed) and
+    /// checks its check digit.
+    pub fn parse(input: &str) -> Option<Self> {
+        DECLARATIONS.parse(input).map(Self)
     }
 
     /// The store sequence number this code stands for.
     pub fn sequence(&self) -> Option<u64> {
-        let body_len = self.0.len() - 1;
-        let &(_, modulus) = WIDTHS.iter().find(|&&(w, _)| w as usize == body_len)?;
-        let base = if body_len == 9 { 0 } else { WIDTHS[0].1 };
-        let body: u64 = self.0[..body_len].parse().ok()?;
-        let unshifted = (body + modulus - OFFSET % modulus) % modulus;
-        let seq = mul_mod(unshifted, inverse_mod(MULTIPLIER, modulus), modulus) + base;
-        // A long body whose number lies past the last code is not a code that was ever given.
-        (seq < WIDTHS[1].1).then_some(seq)
+        DECLARATIONS.decode(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
@@ -102,6 +129,38 @@ impl TrackingCode {
 }
 
 impl fmt::Display for TrackingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The number a complaint or dispute is known by: digits only, with a check digit, and of a
+/// length no declaration's tracking code has.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ComplaintNumber(String);
+
+impl ComplaintNumber {
+    /// The number for a complaint's sequence number; `None` past 10¹¹ complaints.
+    pub fn from_sequence(seq: u64) -> Option<Self> {
+        COMPLAINTS.encode(seq).map(Self)
+    }
+
+    /// Reads a number a person typed or said and checks its check digit.
+    pub fn parse(input: &str) -> Option<Self> {
+        COMPLAINTS.parse(input).map(Self)
+    }
+
+    /// The complaint's sequence number.
+    pub fn sequence(&self) -> Option<u64> {
+        COMPLAINTS.decode(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ComplaintNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -159,6 +218,21 @@ mod tests {
                 assert_eq!(TrackingCode::parse(&swapped), None, "{swapped} passed for {good}");
             }
         }
+    }
+
+    #[test]
+    fn complaint_numbers_are_their_own_kind() {
+        for seq in (1..500).chain([9_999_999, 10_000_000, 99_999_999_999]) {
+            let n = ComplaintNumber::from_sequence(seq).expect("in range");
+            assert_eq!(ComplaintNumber::parse(n.as_str()).and_then(|n| n.sequence()), Some(seq));
+            assert_eq!(TrackingCode::parse(n.as_str()), None, "a complaint number is no tracking code");
+            assert_eq!(ComplaintNumber::parse(code(seq.min(999_999_999)).as_str()), None);
+        }
+        assert_eq!(ComplaintNumber::from_sequence(1).map(|n| n.as_str().len()), Some(8));
+        let n = ComplaintNumber::from_sequence(77).expect("in range").0;
+        let mut typo = n.clone().into_bytes();
+        typo[3] = if typo[3] == b'9' { b'0' } else { typo[3] + 1 };
+        assert_eq!(ComplaintNumber::parse(&String::from_utf8(typo).expect("ascii")), None, "{n}");
     }
 
     #[test]

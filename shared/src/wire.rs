@@ -141,6 +141,182 @@ pub struct SyncResult {
     pub replayed: bool,
 }
 
+/// The most complaints one request may carry.
+pub const MAX_COMPLAINTS: usize = 50;
+/// The longest complaint text, in characters.
+pub const MAX_COMPLAINT_CHARS: usize = 1000;
+/// The most ids one `POST /api/v1/updates` may ask about, of each kind.
+pub const MAX_UPDATE_IDS: usize = 500;
+
+/// `POST /api/v1/complaints` request: complaints and disputes, queued offline like declarations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComplaintsRequest {
+    pub device_id: Uuid,
+    /// 1 to 50 complaints.
+    pub complaints: Vec<ComplaintSubmission>,
+}
+
+/// What a complaint is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ComplaintKind {
+    /// The subscriber disputes a reading or a bill.
+    Dispute,
+    /// Anything else about the service.
+    Service,
+}
+
+impl ComplaintKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Dispute => "dispute",
+            Self::Service => "service",
+        }
+    }
+
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        match s {
+            "dispute" => Some(Self::Dispute),
+            "service" => Some(Self::Service),
+            _ => None,
+        }
+    }
+}
+
+/// One complaint, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComplaintSubmission {
+    /// Made by the client: the idempotency key.
+    pub id: Uuid,
+    pub subscription: String,
+    pub kind: ComplaintKind,
+    /// The tracking code of the declaration it is about, if any (checked by its check digit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    /// 1 to 1,000 characters.
+    pub text: String,
+    /// When the subscriber wrote it, from the device's clock.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub made_at: OffsetDateTime,
+}
+
+macro_rules! complaint_codes {
+    ($( $variant:ident = $name:literal, $fa:literal, $en:literal; )*) => {
+        /// Why a complaint was not received.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        pub enum ComplaintCode { $( $variant, )* }
+
+        impl ComplaintCode {
+            pub const fn as_str(self) -> &'static str {
+                match self { $( Self::$variant => $name, )* }
+            }
+
+            pub const fn message(self, lang: Lang) -> &'static str {
+                match (self, lang) { $( (Self::$variant, Lang::Fa) => $fa, (Self::$variant, Lang::En) => $en, )* }
+            }
+        }
+    };
+}
+
+complaint_codes! {
+    UnknownSubscription = "unknown_subscription", "این شماره اشتراک در سامانه نیست.", "This subscription number is not in the registry.";
+    TrackingCodeInvalid = "tracking_code_invalid", "کد رهگیری درست نیست؛ آن را دوباره بررسی کنید.", "The tracking code is not valid; check it again.";
+    TextLength = "text_length", "متن شکایت باید ۱ تا ۱۰۰۰ نویسه باشد.", "The complaint must be 1 to 1,000 characters.";
+    IdConflict = "id_conflict", "این شناسه پیش‌تر با محتوای دیگری ثبت شده است.", "This id was stored before with different content.";
+}
+
+/// Whether a complaint was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ComplaintStatus {
+    /// Stored; staff will answer. It has a complaint number.
+    Received,
+    /// Not stored, for `code`; the subscriber may correct it and send it again.
+    Rejected,
+}
+
+/// `POST /api/v1/complaints` answer: one result per complaint, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComplaintsResponse {
+    pub results: Vec<ComplaintResult>,
+}
+
+/// What became of one complaint. Both statuses are final for the client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComplaintResult {
+    pub id: Uuid,
+    pub status: ComplaintStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ComplaintCode>,
+    /// In the request's `Accept-Language`.
+    pub message: String,
+    /// Eight or twelve digits with a check digit; never the length of a tracking code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complaint_number: Option<String>,
+    /// True when this id had been received before: the result is the first one.
+    pub replayed: bool,
+}
+
+/// `POST /api/v1/updates`: what the client holds that staff may have acted on since.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdatesRequest {
+    pub device_id: Uuid,
+    /// Ids of declarations answered `needs_review` (at most 500).
+    #[serde(default)]
+    pub declarations: Vec<Uuid>,
+    /// Ids of received complaints not yet answered (at most 500).
+    #[serde(default)]
+    pub complaints: Vec<Uuid>,
+}
+
+/// `POST /api/v1/updates` answer: only what has news.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdatesResponse {
+    /// The reviewers' decisions on the declarations asked about, where there is one.
+    pub decisions: Vec<ReviewUpdate>,
+    /// Staff answers to the complaints asked about, where there is one.
+    pub answers: Vec<ComplaintAnswer>,
+}
+
+/// A reviewer's decision on a held declaration. Its first outcome (`needs_review`) stays as it
+/// was answered; this is the news that follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReviewUpdate {
+    pub id: Uuid,
+    /// `accepted` (it counts for billing) or `rejected`.
+    pub status: Status,
+    /// The reviewer's reason, for a rejection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub decided_at: OffsetDateTime,
+}
+
+/// Staff's answer to a complaint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComplaintAnswer {
+    pub id: Uuid,
+    pub complaint_number: String,
+    pub answer: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub answered_at: OffsetDateTime,
+}
+
 /// `GET /api/v1/billing/readings`: a page of the billing feed, every reading that counts for
 /// billing once, in the order it started to count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

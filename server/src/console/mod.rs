@@ -83,6 +83,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/office/review", get(review_queue))
         .route("/office/review/{seq}", get(review_page).post(decide))
         .route("/office/audit", get(audit_page))
+        .route("/office/complaints", get(complaints_page))
+        .route("/office/complaints/new", get(complaint_form).post(file_complaint))
+        .route("/office/complaints/{seq}", get(complaint_page).post(answer_complaint))
 }
 
 type Page = Result<Response, Response>;
@@ -216,6 +219,33 @@ impl Signed {
         if let Err(e) = state.store.audit(&entry).await {
             tracing::error!(error = %crate::writer::error_chain(&e), action, "console: recording an audit entry failed");
         }
+    }
+}
+
+/// A form that carries the session's CSRF token.
+trait Posted {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! posted {
+    ($($form:ty),*) => { $( impl Posted for $form { fn csrf(&self) -> &str { &self.csrf } } )* };
+}
+posted!(CsrfForm, DeclareForm, DecideForm, AnswerForm, pages::ComplaintForm);
+
+impl Signed {
+    /// A form post by a signed-in staff member whose role allows it, with its token and origin
+    /// checked: the prologue of every console action.
+    async fn post<T: Posted>(
+        state: &AppState,
+        headers: &HeaderMap,
+        form: Result<Form<T>, FormRejection>,
+        allowed: impl FnOnce(crate::store::Role) -> bool,
+    ) -> Result<(Self, T), Response> {
+        let signed = Self::from_request(state, headers).await?;
+        signed.require(allowed(signed.session.role))?;
+        let Form(form) = form.map_err(|r| bad_form(signed.lang, &r))?;
+        signed.check_post(headers, form.csrf())?;
+        Ok((signed, form))
     }
 }
 
@@ -389,9 +419,7 @@ async fn logout(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
-    let Form(form) = form.map_err(|r| bad_form(signed.lang, &r))?;
-    signed.check_post(&headers, &form.csrf)?;
+    let (signed, _) = Signed::post(&state, &headers, form, |_| true).await?;
     state.store.end_session(&signed.token_hash).await.map_err(|e| store_failed(signed.lang, &e))?;
     signed.audit(&state, "logout", "").await;
     let mut response = see_other("/office/login");
@@ -491,11 +519,8 @@ async fn declare(
     headers: HeaderMap,
     form: Result<Form<DeclareForm>, FormRejection>,
 ) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
+    let (signed, mut form) = Signed::post(&state, &headers, form, |role| role.declares()).await?;
     let lang = signed.lang;
-    signed.require(signed.session.role.declares())?;
-    let Form(mut form) = form.map_err(|r| bad_form(lang, &r))?;
-    signed.check_post(&headers, &form.csrf)?;
     let title = tr(lang, "ثبت رقم برای مشترک", "Declare for a subscriber");
     let again = |form: &DeclareForm, error: String| {
         let body = pages::declare(lang, &signed.session.csrf, form, Some(error));
@@ -633,11 +658,8 @@ async fn decide(
     Path(seq): Path<u64>,
     form: Result<Form<DecideForm>, FormRejection>,
 ) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
+    let (signed, form) = Signed::post(&state, &headers, form, |role| role.reviews()).await?;
     let lang = signed.lang;
-    signed.require(signed.session.role.reviews())?;
-    let Form(form) = form.map_err(|r| bad_form(lang, &r))?;
-    signed.check_post(&headers, &form.csrf)?;
     let reason: String = form.reason.trim().chars().take(500).collect();
     let decision = match form.decision.as_str() {
         "approve" => ReviewDecision::Approve,
@@ -719,4 +741,183 @@ async fn audit_page(
     let older = (rows.len() == PAGE as usize).then(|| rows.last().map(|r| r.seq)).flatten();
     let body = pages::audit(lang, &rows, older);
     Ok(html(StatusCode::OK, &signed.frame(tr(lang, "گزارش رویدادها", "Audit log")), body))
+}
+
+// Complaints.
+
+#[derive(serde::Deserialize)]
+struct AnsweredQuery {
+    answered: Option<u64>,
+}
+
+async fn complaints_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<AnsweredQuery>, QueryRejection>,
+) -> Page {
+    let signed = Signed::from_request(&state, &headers).await?;
+    let lang = signed.lang;
+    let role = signed.session.role;
+    let open = if role.reviews() {
+        Some(state.store.open_complaints(200).await.map_err(|e| store_failed(lang, &e))?)
+    } else {
+        None
+    };
+    let filed = if role.declares() {
+        let rows = state
+            .store
+            .office_complaints(&signed.session.office, start_of_today(), 200)
+            .await
+            .map_err(|e| store_failed(lang, &e))?;
+        Some(rows)
+    } else {
+        None
+    };
+    let answered = query.ok().and_then(|Query(q)| q.answered);
+    let body = view! {
+        {answered.map(|_| view! { <p role="status">{tr(lang, "پاسخ ثبت شد.", "The answer is stored.")}</p> })}
+        {filed.map(|rows| view! {
+            <p><a href="/office/complaints/new">{tr(lang, "ثبت شکایت برای مشترک", "File a complaint for a subscriber")}</a></p>
+            <h2>{tr(lang, "شکایت‌های امروز این دفتر", "This office's complaints today")}</h2>
+            {pages::complaints(lang, &rows)}
+        })}
+        {open.map(|rows| view! {
+            <h2>{tr(lang, "شکایت‌های بی‌پاسخ (قدیمی‌ترین اول)", "Unanswered complaints (oldest first)")}</h2>
+            {pages::complaints(lang, &rows)}
+        })}
+    };
+    Ok(html(StatusCode::OK, &signed.frame(tr(lang, "شکایت‌ها", "Complaints")), body))
+}
+
+async fn complaint_form(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let signed = Signed::from_request(&state, &headers).await?;
+    signed.require(signed.session.role.declares())?;
+    let lang = signed.lang;
+    let form = pages::ComplaintForm { id: Uuid::now_v7().to_string(), ..pages::ComplaintForm::default() };
+    let body = pages::complaint_form(lang, &signed.session.csrf, &form, None);
+    Ok(html(StatusCode::OK, &signed.frame(tr(lang, "ثبت شکایت", "File a complaint")), body))
+}
+
+async fn file_complaint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<pages::ComplaintForm>, FormRejection>,
+) -> Page {
+    let (signed, mut form) = Signed::post(&state, &headers, form, |role| role.declares()).await?;
+    let lang = signed.lang;
+    let title = tr(lang, "ثبت شکایت", "File a complaint");
+    let again = |form: &pages::ComplaintForm, error: &'static str| {
+        let body = pages::complaint_form(lang, &signed.session.csrf, form, Some(error));
+        html(StatusCode::UNPROCESSABLE_ENTITY, &signed.frame(title), body)
+    };
+    let id = Uuid::parse_str(form.id.trim()).unwrap_or_else(|_| Uuid::now_v7());
+    // Written when the form was opened: the time in its UUIDv7, so that the same form sent twice
+    // is the same complaint.
+    let made_at = id
+        .get_timestamp()
+        .map(|t| t.to_unix())
+        .and_then(|(secs, nanos)| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(secs) * 1_000_000_000 + i128::from(nanos)).ok()
+        })
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let submission = shared::wire::ComplaintSubmission {
+        id,
+        subscription: form.subscription.clone(),
+        kind: shared::wire::ComplaintKind::from_str_opt(&form.kind).unwrap_or(shared::wire::ComplaintKind::Service),
+        about: Some(form.about.clone()),
+        text: form.text.clone(),
+        made_at,
+    };
+    let staff = Staff { operator: signed.session.username.clone(), office: signed.session.office.clone() };
+    let store = state.store.as_ref();
+    let checked = crate::complaints::check(store, &submission, crate::store::Channel::Office, None, Some(staff))
+        .await
+        .map_err(|e| store_failed(lang, &e))?;
+    let complaint = match checked {
+        Ok(complaint) => complaint,
+        Err(code) => return Ok(again(&form, code.message(lang))),
+    };
+    let seq =
+        match store.file_complaint(&complaint, OffsetDateTime::now_utc()).await.map_err(|e| store_failed(lang, &e))? {
+            crate::store::Filed::New(seq) => {
+                let number = shared::ComplaintNumber::from_sequence(seq).map(|n| n.to_string()).unwrap_or_default();
+                let detail = format!("complaint {number} for {}", complaint.subscription);
+                signed.audit(&state, "complaint_filed", &detail).await;
+                seq
+            }
+            crate::store::Filed::Replayed(seq) => seq,
+            crate::store::Filed::Conflict => {
+                form.id = Uuid::now_v7().to_string();
+                return Ok(again(&form, shared::wire::ComplaintCode::IdConflict.message(lang)));
+            }
+        };
+    Ok(see_other(&format!("/office/complaints/{seq}")))
+}
+
+async fn complaint_body(
+    state: &AppState,
+    signed: &Signed,
+    seq: u64,
+    status: StatusCode,
+    error: Option<&'static str>,
+) -> Page {
+    let lang = signed.lang;
+    let not_found = || {
+        refusal(lang, Some(&signed.session), StatusCode::NOT_FOUND, tr(lang, "چنین شکایتی نیست.", "No such complaint."))
+    };
+    let found = state.store.complaint(seq).await.map_err(|e| store_failed(lang, &e))?;
+    let role = signed.session.role;
+    let visible =
+        found.filter(|c| role.reviews() || c.staff.as_ref().is_some_and(|s| s.office == signed.session.office));
+    let Some(complaint) = visible else { return Err(not_found()) };
+    let about = match complaint.about_seq {
+        Some(seq) => state.store.declaration(seq).await.map_err(|e| store_failed(lang, &e))?,
+        None => None,
+    };
+    let body = view! {
+        {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        {pages::complaint(lang, &signed.session.csrf, &complaint, about.as_ref(), role.reviews())}
+    };
+    Ok(html(status, &signed.frame(tr(lang, "شکایت", "Complaint")), body))
+}
+
+async fn complaint_page(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Page {
+    let signed = Signed::from_request(&state, &headers).await?;
+    complaint_body(&state, &signed, seq, StatusCode::OK, None).await
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    answer: String,
+}
+
+async fn answer_complaint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(seq): Path<u64>,
+    form: Result<Form<AnswerForm>, FormRejection>,
+) -> Page {
+    let (signed, form) = Signed::post(&state, &headers, form, |role| role.reviews()).await?;
+    let lang = signed.lang;
+    let answer: String = form.answer.trim().chars().take(2000).collect();
+    if answer.is_empty() {
+        let error = tr(lang, "متن پاسخ را بنویسید.", "Write the answer.");
+        return complaint_body(&state, &signed, seq, StatusCode::UNPROCESSABLE_ENTITY, Some(error)).await;
+    }
+    if state.store.complaint(seq).await.map_err(|e| store_failed(lang, &e))?.is_none() {
+        return complaint_body(&state, &signed, seq, StatusCode::NOT_FOUND, None).await;
+    }
+    let stored = state
+        .store
+        .answer_complaint(seq, &answer, &signed.session.username, OffsetDateTime::now_utc())
+        .await
+        .map_err(|e| store_failed(lang, &e))?;
+    if !stored {
+        let error = tr(lang, "به این شکایت پیش‌تر پاسخ داده شده است.", "This complaint was already answered.");
+        return complaint_body(&state, &signed, seq, StatusCode::CONFLICT, Some(error)).await;
+    }
+    Ok(see_other(&format!("/office/complaints?answered={seq}")))
 }

@@ -8,7 +8,8 @@ use shared::{Lang, Status, digits::to_persian_digits};
 use time::OffsetDateTime;
 
 use super::calendar;
-use crate::store::{AuditRecord, MeterRecord, Session, StoredDeclaration};
+use crate::store::{AuditRecord, ComplaintRecord, MeterRecord, Session, StoredDeclaration};
+use shared::wire::ComplaintKind;
 
 /// Picks the Persian or the English text.
 pub fn tr(lang: Lang, fa: &'static str, en: &'static str) -> &'static str {
@@ -115,6 +116,7 @@ fn nav(lang: Lang, session: &Session) -> impl IntoView + use<> {
             <a href="/office/">{tr(lang, "خانه", "Home")}</a>
             {role.declares().then(|| view! { <a href="/office/declare">{tr(lang, "ثبت رقم", "Declare")}</a> })}
             {role.reviews().then(|| view! { <a href="/office/review">{tr(lang, "بررسی", "Review")}</a> })}
+            <a href="/office/complaints">{tr(lang, "شکایت‌ها", "Complaints")}</a>
             {role.audits().then(|| view! { <a href="/office/audit">{tr(lang, "گزارش رویدادها", "Audit log")}</a> })}
             <span class="who"><bdi>{who}</bdi></span>
             <form method="post" action="/office/logout" class="inline">
@@ -360,6 +362,168 @@ fn outcome_summary<V: IntoView + 'static>(lang: Lang, d: &StoredDeclaration, ext
     }
 }
 
+/// What the complaint form was sent with, to show it again beside an error.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ComplaintForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub subscription: String,
+    /// `dispute` or `service`.
+    #[serde(default)]
+    pub kind: String,
+    /// The tracking code it is about, if any.
+    #[serde(default)]
+    pub about: String,
+    #[serde(default)]
+    pub text: String,
+}
+
+/// The form an office fills in for a citizen's complaint.
+pub fn complaint_form(
+    lang: Lang,
+    csrf: &str,
+    form: &ComplaintForm,
+    error: Option<&'static str>,
+) -> impl IntoView + use<> {
+    let f = form.clone();
+    let csrf = csrf.to_owned();
+    let service = f.kind == "service";
+    view! {
+        {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+        <form method="post" action="/office/complaints/new" class="card">
+            <input type="hidden" name="csrf" value=csrf />
+            <input type="hidden" name="id" value=f.id />
+            <label>
+                {tr(lang, "شماره اشتراک", "Subscription number")}
+                <input name="subscription" value=f.subscription required inputmode="numeric" dir="ltr" autocomplete="off" />
+            </label>
+            <label>
+                {tr(lang, "موضوع", "About")}
+                <select name="kind">
+                    <option value="dispute" selected=!service>{tr(lang, "اعتراض به رقم یا قبض", "Disputing a reading or a bill")}</option>
+                    <option value="service" selected=service>{tr(lang, "شکایت از خدمات", "The service")}</option>
+                </select>
+            </label>
+            <label>
+                {tr(lang, "کد رهگیری رقم مورد اعتراض (اختیاری)", "Tracking code of the disputed reading (optional)")}
+                <input name="about" value=f.about inputmode="numeric" dir="ltr" autocomplete="off" />
+            </label>
+            <label>
+                {tr(lang, "شرح", "What happened")}
+                <textarea name="text" required maxlength="1000" rows="5">{f.text}</textarea>
+            </label>
+            <button type="submit">{tr(lang, "ثبت شکایت", "File the complaint")}</button>
+        </form>
+    }
+}
+
+fn kind_name(lang: Lang, kind: ComplaintKind) -> &'static str {
+    match kind {
+        ComplaintKind::Dispute => tr(lang, "اعتراض", "dispute"),
+        ComplaintKind::Service => tr(lang, "خدمات", "service"),
+    }
+}
+
+/// A table of complaints.
+pub fn complaints(lang: Lang, rows: &[ComplaintRecord]) -> impl IntoView + use<> {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|c| {
+            let number = c.number().map(|n| digits(lang, n.as_str())).unwrap_or_default();
+            let excerpt: String = c.text.chars().take(80).collect();
+            let state = if c.answer.is_some() {
+                tr(lang, "پاسخ داده شد", "answered")
+            } else {
+                tr(lang, "باز", "open")
+            };
+            view! {
+                <tr>
+                    <td><a href=format!("/office/complaints/{}", c.seq)><bdi>{number}</bdi></a></td>
+                    <td><bdi>{digits(lang, &c.subscription)}</bdi></td>
+                    <td>{kind_name(lang, c.kind)}</td>
+                    <td>{when(lang, c.received_at)}</td>
+                    <td>{state}</td>
+                    <td>{excerpt}</td>
+                </tr>
+            }
+        })
+        .collect();
+    let empty = rows.is_empty();
+    view! {
+        <div class="scroll"><table>
+            <thead>
+                <tr>
+                    <th>{tr(lang, "شماره شکایت", "Complaint number")}</th>
+                    <th>{tr(lang, "اشتراک", "Subscription")}</th>
+                    <th>{tr(lang, "موضوع", "About")}</th>
+                    <th>{tr(lang, "دریافت", "Received")}</th>
+                    <th>{tr(lang, "وضعیت", "State")}</th>
+                    <th>{tr(lang, "شرح", "Text")}</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table></div>
+        {empty.then(|| view! { <p class="empty">{tr(lang, "چیزی نیست.", "Nothing here.")}</p> })}
+    }
+}
+
+/// One complaint, the declaration it is about, and the answer (or the form to answer it).
+pub fn complaint(
+    lang: Lang,
+    csrf: &str,
+    c: &ComplaintRecord,
+    about: Option<&StoredDeclaration>,
+    may_answer: bool,
+) -> impl IntoView + use<> {
+    let number = c.number().map(|n| digits(lang, n.as_str())).unwrap_or_default();
+    let action = format!("/office/complaints/{}", c.seq);
+    let csrf = csrf.to_owned();
+    let text = c.text.clone();
+    let answer = c.answer.clone().map(|(answer, by, at)| (answer, by, when(lang, at)));
+    let open = answer.is_none() && may_answer;
+    let about = about.map(|d| outcome_summary(lang, d, ()));
+    view! {
+        <section class="card">
+            <p class="tracking">
+                {tr(lang, "شماره شکایت", "Complaint number")}
+                <output><bdi>{number}</bdi></output>
+            </p>
+            <dl>
+                <dt>{tr(lang, "شماره اشتراک", "Subscription")}</dt>
+                <dd><bdi>{digits(lang, &c.subscription)}</bdi></dd>
+                <dt>{tr(lang, "موضوع", "About")}</dt>
+                <dd>{kind_name(lang, c.kind)}</dd>
+                <dt>{tr(lang, "کانال", "Channel")}</dt>
+                <dd>{channel_name(lang, &c.channel)}</dd>
+                <dt>{tr(lang, "دریافت", "Received")}</dt>
+                <dd>{when(lang, c.received_at)}</dd>
+            </dl>
+            <p class="text">{text}</p>
+        </section>
+        {about.map(|summary| view! { <h2>{tr(lang, "رقم مورد اعتراض", "The disputed reading")}</h2>{summary} })}
+        {answer.map(|(answer, by, at)| view! {
+            <section class="card outcome accepted">
+                <p class="status">{tr(lang, "پاسخ", "Answer")}</p>
+                <p class="text">{answer}</p>
+                <p><bdi>{by}</bdi>" — "{at}</p>
+            </section>
+        })}
+        {open.then(|| view! {
+            <form method="post" action=action.clone() class="card">
+                <input type="hidden" name="csrf" value=csrf.clone() />
+                <label>
+                    {tr(lang, "پاسخ به مشترک", "Answer to the subscriber")}
+                    <textarea name="answer" required maxlength="2000" rows="5"></textarea>
+                </label>
+                <button type="submit">{tr(lang, "ثبت پاسخ", "Send the answer")}</button>
+            </form>
+        })}
+    }
+}
+
 /// The audit log, newest first, with a link to older entries.
 pub fn audit(lang: Lang, rows: &[AuditRecord], older: Option<u64>) -> impl IntoView + use<> {
     let rows: Vec<_> = rows
@@ -412,7 +576,8 @@ form.inline { display: inline; }
 form.decide { max-width: none; grid-template-columns: auto 1fr auto; align-items: end; }
 label { display: grid; gap: .2rem; }
 .row { display: grid; grid-template-columns: 2fr 1fr; gap: .8rem; }
-input { font: inherit; padding: .45rem .6rem; border: 1px solid #aab2bc; border-radius: .35rem; }
+.text { white-space: pre-wrap; }
+input, select, textarea { font: inherit; padding: .45rem .6rem; border: 1px solid #aab2bc; border-radius: .35rem; }
 button { font: inherit; padding: .45rem 1rem; border: 0; border-radius: .35rem; background: var(--accent);
   color: #fff; cursor: pointer; }
 button[value=reject], nav button { background: #56606b; }

@@ -383,7 +383,7 @@ fn role_of(role: &str) -> Result<Role, StoreError> {
     Role::from_str_opt(role).ok_or_else(|| StoreError::Corrupt(format!("role {role:?}")))
 }
 
-async fn insert_audit_on(conn: &mut AnyConnection, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+pub(super) async fn insert_audit_on(conn: &mut AnyConnection, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO audit (at_ms, username, action, detail) VALUES ($1, $2, $3, $4)")
         .bind(unix_ms(entry.at))
         .bind(entry.username)

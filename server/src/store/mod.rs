@@ -4,6 +4,7 @@
 //! implements it for SQLite and PostgreSQL, chosen once from the database URL; each backend has
 //! its own migrations under `server/migrations/`.
 
+mod complaints;
 mod console;
 mod sql;
 
@@ -361,6 +362,99 @@ pub trait Store: Send + Sync + 'static {
 
     /// The billing feed after position `after`, at most `limit` readings, in feed order.
     async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError>;
+
+    // Complaints and what staff did since.
+
+    /// Stores a complaint once per id (durably before it returns); the UNIQUE id decides.
+    async fn file_complaint(&self, complaint: &NewComplaint, now: OffsetDateTime) -> Result<Filed, StoreError>;
+    async fn complaint(&self, seq: u64) -> Result<Option<ComplaintRecord>, StoreError>;
+    /// Unanswered complaints, oldest first.
+    async fn open_complaints(&self, limit: u32) -> Result<Vec<ComplaintRecord>, StoreError>;
+    /// An office's complaints received since `since`, newest first.
+    async fn office_complaints(
+        &self,
+        office: &str,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ComplaintRecord>, StoreError>;
+    /// Stores staff's answer, unless one is stored already (`false` then); audited in the same
+    /// transaction.
+    async fn answer_complaint(
+        &self,
+        seq: u64,
+        answer: &str,
+        staff: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// The reviewers' decisions among `declarations` and the answers among `complaints`.
+    async fn updates(
+        &self,
+        declarations: &[Uuid],
+        complaints: &[Uuid],
+    ) -> Result<(Vec<shared::wire::ReviewUpdate>, Vec<shared::wire::ComplaintAnswer>), StoreError>;
+}
+
+/// A complaint as received, before it is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewComplaint {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub device_id: Option<Uuid>,
+    pub subscription: String,
+    pub kind: shared::wire::ComplaintKind,
+    /// The declaration it is about.
+    pub about_seq: Option<u64>,
+    pub text: String,
+    pub made_at: OffsetDateTime,
+    pub staff: Option<Staff>,
+}
+
+impl NewComplaint {
+    /// What makes two complaints under one id "the same content".
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}\u{1F}{}\u{1F}{}\u{1F}{}\u{1F}{}",
+            self.subscription,
+            self.kind.as_str(),
+            self.about_seq.map(|s| s.to_string()).unwrap_or_default(),
+            unix_ms(self.made_at),
+            self.text
+        )
+    }
+}
+
+/// What became of a complaint sent to be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filed {
+    /// Stored now, under this sequence number.
+    New(u64),
+    /// Stored before with the same content.
+    Replayed(u64),
+    /// The id was stored before with other content: nothing changed.
+    Conflict,
+}
+
+/// A stored complaint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComplaintRecord {
+    pub seq: u64,
+    pub id: Uuid,
+    pub channel: String,
+    pub subscription: String,
+    pub kind: shared::wire::ComplaintKind,
+    pub about_seq: Option<u64>,
+    pub text: String,
+    pub made_at: OffsetDateTime,
+    pub received_at: OffsetDateTime,
+    pub staff: Option<Staff>,
+    /// Staff's answer, who gave it and when.
+    pub answer: Option<(String, String, OffsetDateTime)>,
+}
+
+impl ComplaintRecord {
+    pub fn number(&self) -> Option<shared::ComplaintNumber> {
+        shared::ComplaintNumber::from_sequence(self.seq)
+    }
 }
 
 /// One reading of the billing feed.

@@ -19,9 +19,9 @@ use uuid::Uuid;
 
 use super::console::{STORED_COLUMNS, stored_from_row};
 use super::{
-    AuditEntry, AuditRecord, BillingEntry, Counts, Identity, Incoming, MeterRecord, NewSession, OperatorRecord,
-    Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError, StoredDeclaration, SubscriberRow, from_unix_ms,
-    last_point, unix_ms,
+    AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, Filed, Identity, Incoming, MeterRecord,
+    NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError,
+    StoredDeclaration, SubscriberRow, from_unix_ms, last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -792,7 +792,7 @@ struct LatestRecord {
 
 /// Bulk statements take their rows as one JSON parameter that the database unpacks: one
 /// statement text per kind (prepared once), no per-value binding, any number of rows.
-fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
+pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encoding rows: {e}")))
 }
 
@@ -1041,5 +1041,44 @@ impl Store for SqlStore {
 
     async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError> {
         self.billing_rows(after, limit).await
+    }
+
+    async fn file_complaint(&self, complaint: &NewComplaint, now: OffsetDateTime) -> Result<Filed, StoreError> {
+        self.insert_complaint(complaint, now).await
+    }
+
+    async fn complaint(&self, seq: u64) -> Result<Option<ComplaintRecord>, StoreError> {
+        self.complaint_row(seq).await
+    }
+
+    async fn open_complaints(&self, limit: u32) -> Result<Vec<ComplaintRecord>, StoreError> {
+        self.open_complaint_rows(limit).await
+    }
+
+    async fn office_complaints(
+        &self,
+        office: &str,
+        since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ComplaintRecord>, StoreError> {
+        self.office_complaint_rows(office, since, limit).await
+    }
+
+    async fn answer_complaint(
+        &self,
+        seq: u64,
+        answer: &str,
+        staff: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.set_answer(seq, answer, staff, now).await
+    }
+
+    async fn updates(
+        &self,
+        declarations: &[Uuid],
+        complaints: &[Uuid],
+    ) -> Result<(Vec<shared::wire::ReviewUpdate>, Vec<shared::wire::ComplaintAnswer>), StoreError> {
+        self.news(declarations, complaints).await
     }
 }

@@ -1,0 +1,164 @@
+//! Complaints and disputes over the API (`POST /api/v1/complaints`, queued offline by the web app
+//! like declarations), and the news a client asks for afterwards (`POST /api/v1/updates`:
+//! reviewers' decisions on its held declarations, staff answers to its complaints).
+//!
+//! A complaint is checked where a person can fix it (a known subscription, a tracking code whose
+//! check digit holds and that names one of that subscription's declarations, a text of sensible
+//! length) and stored once per client-made id; it gets a complaint number of its own.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use shared::wire::{
+    ApiErrorCode, ComplaintCode, ComplaintResult, ComplaintStatus, ComplaintSubmission, ComplaintsRequest,
+    ComplaintsResponse, ErrorBody, MAX_COMPLAINT_CHARS, MAX_COMPLAINTS, MAX_UPDATE_IDS, UpdatesRequest,
+    UpdatesResponse,
+};
+use shared::{ComplaintNumber, Lang, SubscriptionNumber, TrackingCode};
+use time::OffsetDateTime;
+
+use crate::AppState;
+use crate::http::{ApiError, json_body};
+use crate::store::{Channel, Filed, NewComplaint, Staff, Store, StoreError};
+
+/// Checks a complaint against the registry and the store; the complaint to file, or why not.
+pub async fn check(
+    store: &dyn Store,
+    submission: &ComplaintSubmission,
+    channel: Channel,
+    device_id: Option<uuid::Uuid>,
+    staff: Option<Staff>,
+) -> Result<Result<NewComplaint, ComplaintCode>, StoreError> {
+    let Some(subscription) = SubscriptionNumber::parse(&submission.subscription).ok() else {
+        return Ok(Err(ComplaintCode::UnknownSubscription));
+    };
+    if store.meter(&subscription).await?.is_none() {
+        return Ok(Err(ComplaintCode::UnknownSubscription));
+    }
+    let about_seq = match submission.about.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => None,
+        Some(code) => {
+            let seq = TrackingCode::parse(code).and_then(|c| c.sequence());
+            let declaration = match seq {
+                Some(seq) => store.declaration(seq).await?,
+                None => None,
+            };
+            match declaration {
+                Some(d) if d.subscription == subscription.as_str() => Some(d.seq),
+                _ => return Ok(Err(ComplaintCode::TrackingCodeInvalid)),
+            }
+        }
+    };
+    let text = submission.text.trim();
+    let length = text.chars().count();
+    if length == 0 || length > MAX_COMPLAINT_CHARS {
+        return Ok(Err(ComplaintCode::TextLength));
+    }
+    Ok(Ok(NewComplaint {
+        id: submission.id,
+        channel,
+        device_id,
+        subscription: subscription.to_string(),
+        kind: submission.kind,
+        about_seq,
+        text: text.to_owned(),
+        made_at: submission.made_at,
+        staff,
+    }))
+}
+
+/// The message for a received complaint.
+pub fn received_message(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Fa => "شکایت شما ثبت شد؛ پاسخ کارشناس در همین برنامه نمایش داده می‌شود.",
+        Lang::En => "Your complaint is recorded; staff's answer will appear here.",
+    }
+}
+
+fn result(id: uuid::Uuid, filed: Result<Filed, ComplaintCode>, lang: Lang) -> ComplaintResult {
+    let rejected = |code: ComplaintCode| ComplaintResult {
+        id,
+        status: ComplaintStatus::Rejected,
+        code: Some(code),
+        message: code.message(lang).to_owned(),
+        complaint_number: None,
+        replayed: false,
+    };
+    let (seq, replayed) = match filed {
+        Ok(Filed::New(seq)) => (seq, false),
+        Ok(Filed::Replayed(seq)) => (seq, true),
+        Ok(Filed::Conflict) => return rejected(ComplaintCode::IdConflict),
+        Err(code) => return rejected(code),
+    };
+    ComplaintResult {
+        id,
+        status: ComplaintStatus::Received,
+        code: None,
+        message: received_message(lang).to_owned(),
+        complaint_number: ComplaintNumber::from_sequence(seq).map(|n| n.to_string()),
+        replayed,
+    }
+}
+
+/// Files complaints; answers one result per complaint, in request order.
+#[utoipa::path(post, path = "/api/v1/complaints", request_body = ComplaintsRequest, responses(
+    (status = 200, description = "One result per complaint, in request order", body = ComplaintsResponse),
+    (status = 400, description = "Not JSON, not the shape above, or not 1 to 50 complaints", body = ErrorBody),
+    (status = 415, description = "Not `application/json`", body = ErrorBody),
+    (status = 503, description = "The database is unavailable: keep them queued", body = ErrorBody),
+))]
+pub async fn file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ComplaintsResponse>, ApiError> {
+    let (lang, body) = json_body(&headers, body)?;
+    let request: ComplaintsRequest = serde_json::from_slice(&body).map_err(|_| ApiError::envelope(&body, lang))?;
+    if request.complaints.is_empty() || request.complaints.len() > MAX_COMPLAINTS {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::BatchSize, lang));
+    }
+    let store = state.store.as_ref();
+    let now = OffsetDateTime::now_utc();
+    let mut results = Vec::with_capacity(request.complaints.len());
+    for submission in &request.complaints {
+        let checked = check(store, submission, Channel::App, Some(request.device_id), None)
+            .await
+            .map_err(|e| ApiError::from_store(&e, lang))?;
+        let filed = match checked {
+            Ok(complaint) => {
+                Ok(store.file_complaint(&complaint, now).await.map_err(|e| ApiError::from_store(&e, lang))?)
+            }
+            Err(code) => Err(code),
+        };
+        results.push(result(submission.id, filed, lang));
+    }
+    Ok(Json(ComplaintsResponse { results }))
+}
+
+/// What staff did about the declarations and complaints a client holds: the decisions on the
+/// ones that were held for review, the answers to the ones that were received.
+#[utoipa::path(post, path = "/api/v1/updates", request_body = UpdatesRequest, responses(
+    (status = 200, description = "Only the items that have news", body = UpdatesResponse),
+    (status = 400, description = "Not JSON, not the shape above, or more than 500 ids of a kind", body = ErrorBody),
+    (status = 415, description = "Not `application/json`", body = ErrorBody),
+    (status = 503, description = "The database is unavailable: ask again later", body = ErrorBody),
+))]
+pub async fn updates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<UpdatesResponse>, ApiError> {
+    let (lang, body) = json_body(&headers, body)?;
+    let request: UpdatesRequest = serde_json::from_slice(&body).map_err(|_| ApiError::envelope(&body, lang))?;
+    if request.declarations.len() > MAX_UPDATE_IDS || request.complaints.len() > MAX_UPDATE_IDS {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::BatchSize, lang));
+    }
+    let (decisions, answers) = state
+        .store
+        .updates(&request.declarations, &request.complaints)
+        .await
+        .map_err(|e| ApiError::from_store(&e, lang))?;
+    Ok(Json(UpdatesResponse { decisions, answers }))
+}
