@@ -2,7 +2,7 @@
 //! converted through `JSON.stringify`/`Response.json()` (the browser's own JSON, so the app
 //! carries no JSON parser of its own).
 
-use shared::wire::{SyncRequest, SyncResponse, VerifyRequest, VerifyResponse};
+use shared::wire::{SyncRequest, SyncResponse, UpdatesRequest, VerifyRequest, VerifyResponse};
 use wasm_bindgen::{JsCast as _, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -23,14 +23,21 @@ fn retry_after(response: &web_sys::Response) -> u32 {
     response.headers().get("retry-after").ok().flatten().and_then(|v| v.trim().parse().ok()).unwrap_or(30)
 }
 
-/// POSTs JSON and reads the answer, sorting failures the way the sync loop acts on them.
+/// POSTs a wire type as JSON and reads the answer as another.
 async fn post<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
     url: &str,
     headers: &[(&str, &str)],
     body: &Req,
 ) -> Result<Res, ApiError> {
     let value = body.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)?;
-    let text = js_sys::JSON::stringify(&value).map_err(|_| ApiError::Server)?;
+    let answer = exchange(url, headers, &value).await?;
+    serde_wasm_bindgen::from_value(answer).map_err(|_| ApiError::Server)
+}
+
+/// The request itself, sorting failures the way the sync loop acts on them. Not generic: one
+/// copy of the fetch and its state machine serves every call (the shell's budget).
+async fn exchange(url: &str, headers: &[(&str, &str)], body: &JsValue) -> Result<JsValue, ApiError> {
+    let text = js_sys::JSON::stringify(body).map_err(|_| ApiError::Server)?;
     let header_map = web_sys::Headers::new().map_err(|_| ApiError::Server)?;
     header_map.set("content-type", "application/json").map_err(|_| ApiError::Server)?;
     for (name, value) in headers {
@@ -46,8 +53,7 @@ async fn post<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
     match response.status() {
         200 => {
             let json = response.json().map_err(|_| ApiError::Server)?;
-            let value: JsValue = JsFuture::from(json).await.map_err(|_| ApiError::Server)?;
-            serde_wasm_bindgen::from_value(value).map_err(|_| ApiError::Server)
+            JsFuture::from(json).await.map_err(|_| ApiError::Server)
         }
         429 | 503 => Err(ApiError::RetryAfter(retry_after(&response))),
         400..=499 => Err(ApiError::Refused),
@@ -67,4 +73,23 @@ pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Res
         }
         None => post("/api/v1/sync", &[("accept-language", lang)], request).await,
     }
+}
+
+/// The part of `shared::wire::UpdatesResponse` the app reads: the decisions, each field as the
+/// wire type has it. Reading only these keeps the shell small (the rest is skipped unread).
+#[derive(serde::Deserialize)]
+pub struct Decisions {
+    pub decisions: Vec<Decided>,
+}
+
+/// See [`shared::wire::ReviewUpdate`].
+#[derive(serde::Deserialize)]
+pub struct Decided {
+    pub id: uuid::Uuid,
+    pub status: shared::Status,
+    pub reason: Option<String>,
+}
+
+pub async fn updates(request: &UpdatesRequest) -> Result<Decisions, ApiError> {
+    post("/api/v1/updates", &[], request).await
 }

@@ -28,6 +28,8 @@ pub enum Text {
     Accepted,
     UnderReview,
     Rejected,
+    ApprovedOnReview,
+    RejectedOnReview,
     Tracking,
     SendBySms,
     CorrectAndResend,
@@ -44,6 +46,10 @@ pub enum Text {
 pub fn t(lang: Lang, text: Text) -> &'static str {
     use Text::*;
     match (lang, text) {
+        (Lang::Fa, ApprovedOnReview) => "پس از بررسی پذیرفته شد",
+        (Lang::En, ApprovedOnReview) => "approved on review",
+        (Lang::Fa, RejectedOnReview) => "پس از بررسی پذیرفته نشد",
+        (Lang::En, RejectedOnReview) => "not accepted on review",
         (Lang::Fa, Title) => "اعلام رقم کنتور گاز",
         (Lang::En, Title) => "Gas meter reading",
         (Lang::Fa, MyMeters) => "کنتورهای من",

@@ -59,6 +59,14 @@ pub struct Declaration {
     pub message: Option<String>,
     pub tracking_code: Option<String>,
     pub consumption_m3: Option<u64>,
+    /// Staff's decision on a declaration held for review, learnt at a later sync: the news
+    /// after a `needs_review` outcome, which itself never changes. (Absent in declarations saved
+    /// before the app knew of decisions. Two plain fields rather than a nested struct: the
+    /// shell's budget.)
+    #[serde(default)]
+    pub review_accepted: Option<bool>,
+    #[serde(default)]
+    pub review_reason: Option<String>,
 }
 
 impl Declaration {
@@ -74,6 +82,8 @@ impl Declaration {
             message: None,
             tracking_code: None,
             consumption_m3: None,
+            review_accepted: None,
+            review_reason: None,
         }
     }
 
@@ -110,6 +120,15 @@ impl Declaration {
         }
     }
 
+    /// The declaration with staff's decision on it.
+    pub fn with_review(&self, update: &crate::api::Decided) -> Self {
+        Self {
+            review_accepted: Some(update.status == Status::Accepted),
+            review_reason: update.reason.clone(),
+            ..self.clone()
+        }
+    }
+
     /// The company's SMS format for this reading, for an `sms:` link when data cannot get through.
     pub fn sms_body(&self) -> String {
         format!("{}*{}*{}", self.reading, shared::sms::SERVICE, self.subscription)
@@ -123,6 +142,12 @@ pub fn next_batch(declarations: &[Declaration], limit: usize) -> Vec<Declaration
     waiting.sort_unstable_by_key(|d| d.id);
     waiting.truncate(limit);
     waiting
+}
+
+/// The declarations held for review whose decision this phone has not learnt yet.
+pub fn awaiting_review(declarations: &[Declaration]) -> Vec<Uuid> {
+    let held = declarations.iter().filter(|d| d.state == State::NeedsReview && d.review_accepted.is_none());
+    held.map(|d| d.id).take(shared::wire::MAX_UPDATE_IDS).collect()
 }
 
 /// The history's order: the newest declaration first.

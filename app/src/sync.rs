@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 use shared::Lang;
-use shared::wire::{SyncRequest, VerifyRequest};
+use shared::wire::{SyncRequest, UpdatesRequest, VerifyRequest};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
@@ -201,6 +201,7 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
     loop {
         let batch = next_batch(&state.declarations.get_untracked(), shared::wire::MAX_BATCH);
         if batch.is_empty() {
+            learn_decisions(state).await;
             return Ok(());
         }
         let request =
@@ -223,17 +224,41 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
         if outbox::save_declarations(&updated).await.is_err() {
             return Err(ApiError::Server);
         }
-        state.declarations.update(|all| {
-            for u in &updated {
-                if let Some(d) = all.iter_mut().find(|d| d.id == u.id) {
-                    *d = u.clone();
-                }
-            }
-        });
+        replace(state, &updated);
         state.last_sync.set(Some(now()));
         save_last_sync(now());
         if updated.len() < batch.len() {
             return Err(ApiError::Server);
         }
+    }
+}
+
+fn replace(state: AppState, updated: &[Declaration]) {
+    state.declarations.update(|all| {
+        for u in updated {
+            if let Some(d) = all.iter_mut().find(|d| d.id == u.id) {
+                *d = u.clone();
+            }
+        }
+    });
+}
+
+/// Asks what staff decided about the declarations held for review, and keeps the answers.
+/// Best effort: without an answer, the next sync asks again.
+async fn learn_decisions(state: AppState) {
+    let held = crate::model::awaiting_review(&state.declarations.get_untracked());
+    if held.is_empty() {
+        return;
+    }
+    let request = UpdatesRequest { device_id: device_id(), declarations: held, complaints: Vec::new() };
+    let Ok(answer) = api::updates(&request).await else { return };
+    let updated: Vec<Declaration> = state
+        .declarations
+        .get_untracked()
+        .iter()
+        .filter_map(|d| answer.decisions.iter().find(|u| u.id == d.id).map(|u| d.with_review(u)))
+        .collect();
+    if !updated.is_empty() && outbox::save_declarations(&updated).await.is_ok() {
+        replace(state, &updated);
     }
 }

@@ -291,12 +291,16 @@ fn History() -> impl IntoView {
             <ul class="history">
                 {move || state.declarations.get().into_iter().map(|d| {
                     let l = lang.get();
-                    let (label, class) = match d.state {
-                        State::Waiting => (Text::Waiting, "waiting"),
-                        State::Accepted => (Text::Accepted, "accepted"),
-                        State::NeedsReview => (Text::UnderReview, "review"),
-                        State::Rejected => (Text::Rejected, "rejected"),
+                    let (label, class) = match (d.state, d.review_accepted) {
+                        (_, Some(true)) => (Text::ApprovedOnReview, "accepted"),
+                        (_, Some(false)) => (Text::RejectedOnReview, "rejected"),
+                        (State::Waiting, None) => (Text::Waiting, "waiting"),
+                        (State::Accepted, None) => (Text::Accepted, "accepted"),
+                        (State::NeedsReview, None) => (Text::UnderReview, "review"),
+                        (State::Rejected, None) => (Text::Rejected, "rejected"),
                     };
+                    // A reviewer's reason takes the place of the first outcome's message.
+                    let reason = d.review_reason.clone().or_else(|| d.message.clone());
                     let sms = (d.state == State::Waiting)
                         .then(|| format!("sms:500025194?body={}", d.sms_body()));
                     view! {
@@ -313,9 +317,9 @@ fn History() -> impl IntoView {
                             {d.tracking_code.clone().map(|code| view! {
                                 <div>{t(l, Text::Tracking)} ": " <bdi class="tracking">{number(l, &code)}</bdi></div>
                             })}
-                            {d.message.clone().filter(|_| d.state != State::Accepted).map(|m| view! { <div class="reason">{m}</div> })}
+                            {reason.filter(|_| class != "accepted").map(|m| view! { <div class="reason">{m}</div> })}
                             {sms.map(|href| view! { <a href=href>{t(l, Text::SendBySms)}</a> })}
-                            {(d.state == State::Rejected).then(|| {
+                            {(class == "rejected").then(|| {
                                 // A rejected declaration is final: correcting it makes a new one.
                                 let (subscription, reading) = (d.subscription.clone(), d.reading.to_string());
                                 view! {

@@ -601,3 +601,46 @@ async fn the_console_works_with_javascript_off() {
     let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewers_decision_reaches_the_phone() {
+    use server::store::Role;
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let profile = fresh_profile("decision");
+    let driver = start_driver();
+    let client = browser(&driver, &profile).await;
+    client.goto(&format!("{}/pwa/", server.base)).await.expect("open the app");
+    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    add_meter(&client, SUB).await;
+
+    // 600 m³ in thirty days at 3 m³ a day: the app warns, the subscriber saves anyway, and the
+    // server holds it for review.
+    fill(&client, "reading", "10600").await;
+    submit(&client, "reading").await;
+    let warned = "return Array.from(document.querySelectorAll('.problem')).some(p => p.textContent.length > 0)";
+    wait_for(&client, warned, "the warning").await;
+    submit(&client, "reading").await;
+    wait_for(&client, "return document.querySelectorAll('.history li.review').length === 1", "held for review").await;
+
+    // A reviewer approves it in the console.
+    server.add_operator("rev", Role::Reviewer, "Billing", "correct horse battery").await;
+    let reviewer = server.console();
+    assert_eq!(reviewer.login("rev", "correct horse battery").await.status, 303);
+    let seq = server.store.declarations_of(SUB).await.expect("read")[0].seq;
+    let csrf = reviewer.csrf(&format!("/office/review/{seq}")).await;
+    let decided = reviewer.post(&format!("/office/review/{seq}"), &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(decided.status, 303);
+
+    // The phone's next sync learns it, keeps it, and shows it.
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 1", "the decision").await;
+    let text =
+        client.find(Locator::Css(".history li.accepted .state")).await.expect("state").text().await.expect("text");
+    assert_eq!(text, "پس از بررسی پذیرفته شد");
+    client.refresh().await.expect("reload");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 1", "kept across reloads")
+        .await;
+    client.close().await.expect("close the browser");
+    let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}
