@@ -120,3 +120,48 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(out.contains("1234567890") && out.contains("AB123456"), "the demo subscribers are printed: {out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn kontor(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(KONTOR)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kontor");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait for kontor");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn operators_are_created_from_stdin_and_exports_start_empty() {
+    let dir = scratch("operator");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let create = ["create-operator", "--database", &db, "--role", "reviewer", "--office", "Billing", "rev"];
+    let (ok, out, err) = kontor(&create, "correct horse battery\n");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "created rev (reviewer, Billing)");
+    let (ok, out, _) = kontor(&create, "another long password\n");
+    assert!(ok);
+    assert!(out.starts_with("updated rev"), "{out}");
+    let (ok, _, err) = kontor(&create, "short\n");
+    assert!(!ok && err.contains("at least 10 characters"), "{err}");
+    let (ok, _, err) = kontor(&["create-operator", "--database", &db, "--role", "boss", "--office", "x", "y"], "");
+    assert!(!ok && err.contains("boss"), "{err}");
+
+    let (ok, out, err) = kontor(&["export-readings", "--database", &db, "--format", "csv"], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "a header and nothing else: {out}");
+    assert!(err.contains("0 reading(s); next cursor: 0"), "{err}");
+    let (ok, _, err) = kontor(&["export-readings", "--database", &db, "--since", "x"], "");
+    assert!(!ok && err.contains("--since"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
