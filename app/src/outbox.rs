@@ -12,13 +12,14 @@ const DATABASE: &str = "kontor";
 const METERS: &str = "meters";
 const DECLARATIONS: &str = "declarations";
 
-/// Why the device store failed.
+/// Why the device store failed, in a few words. The underlying error is not formatted: its
+/// `Debug` text would cost the shell several KiB and tells the subscriber nothing more.
 #[derive(Debug)]
-pub struct OutboxError(pub String);
+pub struct OutboxError(pub &'static str);
 
-impl<E: std::fmt::Display> From<E> for OutboxError {
-    fn from(e: E) -> Self {
-        Self(e.to_string())
+impl From<rexie::Error> for OutboxError {
+    fn from(_: rexie::Error) -> Self {
+        Self("the device's storage refused the operation")
     }
 }
 
@@ -39,7 +40,7 @@ async fn put_all<T: Serialize>(store_name: &str, items: &[T]) -> Result<(), Outb
     let store = tx.store(store_name)?;
     let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     for item in items {
-        let value = item.serialize(&serializer).map_err(|e| OutboxError(e.to_string()))?;
+        let value = item.serialize(&serializer).map_err(|_| OutboxError("a record could not be written"))?;
         store.put(&value, None).await?;
     }
     tx.done().await?;
@@ -54,7 +55,10 @@ async fn get_all<T: DeserializeOwned>(store_name: &str) -> Result<Vec<T>, Outbox
     let values = store.get_all(None, None).await?;
     tx.done().await?;
     db.close();
-    values.into_iter().map(|v| serde_wasm_bindgen::from_value(v).map_err(OutboxError::from)).collect()
+    values
+        .into_iter()
+        .map(|v| serde_wasm_bindgen::from_value(v).map_err(|_| OutboxError("a stored record could not be read")))
+        .collect()
 }
 
 pub async fn save_meter(meter: &Meter) -> Result<(), OutboxError> {
