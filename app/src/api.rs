@@ -75,21 +75,25 @@ pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Res
     }
 }
 
-/// The part of `shared::wire::UpdatesResponse` the app reads: the decisions, each field as the
-/// wire type has it. Reading only these keeps the shell small (the rest is skipped unread).
-#[derive(serde::Deserialize)]
-pub struct Decisions {
-    pub decisions: Vec<Decided>,
-}
-
-/// See [`shared::wire::ReviewUpdate`].
-#[derive(serde::Deserialize)]
+/// A reviewer's decision as the app keeps it (see `shared::wire::ReviewUpdate`).
 pub struct Decided {
     pub id: uuid::Uuid,
-    pub status: shared::Status,
+    pub accepted: bool,
     pub reason: Option<String>,
 }
 
-pub async fn updates(request: &UpdatesRequest) -> Result<Decisions, ApiError> {
-    post("/api/v1/updates", &[], request).await
+/// Asks what staff decided about held declarations. The request is the wire type; the answer's
+/// `decisions` are read field by field from the browser's parsed JSON rather than through serde:
+/// a typed reader for this one small list cost the shell more than the rest of the feature.
+pub async fn decisions(request: &UpdatesRequest) -> Result<Vec<Decided>, ApiError> {
+    use serde::Serialize as _;
+    let body = request.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)?;
+    let answer = exchange("/api/v1/updates", &[], &body).await?;
+    let list = js_sys::Reflect::get(&answer, &"decisions".into()).map_err(|_| ApiError::Server)?;
+    let list: js_sys::Array = list.dyn_into().map_err(|_| ApiError::Server)?;
+    let decided = list.iter().filter_map(|item| {
+        let text = |key: &str| js_sys::Reflect::get(&item, &key.into()).ok().and_then(|v| v.as_string());
+        Some(Decided { id: text("id")?.parse().ok()?, accepted: text("status")? == "accepted", reason: text("reason") })
+    });
+    Ok(decided.collect())
 }

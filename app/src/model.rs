@@ -31,7 +31,7 @@ impl Meter {
         let point = self.info.as_ref().and_then(|info| {
             Some(Point { source: Source::Billing, reading: info.last_reading?, read_at: info.last_read_at? })
         });
-        Chain::new(point.into_iter().collect())
+        Chain::of_latest(point)
     }
 }
 
@@ -122,11 +122,7 @@ impl Declaration {
 
     /// The declaration with staff's decision on it.
     pub fn with_review(&self, update: &crate::api::Decided) -> Self {
-        Self {
-            review_accepted: Some(update.status == Status::Accepted),
-            review_reason: update.reason.clone(),
-            ..self.clone()
-        }
+        Self { review_accepted: Some(update.accepted), review_reason: update.reason.clone(), ..self.clone() }
     }
 
     /// The company's SMS format for this reading, for an `sms:` link when data cannot get through.

@@ -251,12 +251,12 @@ async fn learn_decisions(state: AppState) {
         return;
     }
     let request = UpdatesRequest { device_id: device_id(), declarations: held, complaints: Vec::new() };
-    let Ok(answer) = api::updates(&request).await else { return };
+    let Ok(decided) = api::decisions(&request).await else { return };
     let updated: Vec<Declaration> = state
         .declarations
         .get_untracked()
         .iter()
-        .filter_map(|d| answer.decisions.iter().find(|u| u.id == d.id).map(|u| d.with_review(u)))
+        .filter_map(|d| decided.iter().find(|u| u.id == d.id).map(|u| d.with_review(u)))
         .collect();
     if !updated.is_empty() && outbox::save_declarations(&updated).await.is_ok() {
         replace(state, &updated);

@@ -87,6 +87,12 @@ impl Chain {
         Self { points }
     }
 
+    /// A chain of the latest reading alone (what a phone knows of its meter): nothing to order.
+    /// Without a sort in it, the web app carries no sorting code for its chain.
+    pub fn of_latest(point: Option<Point>) -> Self {
+        Self { points: point.into_iter().collect() }
+    }
+
     pub fn points(&self) -> &[Point] {
         &self.points
     }
