@@ -1,9 +1,10 @@
-//! Demo subscribers for `kontor serve --demo`: a few meters to try the app and the API with.
+//! Demo data for `kontor serve --demo`: a few meters to try the app and the API with, and one
+//! console account per role to try the console with.
 
 use shared::{MeterSerial, SubscriptionNumber};
 use time::{Duration, OffsetDateTime};
 
-use crate::store::SubscriberRow;
+use crate::store::{OperatorRecord, Role, Store, SubscriberRow};
 
 /// The demo registry. The first pair is the one in `sync-api.md`'s examples.
 pub fn subscribers(now: OffsetDateTime) -> Vec<SubscriberRow> {
@@ -25,6 +26,32 @@ pub fn subscribers(now: OffsetDateTime) -> Vec<SubscriberRow> {
         row("2345678901", "CD234567", 5, 99_940, 4.0, "09120000002"),
         row("3456789012", "EF345678", 6, 451_200, 12.5, "09120000003"),
     ]
+}
+
+/// The demo console accounts' password (printed by `kontor serve --demo`; never use `--demo`
+/// on a server that others can reach).
+pub const OPERATOR_PASSWORD: &str = "kontor-demo-password";
+
+/// One console account per role: (username, role, office).
+pub const OPERATORS: [(&str, Role, &str); 3] = [
+    ("office", Role::Office, "Pishkhan 101"),
+    ("reviewer", Role::Reviewer, "Billing department"),
+    ("admin", Role::Admin, "Head office"),
+];
+
+/// Creates (or resets) the demo console accounts.
+pub async fn operators(store: &dyn Store, now: OffsetDateTime) -> anyhow::Result<()> {
+    let password_hash = crate::console::auth::hash_password(OPERATOR_PASSWORD)?;
+    for (username, role, office) in OPERATORS {
+        let operator = OperatorRecord {
+            username: username.into(),
+            role,
+            office: office.into(),
+            password_hash: password_hash.clone(),
+        };
+        store.save_operator(&operator, now).await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::panic)]

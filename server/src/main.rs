@@ -33,7 +33,7 @@ enum Command {
         /// A sqlx database URL: sqlite://PATH?mode=rwc or postgres://USER@HOST/DB.
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
         database: String,
-        /// Seed the demo subscribers and print them.
+        /// Seed the demo subscribers and console accounts, and print them.
         #[arg(long)]
         demo: bool,
         /// The built web app, served under /pwa/.
@@ -159,6 +159,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 for row in &rows {
                     println!("  {}  {}  {}", row.subscription, row.meter_serial, row.last_reading.unwrap_or_default());
                 }
+                demo::operators(store.as_ref(), OffsetDateTime::now_utc()).await.context("creating demo accounts")?;
+                let names: Vec<&str> = demo::OPERATORS.iter().map(|(name, _, _)| *name).collect();
+                println!(
+                    "Demo console accounts at /office/: {} (password {})",
+                    names.join(", "),
+                    demo::OPERATOR_PASSWORD
+                );
             }
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             tracing::info!(

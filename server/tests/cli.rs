@@ -104,6 +104,7 @@ fn serve_answers_and_stops_on_sigterm() {
     }
     assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
     assert_eq!(get(&addr, "/pwa/kontor.wasm").as_deref(), Some("HTTP/1.1 404 Not Found"), "no HTML for a missing file");
+    assert_eq!(get(&addr, "/office/login").as_deref(), Some("HTTP/1.1 200 OK"), "the console is served");
 
     // The service card's SMS, from the demo subscriber's registered phone.
     let sms = r#"{"from": "09120000001", "to": "500025194", "text": "۱۰۳۲۱*۵*۱۲۳۴۵۶۷۸۹۰", "message_id": "cli-1"}"#;
@@ -118,6 +119,7 @@ fn serve_answers_and_stops_on_sigterm() {
     let mut out = String::new();
     child.stdout.take().map(|mut s| s.read_to_string(&mut out));
     assert!(out.contains("1234567890") && out.contains("AB123456"), "the demo subscribers are printed: {out}");
+    assert!(out.contains("office, reviewer, admin (password kontor-demo-password)"), "and the console accounts: {out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
