@@ -581,6 +581,18 @@ async fn the_console_works_with_javascript_off() {
     let weight = client.find(Locator::Css(".status")).await.expect("status").css_value("font-weight").await;
     assert_eq!(weight.expect("style").as_str(), "700", "the style sheet applies under the page's CSP");
     screenshot(&client, "console-outcome").await;
+    // The citizen also disputes it: a complaint filed at the counter, about that tracking code.
+    click(&client, "nav a[href='/office/complaints']").await;
+    wait_for_url(&client, "/office/complaints").await;
+    click(&client, "a[href='/office/complaints/new']").await;
+    wait_for_url(&client, "/office/complaints/new").await;
+    type_into(&client, "subscription", "1111222233").await;
+    type_into(&client, "about", &shown).await;
+    type_into(&client, "text", "مصرف این ماه درست نیست.").await;
+    click(&client, "form.card button[type=submit]").await;
+    wait_for_url(&client, "/office/complaints/1").await;
+    let number = client.find(Locator::Css(".tracking output")).await.expect("a number").text().await.expect("text");
+    assert_eq!(number.chars().count(), 8, "a complaint number, not a tracking code: {number}");
     click(&client, "nav form button[type=submit]").await;
     wait_for_url(&client, "/office/login").await;
 
@@ -596,6 +608,19 @@ async fn the_console_works_with_javascript_off() {
     let approved = server.store.declaration(held.seq).await.expect("read").expect("stored");
     assert!(approved.counts, "it counts once approved");
     assert_eq!(approved.consumption_m3, Some(600));
+
+    // …and answers the complaint, with the disputed reading on the same page.
+    client.goto(&format!("{}/office/complaints/1", server.base)).await.expect("open the complaint");
+    type_into(&client, "answer", "رقم پس از بررسی تأیید شد.").await;
+    click(&client, "form.card button[type=submit]").await;
+    wait_for_url(&client, "answered=1").await;
+    screenshot(&client, "console-complaints").await;
+    let answered = server.store.complaint(1).await.expect("read").expect("stored");
+    assert_eq!(answered.about_seq, Some(held.seq), "about the disputed reading");
+    assert_eq!(
+        answered.answer.map(|(text, by, _)| (text, by)),
+        Some(("رقم پس از بررسی تأیید شد.".into(), "rev".into()))
+    );
 
     client.close().await.expect("close the browser");
     let _ = std::fs::remove_dir_all(&profile);
