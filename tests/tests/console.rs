@@ -282,6 +282,8 @@ async fn a_reviewer_clears_the_queue(backend: Backend) {
     assert_eq!(sms["status"], "needs_review");
 
     let reviewer = signed_in(&server, "rev", Role::Reviewer, "Billing").await;
+    let home = reviewer.get("/office/").await;
+    assert!(home.body.contains("<span class=\"count\">۲ مورد در انتظار</span>"), "{}", home.body);
     let queue = reviewer.get("/office/review").await;
     let stored = server.store.declarations_of(SUB).await.expect("read back");
     let held = stored.iter().find(|d| d.id == held_id).expect("held").seq;

@@ -450,22 +450,21 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Page {
     } else {
         None
     };
-    let waiting = if role.reviews() {
-        Some(state.store.review_queue(1000).await.map_err(|e| store_failed(lang, &e))?.len())
-    } else {
-        None
-    };
+    let waiting =
+        if role.reviews() { Some(state.store.backlog().await.map_err(|e| store_failed(lang, &e))?) } else { None };
     let body = view! {
         {today.map(|rows| view! {
             <p><a href="/office/declare">{tr(lang, "ثبت رقم برای مشترک", "Declare a reading for a subscriber")}</a></p>
             <h2>{tr(lang, "ثبت‌های امروز این دفتر", "This office's declarations today")}</h2>
             {pages::declarations(lang, &rows, false)}
         })}
-        {waiting.map(|n| view! {
-            <p>
-                <a href="/office/review">{tr(lang, "صف بررسی", "Review queue")}</a>
-                ": "{pages::digits(lang, n)}" "{tr(lang, "مورد در انتظار", "waiting")}
-            </p>
+        {waiting.map(|(held, open)| {
+            let held = format!("{} {}", pages::digits(lang, held), tr(lang, "مورد در انتظار", "waiting"));
+            let open = format!("{} {}", pages::digits(lang, open), tr(lang, "بی‌پاسخ", "unanswered"));
+            view! {
+                <p><a href="/office/review">{tr(lang, "صف بررسی", "Review queue")}</a>" — "<span class="count">{held}</span></p>
+                <p><a href="/office/complaints">{tr(lang, "شکایت‌ها", "Complaints")}</a>" — "<span class="count">{open}</span></p>
+            }
         })}
     };
     Ok(html(StatusCode::OK, &signed.frame(tr(lang, "میز کار", "Console")), body))

@@ -356,6 +356,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredDeclaration>, StoreError>;
     /// Declarations waiting for a reviewer, oldest first.
     async fn review_queue(&self, limit: u32) -> Result<Vec<StoredDeclaration>, StoreError>;
+    /// How many declarations wait for a reviewer, and how many complaints for an answer.
+    async fn backlog(&self) -> Result<(u64, u64), StoreError>;
     /// Carries out a reviewer's decision in one transaction, serialised with the meter's other
     /// declarations (the writer calls it). Durable once a later [`Store::sync`] has returned.
     async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError>;

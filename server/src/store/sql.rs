@@ -1035,6 +1035,20 @@ impl Store for SqlStore {
         self.queue_rows(limit).await
     }
 
+    async fn backlog(&self) -> Result<(u64, u64), StoreError> {
+        // Both counts walk a partial index of what is still open.
+        let held: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM declarations WHERE status = 'needs_review' AND review IS NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM complaints WHERE answer IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok((held as u64, open as u64))
+    }
+
     async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError> {
         self.decide_review(request, now).await
     }
