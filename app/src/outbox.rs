@@ -33,15 +33,24 @@ async fn open() -> Result<Rexie, OutboxError> {
 }
 
 async fn put_all<T: Serialize>(store_name: &str, items: &[T]) -> Result<(), OutboxError> {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    let values = items
+        .iter()
+        .map(|item| item.serialize(&serializer).map_err(|_| OutboxError("a record could not be written")))
+        .collect::<Result<Vec<_>, _>>()?;
+    put_values(store_name, &values).await
+}
+
+/// Writes records in one transaction. Not generic: one copy of the IndexedDB state machine
+/// serves every kind of record (the shell's budget).
+async fn put_values(store_name: &str, values: &[wasm_bindgen::JsValue]) -> Result<(), OutboxError> {
     // A fresh connection each time: the browser may close one under the app (storage pressure,
     // a version change in another tab), and a new one always works.
     let db = open().await?;
     let tx = db.transaction(&[store_name], TransactionMode::ReadWrite)?;
     let store = tx.store(store_name)?;
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    for item in items {
-        let value = item.serialize(&serializer).map_err(|_| OutboxError("a record could not be written"))?;
-        store.put(&value, None).await?;
+    for value in values {
+        store.put(value, None).await?;
     }
     tx.done().await?;
     db.close();
@@ -49,16 +58,22 @@ async fn put_all<T: Serialize>(store_name: &str, items: &[T]) -> Result<(), Outb
 }
 
 async fn get_all<T: DeserializeOwned>(store_name: &str) -> Result<Vec<T>, OutboxError> {
+    get_values(store_name)
+        .await?
+        .into_iter()
+        .map(|v| serde_wasm_bindgen::from_value(v).map_err(|_| OutboxError("a stored record could not be read")))
+        .collect()
+}
+
+/// Reads every record of a store; not generic, like [`put_values`].
+async fn get_values(store_name: &str) -> Result<Vec<wasm_bindgen::JsValue>, OutboxError> {
     let db = open().await?;
     let tx = db.transaction(&[store_name], TransactionMode::ReadOnly)?;
     let store = tx.store(store_name)?;
     let values = store.get_all(None, None).await?;
     tx.done().await?;
     db.close();
-    values
-        .into_iter()
-        .map(|v| serde_wasm_bindgen::from_value(v).map_err(|_| OutboxError("a stored record could not be read")))
-        .collect()
+    Ok(values)
 }
 
 pub async fn save_meter(meter: &Meter) -> Result<(), OutboxError> {
