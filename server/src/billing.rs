@@ -69,7 +69,7 @@ pub async fn readings(
         return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, lang));
     };
     let given = bearer_token(&headers).unwrap_or("");
-    if !crate::console::auth::same_token(given, expected) {
+    if !crate::tokens::same_secret(given.as_bytes(), expected.as_bytes()) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, ApiErrorCode::Unauthorized, lang));
     }
     let Ok(Query(query)) = query else {

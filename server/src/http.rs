@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use shared::codes::accepted_message;
 use shared::wire::{
     self, ApiErrorCode, ErrorBody, MAX_BATCH, MAX_BODY_BYTES, Submission, SyncResponse, SyncResult, VerifyRequest,
@@ -221,7 +220,12 @@ pub async fn verify(
     let token = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     state
         .store
-        .register_device(&token_hash(&token), request.device_id, &meter.subscription, OffsetDateTime::now_utc())
+        .register_device(
+            &crate::tokens::token_hash(&token),
+            request.device_id,
+            &meter.subscription,
+            OffsetDateTime::now_utc(),
+        )
         .await
         .map_err(|e| ApiError::from_write(&WriteError::from(&e), lang))?;
     Ok(Json(VerifyResponse { device_token: token, meter: meter.info() }))
@@ -236,9 +240,6 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The stored form of a device token: its SHA-256, so a copy of the database holds no tokens.
-pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -293,7 +294,7 @@ pub async fn sync(
     // A device token covers the subscription it was issued for: those items need no serial.
     // An unknown token is no error; its items are checked by their serials like any other.
     if let Some(token) = bearer_token(&headers) {
-        match state.store.device_subscription(&token_hash(token)).await {
+        match state.store.device_subscription(&crate::tokens::token_hash(token)).await {
             Ok(Some(covered)) => {
                 for item in incoming.iter_mut().filter(|i| i.subscription == covered) {
                     item.proof = Proof::Device;

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod replies;
 pub mod sms;
 pub mod store;
+pub mod tokens;
 pub mod writer;
 
 use std::future::Future;

@@ -32,11 +32,6 @@ pub struct SmsConfig {
     pub retry: Retry,
 }
 
-/// Compares two secrets in time that does not depend on where they differ.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
 /// Receives one SMS from the gateway and answers the text to send back.
 #[utoipa::path(post, path = "/api/v1/sms/inbound", request_body(content = SmsInbound,
         description = "JSON or form-encoded (`application/x-www-form-urlencoded`) fields"), responses(
@@ -56,7 +51,7 @@ pub async fn inbound(
         return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, lang));
     };
     let given = headers.get(&config.secret_header).map(|v| v.as_bytes()).unwrap_or_default();
-    if !same_secret(given, config.secret.as_bytes()) {
+    if !crate::tokens::same_secret(given, config.secret.as_bytes()) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, ApiErrorCode::Unauthorized, lang));
     }
     let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
@@ -103,17 +98,4 @@ pub async fn inbound(
         send_in_background(config.sender.clone(), config.retry, message.from.clone(), reply.clone());
     }
     Ok(Json(SmsReply { reply, status: Some(outcome.status), tracking_code }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"s3cret", b"s3cret"));
-        assert!(!same_secret(b"s3cre", b"s3cret"));
-        assert!(!same_secret(b"s3creT", b"s3cret"));
-        assert!(!same_secret(b"", b"s3cret"));
-    }
 }

@@ -9,7 +9,6 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use axum::http::{HeaderMap, HeaderValue, header};
-use sha2::{Digest as _, Sha256};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "kontor_office";
@@ -20,7 +19,8 @@ pub const LANG_COOKIE: &str = "kontor_office_lang";
 
 /// Hashes a password with argon2id (OWASP's parameters: 19 MiB, two passes), as a PHC string.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let salt =
+        SaltString::encode_b64(&crate::tokens::random_bytes::<16>()?).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
     let hash = argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
@@ -37,38 +37,6 @@ pub fn verify_password(password: &str, hash: Option<&str>) -> bool {
     };
     let Ok(parsed) = PasswordHash::new(hash) else { return false };
     argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && real
-}
-
-fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(bytes)
-}
-
-/// A new random token: 256 bits as hex.
-pub fn new_token() -> anyhow::Result<String> {
-    Ok(hex(&random_bytes::<32>()?))
-}
-
-/// What the database keeps of a session token.
-pub fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// Compares two tokens in time that does not depend on where they differ.
-pub fn same_token(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
-    !expected.is_empty()
-        && given.len() == expected.len()
-        && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 /// A cookie's value from the request.
@@ -128,13 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_and_cookies() {
-        let (a, b) = (new_token().expect("token"), new_token().expect("token"));
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
-        assert!(same_token(&a, &a.clone()));
-        assert!(!same_token(&a, &b));
-        assert!(!same_token("", ""));
+    fn cookies() {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, HeaderValue::from_static("a=1; kontor_office=abc; b=2"));
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));

@@ -37,6 +37,7 @@ use crate::limits::{IdentityLimiter, Key, Limits};
 use crate::store::{
     AuditEntry, Incoming, NewSession, ReviewDecision, ReviewRequest, ReviewResult, Session, Staff, StoreError,
 };
+use crate::tokens::{new_token, same_secret, token_hash};
 use crate::writer::WriteError;
 
 /// How the console behaves.
@@ -174,7 +175,7 @@ impl Signed {
     async fn from_request(state: &AppState, headers: &HeaderMap) -> Result<Self, Response> {
         let lang = lang_of(headers);
         let Some(token) = auth::cookie(headers, SESSION_COOKIE) else { return Err(see_other("/office/login")) };
-        let token_hash = auth::token_hash(token);
+        let token_hash = token_hash(token);
         match state.store.session(&token_hash, OffsetDateTime::now_utc()).await {
             Ok(Some(session)) => Ok(Self { session, token_hash, lang }),
             Ok(None) => {
@@ -203,7 +204,7 @@ impl Signed {
 
     /// `403` unless a post carries this session's CSRF token and comes from our own pages.
     fn check_post(&self, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
-        if auth::same_origin(headers) && auth::same_token(csrf, &self.session.csrf) {
+        if auth::same_origin(headers) && same_secret(csrf.as_bytes(), self.session.csrf.as_bytes()) {
             return Ok(());
         }
         let text = tr(
@@ -296,7 +297,7 @@ fn login_form(
     // The sign-in form's token: a cookie and a hidden field that must match (double submit).
     let token = match auth::cookie(headers, LOGIN_COOKIE).filter(|t| t.len() == 64) {
         Some(token) => token.to_owned(),
-        None => match auth::new_token() {
+        None => match new_token() {
             Ok(token) => token,
             Err(e) => {
                 tracing::error!(error = %e, "console: no token for the sign-in form");
@@ -336,7 +337,7 @@ async fn login(
     let lang = lang_of(&headers);
     let Form(form) = form.map_err(|r| bad_form(lang, &r))?;
     let expected = auth::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
-    if !auth::same_origin(&headers) || !auth::same_token(&form.csrf, expected) {
+    if !auth::same_origin(&headers) || !same_secret(form.csrf.as_bytes(), expected.as_bytes()) {
         let text = tr(lang, "فرم ورود منقضی شده است؛ دوباره امتحان کنید.", "The sign-in form expired; try again.");
         return Ok(login_form(&headers, lang, StatusCode::FORBIDDEN, &form.username, Some(text)));
     }
@@ -372,7 +373,7 @@ async fn login(
         let text = tr(lang, "نام کاربری یا گذرواژه درست نیست.", "The username or the password is not correct.");
         return Ok(login_form(&headers, lang, StatusCode::UNAUTHORIZED, &username, Some(text)));
     };
-    let (token, csrf) = match (auth::new_token(), auth::new_token()) {
+    let (token, csrf) = match (new_token(), new_token()) {
         (Ok(token), Ok(csrf)) => (token, csrf),
         _ => {
             return Err(refusal(
@@ -384,7 +385,7 @@ async fn login(
         }
     };
     let ttl = state.console.options.session_ttl;
-    let token_hash = auth::token_hash(&token);
+    let token_hash = token_hash(&token);
     let session = NewSession {
         token_hash: &token_hash,
         username: &operator.username,
