@@ -13,8 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use shared::wire::{
     ApiErrorCode, ComplaintCode, ComplaintResult, ComplaintStatus, ComplaintSubmission, ComplaintsRequest,
-    ComplaintsResponse, ErrorBody, MAX_COMPLAINT_CHARS, MAX_COMPLAINTS, MAX_UPDATE_IDS, UpdatesRequest,
-    UpdatesResponse,
+    ComplaintsResponse, ErrorBody, MAX_COMPLAINTS, MAX_UPDATE_IDS, UpdatesRequest, UpdatesResponse,
 };
 use shared::{ComplaintNumber, Lang, SubscriptionNumber, TrackingCode};
 use time::OffsetDateTime;
@@ -51,11 +50,10 @@ pub async fn check(
             }
         }
     };
-    let text = submission.text.trim();
-    let length = text.chars().count();
-    if length == 0 || length > MAX_COMPLAINT_CHARS {
-        return Ok(Err(ComplaintCode::TextLength));
-    }
+    let text = match shared::wire::complaint_text(&submission.text) {
+        Ok(text) => text,
+        Err(code) => return Ok(Err(code)),
+    };
     Ok(Ok(NewComplaint {
         id: submission.id,
         channel,

@@ -446,10 +446,30 @@ pub fn clean_note(note: Option<&str>) -> Option<String> {
     Some(note.chars().take(MAX_NOTE_CHARS).collect())
 }
 
+/// A complaint's text without the spaces around it, or `text_length` when nothing is left or it
+/// is longer than [`MAX_COMPLAINT_CHARS`]: one rule for the server and the app that queues it.
+pub fn complaint_text(text: &str) -> Result<&str, ComplaintCode> {
+    let text = text.trim();
+    let length = text.chars().count();
+    if length == 0 || length > MAX_COMPLAINT_CHARS {
+        return Err(ComplaintCode::TextLength);
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn complaint_texts_are_bounded() {
+        assert_eq!(complaint_text("  رقم اشتباه است \n"), Ok("رقم اشتباه است"));
+        assert_eq!(complaint_text(" \t "), Err(ComplaintCode::TextLength));
+        let longest = "ک".repeat(MAX_COMPLAINT_CHARS);
+        assert_eq!(complaint_text(&longest), Ok(longest.as_str()));
+        assert_eq!(complaint_text(&format!("{longest}ک")), Err(ComplaintCode::TextLength));
+    }
 
     use super::*;
 

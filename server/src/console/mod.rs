@@ -189,6 +189,17 @@ impl Signed {
         }
     }
 
+    /// The session, for a page only some roles may see.
+    async fn with_role(
+        state: &AppState,
+        headers: &HeaderMap,
+        allowed: impl FnOnce(crate::store::Role) -> bool,
+    ) -> Result<Self, Response> {
+        let signed = Self::from_request(state, headers).await?;
+        signed.require(allowed(signed.session.role))?;
+        Ok(signed)
+    }
+
     fn frame<'a>(&'a self, title: &'a str) -> Frame<'a> {
         Frame { lang: self.lang, title, session: Some(&self.session) }
     }
@@ -242,8 +253,7 @@ impl Signed {
         form: Result<Form<T>, FormRejection>,
         allowed: impl FnOnce(crate::store::Role) -> bool,
     ) -> Result<(Self, T), Response> {
-        let signed = Self::from_request(state, headers).await?;
-        signed.require(allowed(signed.session.role))?;
+        let signed = Self::with_role(state, headers, allowed).await?;
         let Form(form) = form.map_err(|r| bad_form(signed.lang, &r))?;
         signed.check_post(headers, form.csrf())?;
         Ok((signed, form))
@@ -472,8 +482,7 @@ async fn home(State(state): State<AppState>, headers: HeaderMap) -> Page {
 }
 
 async fn declare_page(State(state): State<AppState>, headers: HeaderMap) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
-    signed.require(signed.session.role.declares())?;
+    let signed = Signed::with_role(&state, &headers, |role| role.declares()).await?;
     let now = OffsetDateTime::now_utc().to_offset(SERVER_OFFSET);
     let (y, m, d) = calendar::to_solar_hijri(now.date());
     let form = DeclareForm {
@@ -590,9 +599,8 @@ async fn review_queue(
     headers: HeaderMap,
     query: Result<Query<QueueQuery>, QueryRejection>,
 ) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
+    let signed = Signed::with_role(&state, &headers, |role| role.reviews()).await?;
     let lang = signed.lang;
-    signed.require(signed.session.role.reviews())?;
     let rows = state.store.review_queue(200).await.map_err(|e| store_failed(lang, &e))?;
     let decided = query.ok().and_then(|Query(q)| q.decided);
     let body = view! {
@@ -637,8 +645,7 @@ async fn review_body(
 }
 
 async fn review_page(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
-    signed.require(signed.session.role.reviews())?;
+    let signed = Signed::with_role(&state, &headers, |role| role.reviews()).await?;
     review_body(&state, &signed, seq, StatusCode::OK, None).await
 }
 
@@ -732,9 +739,8 @@ async fn audit_page(
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
+    let signed = Signed::with_role(&state, &headers, |role| role.audits()).await?;
     let lang = signed.lang;
-    signed.require(signed.session.role.audits())?;
     const PAGE: u32 = 50;
     let before = query.ok().and_then(|Query(q)| q.before);
     let rows = state.store.audit_log(before, PAGE).await.map_err(|e| store_failed(lang, &e))?;
@@ -790,8 +796,7 @@ async fn complaints_page(
 }
 
 async fn complaint_form(State(state): State<AppState>, headers: HeaderMap) -> Page {
-    let signed = Signed::from_request(&state, &headers).await?;
-    signed.require(signed.session.role.declares())?;
+    let signed = Signed::with_role(&state, &headers, |role| role.declares()).await?;
     let lang = signed.lang;
     let form = pages::ComplaintForm { id: Uuid::now_v7().to_string(), ..pages::ComplaintForm::default() };
     let body = pages::complaint_form(lang, &signed.session.csrf, &form, None);

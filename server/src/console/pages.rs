@@ -251,6 +251,20 @@ pub fn outcome(lang: Lang, d: &StoredDeclaration) -> impl IntoView + use<> {
     }
 }
 
+/// A table with these column headings and rows, scrolling sideways on a narrow screen, with a
+/// word when it is empty.
+fn table<R: IntoView + 'static>(lang: Lang, headings: Vec<&'static str>, rows: Vec<R>) -> impl IntoView + use<R> {
+    let empty = rows.is_empty();
+    let headings: Vec<_> = headings.into_iter().map(|h| view! { <th>{h}</th> }).collect();
+    view! {
+        <div class="scroll"><table>
+            <thead><tr>{headings}</tr></thead>
+            <tbody>{rows}</tbody>
+        </table></div>
+        {empty.then(|| view! { <p class="empty">{tr(lang, "چیزی نیست.", "Nothing here.")}</p> })}
+    }
+}
+
 /// A table of declarations.
 pub fn declarations(lang: Lang, rows: &[StoredDeclaration], link_review: bool) -> impl IntoView + use<> {
     let rows: Vec<_> = rows
@@ -275,23 +289,15 @@ pub fn declarations(lang: Lang, rows: &[StoredDeclaration], link_review: bool) -
             }
         })
         .collect();
-    let empty = rows.is_empty();
-    view! {
-        <div class="scroll"><table>
-            <thead>
-                <tr>
-                    <th>{tr(lang, "اشتراک", "Subscription")}</th>
-                    <th>{tr(lang, "رقم", "Reading")}</th>
-                    <th>{tr(lang, "زمان خواندن", "Read at")}</th>
-                    <th>{tr(lang, "وضعیت", "Status")}</th>
-                    <th>{tr(lang, "کد رهگیری", "Tracking code")}</th>
-                    <th>{tr(lang, "توضیح", "Note")}</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table></div>
-        {empty.then(|| view! { <p class="empty">{tr(lang, "چیزی نیست.", "Nothing here.")}</p> })}
-    }
+    let headings = vec![
+        tr(lang, "اشتراک", "Subscription"),
+        tr(lang, "رقم", "Reading"),
+        tr(lang, "زمان خواندن", "Read at"),
+        tr(lang, "وضعیت", "Status"),
+        tr(lang, "کد رهگیری", "Tracking code"),
+        tr(lang, "توضیح", "Note"),
+    ];
+    table(lang, headings, rows)
 }
 
 /// One held declaration, its meter's recent readings, and the decision form.
@@ -451,23 +457,15 @@ pub fn complaints(lang: Lang, rows: &[ComplaintRecord]) -> impl IntoView + use<>
             }
         })
         .collect();
-    let empty = rows.is_empty();
-    view! {
-        <div class="scroll"><table>
-            <thead>
-                <tr>
-                    <th>{tr(lang, "شماره شکایت", "Complaint number")}</th>
-                    <th>{tr(lang, "اشتراک", "Subscription")}</th>
-                    <th>{tr(lang, "موضوع", "About")}</th>
-                    <th>{tr(lang, "دریافت", "Received")}</th>
-                    <th>{tr(lang, "وضعیت", "State")}</th>
-                    <th>{tr(lang, "شرح", "Text")}</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table></div>
-        {empty.then(|| view! { <p class="empty">{tr(lang, "چیزی نیست.", "Nothing here.")}</p> })}
-    }
+    let headings = vec![
+        tr(lang, "شماره شکایت", "Complaint number"),
+        tr(lang, "اشتراک", "Subscription"),
+        tr(lang, "موضوع", "About"),
+        tr(lang, "دریافت", "Received"),
+        tr(lang, "وضعیت", "State"),
+        tr(lang, "شرح", "Text"),
+    ];
+    table(lang, headings, rows)
 }
 
 /// One complaint, the declaration it is about, and the answer (or the form to answer it).
@@ -539,18 +537,14 @@ pub fn audit(lang: Lang, rows: &[AuditRecord], older: Option<u64>) -> impl IntoV
             }
         })
         .collect();
+    let headings = vec![
+        tr(lang, "زمان", "When"),
+        tr(lang, "کاربر", "Who"),
+        tr(lang, "کار", "Action"),
+        tr(lang, "جزئیات", "Details"),
+    ];
     view! {
-        <table>
-            <thead>
-                <tr>
-                    <th>{tr(lang, "زمان", "When")}</th>
-                    <th>{tr(lang, "کاربر", "Who")}</th>
-                    <th>{tr(lang, "کار", "Action")}</th>
-                    <th>{tr(lang, "جزئیات", "Details")}</th>
-                </tr>
-            </thead>
-            <tbody>{rows}</tbody>
-        </table>
+        {table(lang, headings, rows)}
         {older.map(|seq| view! {
             <p><a href=format!("/office/audit?before={seq}")>{tr(lang, "قدیمی‌تر", "Older")}</a></p>
         })}

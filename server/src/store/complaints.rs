@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Dialect, SqlStore, db, json_text, opt_i64, opt_u64};
+use super::sql::{SqlStore, db, json_text, opt_i64, opt_u64};
 use super::{AuditEntry, ComplaintRecord, Filed, NewComplaint, Staff, StoreError, from_unix_ms, unix_ms};
 
 const COMPLAINT_COLUMNS: &str = "seq, id, channel, subscription, kind, about_seq, text, made_at_ms, received_at_ms, \
@@ -149,10 +149,7 @@ impl SqlStore {
         declarations: &[Uuid],
         complaints: &[Uuid],
     ) -> Result<(Vec<ReviewUpdate>, Vec<ComplaintAnswer>), StoreError> {
-        let among = match self.dialect {
-            Dialect::Sqlite => "id IN (SELECT value FROM json_each($1))",
-            Dialect::Postgres => "id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))",
-        };
+        let among = self.dialect.id_among_json();
         let mut decisions = Vec::new();
         if !declarations.is_empty() {
             let sql = format!(

@@ -285,17 +285,12 @@ impl SqlStore {
         conn: &mut AnyConnection,
         ids: &[String],
     ) -> Result<HashMap<String, StoredOutcome>, StoreError> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
-                 WHERE id IN (SELECT value FROM json_each($1))"
-            }
-            Dialect::Postgres => {
-                "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
-                 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
-            }
-        };
-        let rows = sqlx::query(sql).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)?;
+        let sql = format!(
+            "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
+             WHERE {}",
+            self.dialect.id_among_json()
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             let status: String = row.try_get(2)?;
@@ -797,6 +792,15 @@ pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String, StoreEr
 }
 
 impl Dialect {
+    /// The condition "`id` is one of the JSON array of strings in `$1`", as each database finds
+    /// the rows by the id's index (PostgreSQL plans `IN (SELECT …)` over JSON as a full scan).
+    pub(super) const fn id_among_json(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "id IN (SELECT value FROM json_each($1))",
+            Dialect::Postgres => "id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))",
+        }
+    }
+
     fn insert_declarations(self) -> &'static str {
         match self {
             Dialect::Sqlite => {
