@@ -1,10 +1,13 @@
 //! The sync API over HTTP, with the shared wire types: the browser's `fetch`, and the bodies
 //! converted through `JSON.stringify`/`Response.json()` (the browser's own JSON, so the app
-//! carries no JSON parser of its own).
+//! carries no JSON parser of its own). Requests are the wire types, written through serde;
+//! answers are read field by field (`crate::js`).
 
-use shared::wire::{SyncRequest, SyncResponse, UpdatesRequest, VerifyRequest, VerifyResponse};
+use shared::wire::{ComplaintsRequest, MeterInfo, SyncRequest, UpdatesRequest, VerifyRequest};
 use wasm_bindgen::{JsCast as _, JsValue};
 use wasm_bindgen_futures::JsFuture;
+
+use crate::js::{self, Fields, Outcome};
 
 /// What went wrong talking to the server, as the sync loop acts on it.
 #[derive(Debug)]
@@ -23,15 +26,13 @@ fn retry_after(response: &web_sys::Response) -> u32 {
     response.headers().get("retry-after").ok().flatten().and_then(|v| v.trim().parse().ok()).unwrap_or(30)
 }
 
-/// POSTs a wire type as JSON and reads the answer as another.
-async fn post<Req: serde::Serialize, Res: serde::de::DeserializeOwned>(
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &Req,
-) -> Result<Res, ApiError> {
-    let value = body.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)?;
-    let answer = exchange(url, headers, &value).await?;
-    serde_wasm_bindgen::from_value(answer).map_err(|_| ApiError::Server)
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, ApiError> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)
+}
+
+/// POSTs a body and answers the browser's parsed JSON answer as [`Fields`].
+async fn post(url: &str, headers: &[(&str, &str)], body: JsValue) -> Result<Fields, ApiError> {
+    exchange(url, headers, &body).await.map(Fields)
 }
 
 /// The request itself, sorting failures the way the sync loop acts on them. Not generic: one
@@ -61,18 +62,24 @@ async fn exchange(url: &str, headers: &[(&str, &str)], body: &JsValue) -> Result
     }
 }
 
-pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<VerifyResponse, ApiError> {
-    post("/api/v1/meters/verify", &[("accept-language", lang)], request).await
+/// A verified meter: what the server knows of it, and this device's token for it.
+pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<(MeterInfo, String), ApiError> {
+    let answer = post("/api/v1/meters/verify", &[("accept-language", lang)], to_js(request)?).await?;
+    let meter = answer.object("meter").and_then(|m| js::meter_info(&m));
+    meter.zip(answer.text("device_token")).ok_or(ApiError::Server)
 }
 
-pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Result<SyncResponse, ApiError> {
-    match token {
-        Some(token) => {
-            let bearer = format!("Bearer {token}");
-            post("/api/v1/sync", &[("accept-language", lang), ("authorization", &bearer)], request).await
-        }
-        None => post("/api/v1/sync", &[("accept-language", lang)], request).await,
+/// Sends declarations; one result per submission, in order. An answer that cannot be read is a
+/// server error: every item stays queued.
+pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Result<Vec<Outcome>, ApiError> {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("accept-language", lang)];
+    if let Some(bearer) = &bearer {
+        headers.push(("authorization", bearer));
     }
+    let answer = post("/api/v1/sync", &headers, to_js(request)?).await?;
+    let results = answer.list("results").ok_or(ApiError::Server)?;
+    results.iter().map(js::outcome).collect::<Option<Vec<_>>>().ok_or(ApiError::Server)
 }
 
 /// A reviewer's decision as the app keeps it (see `shared::wire::ReviewUpdate`).
@@ -82,18 +89,43 @@ pub struct Decided {
     pub reason: Option<String>,
 }
 
-/// Asks what staff decided about held declarations. The request is the wire type; the answer's
-/// `decisions` are read field by field from the browser's parsed JSON rather than through serde:
-/// a typed reader for this one small list cost the shell more than the rest of the feature.
-pub async fn decisions(request: &UpdatesRequest) -> Result<Vec<Decided>, ApiError> {
-    use serde::Serialize as _;
-    let body = request.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)?;
-    let answer = exchange("/api/v1/updates", &[], &body).await?;
-    let list = js_sys::Reflect::get(&answer, &"decisions".into()).map_err(|_| ApiError::Server)?;
-    let list: js_sys::Array = list.dyn_into().map_err(|_| ApiError::Server)?;
-    let decided = list.iter().filter_map(|item| {
-        let text = |key: &str| js_sys::Reflect::get(&item, &key.into()).ok().and_then(|v| v.as_string());
-        Some(Decided { id: text("id")?.parse().ok()?, accepted: text("status")? == "accepted", reason: text("reason") })
+/// Staff's answer to a complaint (see `shared::wire::ComplaintAnswer`).
+pub struct Answered {
+    pub id: uuid::Uuid,
+    pub answer: String,
+}
+
+/// What became of a complaint sent (see `shared::wire::ComplaintResult`).
+pub struct Filed {
+    pub id: uuid::Uuid,
+    pub received: bool,
+    pub message: Option<String>,
+    pub number: Option<String>,
+}
+
+/// Asks what staff decided about held declarations and answered to complaints. An item that
+/// cannot be read is left out, and asked about again at the next sync.
+pub async fn updates(request: &UpdatesRequest) -> Result<(Vec<Decided>, Vec<Answered>), ApiError> {
+    let answer = post("/api/v1/updates", &[], to_js(request)?).await?;
+    let (decisions, answers) = answer.list("decisions").zip(answer.list("answers")).ok_or(ApiError::Server)?;
+    let decided = decisions.iter().filter_map(|f| {
+        Some(Decided { id: f.uuid("id")?, accepted: f.text("status")? == "accepted", reason: f.text("reason") })
     });
-    Ok(decided.collect())
+    let answered = answers.iter().filter_map(|f| Some(Answered { id: f.uuid("id")?, answer: f.text("answer")? }));
+    Ok((decided.collect(), answered.collect()))
+}
+
+/// Sends complaints; one result per complaint, in order.
+pub async fn complaints(request: &ComplaintsRequest, lang: &str) -> Result<Vec<Filed>, ApiError> {
+    let answer = post("/api/v1/complaints", &[("accept-language", lang)], to_js(request)?).await?;
+    let results = answer.list("results").ok_or(ApiError::Server)?;
+    let filed = results.iter().map(|f| {
+        Some(Filed {
+            id: f.uuid("id")?,
+            received: f.text("status")? == "received",
+            message: f.text("message"),
+            number: f.text("complaint_number"),
+        })
+    });
+    filed.collect::<Option<Vec<_>>>().ok_or(ApiError::Server)
 }

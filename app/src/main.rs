@@ -7,6 +7,7 @@
 
 mod api;
 mod i18n;
+mod js;
 mod model;
 mod outbox;
 mod sync;

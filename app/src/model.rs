@@ -1,15 +1,15 @@
-//! The app's plain data: meters on this device, declarations and their states, and the pure
-//! decisions about them (what to send next, what a server result means for an item).
+//! The app's plain data: meters on this device, declarations and complaints and their states,
+//! and the pure decisions about them (what to send next, what a server result means for an item).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use shared::rules::{Chain, MeterContext, Point, Source};
-use shared::wire::{MeterInfo, ReadingInput, Submission, SyncResult};
+use shared::wire::{ComplaintKind, ComplaintSubmission, MeterInfo, ReadingInput, Submission};
 use shared::{Code, Reading, Status};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A meter the subscriber added on this phone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Meter {
     /// The normalised subscription number: the key.
     pub subscription: String,
@@ -36,7 +36,7 @@ impl Meter {
 }
 
 /// Where a declaration is on its way to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Waiting,
@@ -46,7 +46,7 @@ pub enum State {
 }
 
 /// A declaration made on this phone; it is never edited once it may have reached the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Declaration {
     pub id: Uuid,
     pub subscription: String,
@@ -61,11 +61,8 @@ pub struct Declaration {
     pub consumption_m3: Option<u64>,
     /// Staff's decision on a declaration held for review, learnt at a later sync: the news
     /// after a `needs_review` outcome, which itself never changes. (Absent in declarations saved
-    /// before the app knew of decisions. Two plain fields rather than a nested struct: the
-    /// shell's budget.)
-    #[serde(default)]
+    /// before the app knew of decisions: they read as `None`.)
     pub review_accepted: Option<bool>,
-    #[serde(default)]
     pub review_reason: Option<String>,
 }
 
@@ -104,7 +101,7 @@ impl Declaration {
     }
 
     /// The declaration with the server's final outcome.
-    pub fn with_result(&self, result: &SyncResult) -> Self {
+    pub fn with_result(&self, result: &crate::js::Outcome) -> Self {
         let state = match result.status {
             Status::Accepted => State::Accepted,
             Status::NeedsReview => State::NeedsReview,
@@ -149,4 +146,58 @@ pub fn awaiting_review(declarations: &[Declaration]) -> Vec<Uuid> {
 /// The history's order: the newest declaration first.
 pub fn newest_first(declarations: &mut [Declaration]) {
     declarations.sort_unstable_by_key(|d| std::cmp::Reverse(d.id));
+}
+
+/// The complaints' order: the newest first.
+pub fn newest_first_complaints(complaints: &mut [Complaint]) {
+    complaints.sort_unstable_by_key(|c| std::cmp::Reverse(c.id));
+}
+
+/// A complaint or dispute made on this phone: queued like a declaration, sent once, then
+/// waiting for staff's answer. Never edited once it may have reached the server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Complaint {
+    pub id: Uuid,
+    pub subscription: String,
+    pub kind: ComplaintKind,
+    /// The tracking code it is about, in ASCII digits, if any.
+    pub about: Option<String>,
+    pub text: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub made_at: OffsetDateTime,
+    /// `None` while it waits to be sent; then whether the server received it (a refusal is
+    /// final: the subscriber corrects it and files a new one).
+    pub received: Option<bool>,
+    /// The server's words on it: why it was refused, or that it was received.
+    pub message: Option<String>,
+    pub number: Option<String>,
+    /// Staff's answer, learnt at a later sync.
+    pub answer: Option<String>,
+}
+
+impl Complaint {
+    pub fn submission(&self) -> ComplaintSubmission {
+        ComplaintSubmission {
+            id: self.id,
+            subscription: self.subscription.clone(),
+            kind: self.kind,
+            about: self.about.clone(),
+            text: self.text.clone(),
+            made_at: self.made_at,
+        }
+    }
+}
+
+/// The next complaints to send: waiting ones, oldest first, at most `limit`.
+pub fn next_complaints(complaints: &[Complaint], limit: usize) -> Vec<Complaint> {
+    let mut waiting: Vec<Complaint> = complaints.iter().filter(|c| c.received.is_none()).cloned().collect();
+    waiting.sort_unstable_by_key(|c| c.id);
+    waiting.truncate(limit);
+    waiting
+}
+
+/// The received complaints whose answer this phone has not learnt yet.
+pub fn awaiting_answer(complaints: &[Complaint]) -> Vec<Uuid> {
+    let open = complaints.iter().filter(|c| c.received == Some(true) && c.answer.is_none());
+    open.map(|c| c.id).take(shared::wire::MAX_UPDATE_IDS).collect()
 }

@@ -1,16 +1,21 @@
-//! The IndexedDB adapter (through rexie): the only module that touches IndexedDB or converts to
-//! and from `JsValue`. Meters and declarations live in two object stores; a declaration is
-//! written before the screen says "saved" and stays as history after its outcome arrives.
+//! The IndexedDB adapter (through rexie): the only module that touches IndexedDB. Meters,
+//! declarations and complaints live in three object stores; a declaration or complaint is written
+//! before the screen says "saved" and stays as history after its outcome arrives. Records are
+//! written through serde and read back field by field (`crate::js`).
+//!
+//! Version 1 had meters and declarations; version 2 adds complaints. Opening at version 2 runs
+//! the upgrade, which creates only what is missing: a phone's queued declarations survive it.
 
 use rexie::{ObjectStore, Rexie, TransactionMode};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::model::{Declaration, Meter};
+use crate::js::{self, Fields};
+use crate::model::{Complaint, Declaration, Meter};
 
 const DATABASE: &str = "kontor";
 const METERS: &str = "meters";
 const DECLARATIONS: &str = "declarations";
+const COMPLAINTS: &str = "complaints";
 
 /// Why the device store failed, in a few words. The underlying error is not formatted: its
 /// `Debug` text would cost the shell several KiB and tells the subscriber nothing more.
@@ -25,9 +30,10 @@ impl From<rexie::Error> for OutboxError {
 
 async fn open() -> Result<Rexie, OutboxError> {
     Ok(Rexie::builder(DATABASE)
-        .version(1)
+        .version(2)
         .add_object_store(ObjectStore::new(METERS).key_path("subscription"))
         .add_object_store(ObjectStore::new(DECLARATIONS).key_path("id"))
+        .add_object_store(ObjectStore::new(COMPLAINTS).key_path("id"))
         .build()
         .await?)
 }
@@ -57,12 +63,10 @@ async fn put_values(store_name: &str, values: &[wasm_bindgen::JsValue]) -> Resul
     Ok(())
 }
 
-async fn get_all<T: DeserializeOwned>(store_name: &str) -> Result<Vec<T>, OutboxError> {
-    get_values(store_name)
-        .await?
-        .into_iter()
-        .map(|v| serde_wasm_bindgen::from_value(v).map_err(|_| OutboxError("a stored record could not be read")))
-        .collect()
+/// Every record of a store that `read` can read. A record it cannot read (written by a future
+/// version, or damaged) is left where it is and not shown, rather than hiding all the others.
+async fn get_all<T>(store_name: &str, read: fn(&Fields) -> Option<T>) -> Result<Vec<T>, OutboxError> {
+    Ok(get_values(store_name).await?.into_iter().filter_map(|v| read(&Fields(v))).collect())
 }
 
 /// Reads every record of a store; not generic, like [`put_values`].
@@ -81,7 +85,7 @@ pub async fn save_meter(meter: &Meter) -> Result<(), OutboxError> {
 }
 
 pub async fn meters() -> Result<Vec<Meter>, OutboxError> {
-    get_all(METERS).await
+    get_all(METERS, js::meter).await
 }
 
 pub async fn save_declarations(items: &[Declaration]) -> Result<(), OutboxError> {
@@ -89,5 +93,13 @@ pub async fn save_declarations(items: &[Declaration]) -> Result<(), OutboxError>
 }
 
 pub async fn declarations() -> Result<Vec<Declaration>, OutboxError> {
-    get_all(DECLARATIONS).await
+    get_all(DECLARATIONS, js::declaration).await
+}
+
+pub async fn save_complaints(items: &[Complaint]) -> Result<(), OutboxError> {
+    put_all(COMPLAINTS, items).await
+}
+
+pub async fn complaints() -> Result<Vec<Complaint>, OutboxError> {
+    get_all(COMPLAINTS, js::complaint).await
 }

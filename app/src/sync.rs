@@ -1,15 +1,16 @@
-//! The sync loop: one sync at a time, across tabs too (a Web Lock where the browser has them);
+//! The sync loop: declarations, then complaints, then the news about both (reviewers' decisions,
+//! staff answers). One sync at a time, across tabs too (a Web Lock where the browser has them);
 //! at start, when the network returns, when the app becomes visible, every so often with backoff,
 //! and on "send now". Network errors and 5xx keep items queued; 429 and 503 wait for
 //! `Retry-After`.
 
 use leptos::prelude::*;
 use shared::Lang;
-use shared::wire::{SyncRequest, UpdatesRequest, VerifyRequest};
+use shared::wire::{ComplaintsRequest, SyncRequest, UpdatesRequest, VerifyRequest};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::model::{Declaration, Meter, next_batch};
+use crate::model::{Complaint, Declaration, Meter, next_batch, next_complaints};
 use crate::outbox;
 
 /// Everything the screens and the sync loop share.
@@ -18,6 +19,7 @@ pub struct AppState {
     pub lang: RwSignal<Lang>,
     pub meters: RwSignal<Vec<Meter>>,
     pub declarations: RwSignal<Vec<Declaration>>,
+    pub complaints: RwSignal<Vec<Complaint>>,
     pub syncing: RwSignal<bool>,
     pub last_sync: RwSignal<Option<time::OffsetDateTime>>,
     pub online: RwSignal<bool>,
@@ -26,6 +28,9 @@ pub struct AppState {
     /// The declare form's meter and reading, so that "correct and send again" can fill it.
     pub form_meter: RwSignal<String>,
     pub form_reading: RwSignal<String>,
+    /// The complaint form's tracking code, so that "dispute" on a declaration can fill it.
+    pub form_about: RwSignal<String>,
+    pub form_complaint_meter: RwSignal<String>,
     /// Whether the browser promised to keep this app's storage.
     pub persistent: RwSignal<Option<bool>>,
 }
@@ -115,8 +120,8 @@ pub async fn verify_meter(state: AppState, meter: Meter) -> Result<Meter, ApiErr
         meter_serial: meter.meter_serial.clone(),
         device_id: device_id(),
     };
-    let answer = api::verify(&request, lang_tag(state.lang.get_untracked())).await?;
-    Ok(Meter { info: Some(answer.meter), device_token: Some(answer.device_token), ..meter })
+    let (info, token) = api::verify(&request, lang_tag(state.lang.get_untracked())).await?;
+    Ok(Meter { info: Some(info), device_token: Some(token), ..meter })
 }
 
 /// Sends what is waiting, once; does nothing while another sync runs, in this tab or another.
@@ -183,6 +188,10 @@ async fn send_with_fresh_outbox(state: AppState) -> Result<(), ApiError> {
         crate::model::newest_first(&mut stored);
         state.declarations.set(stored);
     }
+    if let Ok(mut stored) = outbox::complaints().await {
+        crate::model::newest_first_complaints(&mut stored);
+        state.complaints.set(stored);
+    }
     send_waiting(state).await
 }
 
@@ -201,7 +210,8 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
     loop {
         let batch = next_batch(&state.declarations.get_untracked(), shared::wire::MAX_BATCH);
         if batch.is_empty() {
-            learn_decisions(state).await;
+            send_complaints(state).await?;
+            learn_updates(state).await;
             return Ok(());
         }
         let request =
@@ -213,13 +223,9 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
             .first()
             .and_then(|d| meters.iter().find(|m| m.subscription == d.subscription))
             .and_then(|m| m.device_token.clone());
-        let response = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
-        let updated: Vec<Declaration> = batch
-            .iter()
-            .zip(&response.results)
-            .filter(|(d, r)| r.id == Some(d.id))
-            .map(|(d, r)| d.with_result(r))
-            .collect();
+        let results = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
+        let updated: Vec<Declaration> =
+            batch.iter().zip(&results).filter(|(d, r)| r.id == Some(d.id)).map(|(d, r)| d.with_result(r)).collect();
         // The outcome is on the device before the item leaves the queue.
         if outbox::save_declarations(&updated).await.is_err() {
             return Err(ApiError::Server);
@@ -243,15 +249,57 @@ fn replace(state: AppState, updated: &[Declaration]) {
     });
 }
 
-/// Asks what staff decided about the declarations held for review, and keeps the answers.
-/// Best effort: without an answer, the next sync asks again.
-async fn learn_decisions(state: AppState) {
+/// Sends the waiting complaints, and keeps what became of each before it leaves the queue.
+async fn send_complaints(state: AppState) -> Result<(), ApiError> {
+    loop {
+        let batch = next_complaints(&state.complaints.get_untracked(), shared::wire::MAX_COMPLAINTS);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let request =
+            ComplaintsRequest { device_id: device_id(), complaints: batch.iter().map(Complaint::submission).collect() };
+        let results = api::complaints(&request, lang_tag(state.lang.get_untracked())).await?;
+        let updated: Vec<Complaint> = batch
+            .iter()
+            .zip(&results)
+            .filter(|(c, r)| r.id == c.id)
+            .map(|(c, r)| Complaint {
+                received: Some(r.received),
+                message: r.message.clone(),
+                number: r.number.clone(),
+                ..c.clone()
+            })
+            .collect();
+        if outbox::save_complaints(&updated).await.is_err() {
+            return Err(ApiError::Server);
+        }
+        replace_complaints(state, &updated);
+        if updated.len() < batch.len() {
+            return Err(ApiError::Server);
+        }
+    }
+}
+
+fn replace_complaints(state: AppState, updated: &[Complaint]) {
+    state.complaints.update(|all| {
+        for u in updated {
+            if let Some(c) = all.iter_mut().find(|c| c.id == u.id) {
+                *c = u.clone();
+            }
+        }
+    });
+}
+
+/// Asks what staff decided about the declarations held for review and answered to the
+/// complaints, and keeps the news. Best effort: without an answer, the next sync asks again.
+async fn learn_updates(state: AppState) {
     let held = crate::model::awaiting_review(&state.declarations.get_untracked());
-    if held.is_empty() {
+    let open = crate::model::awaiting_answer(&state.complaints.get_untracked());
+    if held.is_empty() && open.is_empty() {
         return;
     }
-    let request = UpdatesRequest { device_id: device_id(), declarations: held, complaints: Vec::new() };
-    let Ok(decided) = api::decisions(&request).await else { return };
+    let request = UpdatesRequest { device_id: device_id(), declarations: held, complaints: open };
+    let Ok((decided, answered)) = api::updates(&request).await else { return };
     let updated: Vec<Declaration> = state
         .declarations
         .get_untracked()
@@ -260,5 +308,16 @@ async fn learn_decisions(state: AppState) {
         .collect();
     if !updated.is_empty() && outbox::save_declarations(&updated).await.is_ok() {
         replace(state, &updated);
+    }
+    let updated: Vec<Complaint> = state
+        .complaints
+        .get_untracked()
+        .iter()
+        .filter_map(|c| {
+            answered.iter().find(|a| a.id == c.id).map(|a| Complaint { answer: Some(a.answer.clone()), ..c.clone() })
+        })
+        .collect();
+    if !updated.is_empty() && outbox::save_complaints(&updated).await.is_ok() {
+        replace_complaints(state, &updated);
     }
 }

@@ -1,4 +1,4 @@
-//! The screens: my meters, declare, and my declarations. They wrap plain types in signals and
+//! The screens: my meters, declare, my declarations, and complaints. They wrap plain types in signals and
 //! call the rules, the device store and the sync loop; they decide nothing themselves.
 
 use std::time::Duration;
@@ -7,11 +7,12 @@ use leptos::ev;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::rules::{self, Candidate};
-use shared::{Lang, MeterSerial, Reading, Status, SubscriptionNumber};
+use shared::wire::{ComplaintCode, ComplaintKind, complaint_text};
+use shared::{Lang, MeterSerial, Reading, Status, SubscriptionNumber, TrackingCode};
 
 use crate::api::ApiError;
 use crate::i18n::{Text, datetime, number, t};
-use crate::model::{Declaration, Meter, State};
+use crate::model::{Complaint, Declaration, Meter, State};
 use crate::outbox;
 use crate::sync::{self, AppState, now};
 
@@ -21,12 +22,15 @@ pub fn App() -> impl IntoView {
         lang: RwSignal::new(sync::saved_lang()),
         meters: RwSignal::new(Vec::new()),
         declarations: RwSignal::new(Vec::new()),
+        complaints: RwSignal::new(Vec::new()),
         syncing: RwSignal::new(false),
         last_sync: RwSignal::new(sync::saved_last_sync()),
         online: RwSignal::new(true),
         backoff: RwSignal::new(0),
         form_meter: RwSignal::new(String::new()),
         form_reading: RwSignal::new(String::new()),
+        form_about: RwSignal::new(String::new()),
+        form_complaint_meter: RwSignal::new(String::new()),
         persistent: RwSignal::new(None),
     };
     provide_context(state);
@@ -38,6 +42,10 @@ pub fn App() -> impl IntoView {
         if let Ok(mut declarations) = outbox::declarations().await {
             crate::model::newest_first(&mut declarations);
             state.declarations.set(declarations);
+        }
+        if let Ok(mut complaints) = outbox::complaints().await {
+            crate::model::newest_first_complaints(&mut complaints);
+            state.complaints.set(complaints);
         }
         // The device's meters and outbox are on screen: the app is usable from here, with or
         // without a network. The browser tests read this mark for the offline start-up time.
@@ -98,6 +106,7 @@ pub fn App() -> impl IntoView {
             <Meters/>
             <Declare/>
             <History/>
+            <Complaints/>
         </main>
     }
 }
@@ -106,7 +115,10 @@ pub fn App() -> impl IntoView {
 fn SyncStatus() -> impl IntoView {
     let state = expect_context::<AppState>();
     let lang = state.lang;
-    let unsent = move || state.declarations.get().iter().filter(|d| d.state == State::Waiting).count();
+    let unsent = move || {
+        let declarations = state.declarations.get().iter().filter(|d| d.state == State::Waiting).count();
+        declarations + state.complaints.get().iter().filter(|c| c.received.is_none()).count()
+    };
     view! {
         <section class="status" aria-live="polite">
             <span>
@@ -203,11 +215,7 @@ fn Declare() -> impl IntoView {
     let warning = RwSignal::new(None::<String>);
     let confirm = RwSignal::new(false);
     let receipt = RwSignal::new(None::<String>);
-    let meter = move || {
-        let meters = state.meters.get();
-        let chosen = chosen.get();
-        meters.iter().find(|m| m.subscription == chosen).or(meters.first()).cloned()
-    };
+    let meter = move || chosen_meter(state, chosen);
     let save = move |ev: ev::SubmitEvent| {
         ev.prevent_default();
         receipt.set(None);
@@ -255,13 +263,7 @@ fn Declare() -> impl IntoView {
             <h2>{move || t(lang.get(), Text::Declare)}</h2>
             <form on:submit=save>
                 <label for="meter">{move || t(lang.get(), Text::Meter)}</label>
-                <select id="meter" name="meter" on:change=move |ev| chosen.set(event_target_value(&ev))>
-                    {move || state.meters.get().into_iter().map(|m| {
-                        let label = number(lang.get(), &m.subscription);
-                        let selected = m.subscription == chosen.get();
-                        view! { <option value=m.subscription.clone() selected=selected>{label}</option> }
-                    }).collect_view()}
-                </select>
+                <MeterChoice chosen=chosen id="meter"/>
                 <label for="reading">{move || t(lang.get(), Text::Reading)}</label>
                 <input id="reading" name="reading" inputmode="numeric" autocomplete="off" dir="ltr"
                     prop:value=move || reading.get()
@@ -314,8 +316,16 @@ fn History() -> impl IntoView {
                                 <span class="state">{t(l, label)}</span> " · "
                                 {t(l, Text::Receipt)} " " <bdi>{number(l, &d.receipt())}</bdi>
                             </div>
-                            {d.tracking_code.clone().map(|code| view! {
-                                <div>{t(l, Text::Tracking)} ": " <bdi class="tracking">{number(l, &code)}</bdi></div>
+                            {d.tracking_code.clone().map(|code| {
+                                let subscription = d.subscription.clone();
+                                view! {
+                                    <div>
+                                        {t(l, Text::Tracking)} ": " <bdi class="tracking">{number(l, &code)}</bdi> " "
+                                        <button class="link" on:click=move |_| dispute(state, &subscription, &code)>
+                                            {t(l, Text::Dispute)}
+                                        </button>
+                                    </div>
+                                }
                             })}
                             {reason.filter(|_| class != "accepted").map(|m| view! { <div class="reason">{m}</div> })}
                             {sms.map(|href| view! { <a href=href>{t(l, Text::SendBySms)}</a> })}
@@ -329,6 +339,155 @@ fn History() -> impl IntoView {
                                     }>{t(l, Text::CorrectAndResend)}</button>
                                 }
                             })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
+    }
+}
+
+/// The meter chosen in a form, or the first one.
+fn chosen_meter(state: AppState, chosen: RwSignal<String>) -> Option<Meter> {
+    let meters = state.meters.get();
+    let chosen = chosen.get();
+    meters.iter().find(|m| m.subscription == chosen).or(meters.first()).cloned()
+}
+
+/// A choice among the meters on this phone.
+#[component]
+fn MeterChoice(chosen: RwSignal<String>, id: &'static str) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    view! {
+        <select id=id name=id on:change=move |ev| chosen.set(event_target_value(&ev))>
+            {move || state.meters.get().into_iter().map(|m| {
+                let label = number(state.lang.get(), &m.subscription);
+                let selected = m.subscription == chosen.get();
+                view! { <option value=m.subscription.clone() selected=selected>{label}</option> }
+            }).collect_view()}
+        </select>
+    }
+}
+
+/// Fills the complaint form to dispute one declaration, and brings the form into view.
+fn dispute(state: AppState, subscription: &str, tracking_code: &str) {
+    state.form_complaint_meter.set(subscription.to_owned());
+    state.form_about.set(tracking_code.to_owned());
+    if let Some(form) = document().get_element_by_id("complaint") {
+        form.scroll_into_view();
+    }
+}
+
+#[component]
+fn Complaints() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    let chosen = state.form_complaint_meter;
+    let about = state.form_about;
+    let kind = RwSignal::new(ComplaintKind::Dispute);
+    let text = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<&'static str>);
+    let file = move |ev: ev::SubmitEvent| {
+        ev.prevent_default();
+        let l = lang.get();
+        let Some(meter) = chosen_meter(state, chosen) else {
+            problem.set(Some(t(l, Text::NoMeter)));
+            return;
+        };
+        // The same checks as the server's, so that a mistake is fixed here rather than refused
+        // after the complaint waited in the queue.
+        let typed = about.get();
+        let about_code = match typed.trim() {
+            "" => None,
+            code => match TrackingCode::parse(code) {
+                Some(code) => Some(code.to_string()),
+                None => {
+                    problem.set(Some(ComplaintCode::TrackingCodeInvalid.message(l)));
+                    return;
+                }
+            },
+        };
+        let body = match complaint_text(&text.get()) {
+            Ok(body) => body.to_owned(),
+            Err(code) => {
+                problem.set(Some(code.message(l)));
+                return;
+            }
+        };
+        let complaint = Complaint {
+            id: uuid::Uuid::now_v7(),
+            subscription: meter.subscription,
+            kind: kind.get(),
+            about: about_code,
+            text: body,
+            made_at: now(),
+            received: None,
+            message: None,
+            number: None,
+            answer: None,
+        };
+        spawn_local(async move {
+            // Written to the device before the form clears.
+            match outbox::save_complaints(std::slice::from_ref(&complaint)).await {
+                Err(e) => problem.set(Some(e.0)),
+                Ok(()) => {
+                    state.complaints.update(|all| {
+                        if !all.iter().any(|c| c.id == complaint.id) {
+                            all.insert(0, complaint);
+                        }
+                    });
+                    text.set(String::new());
+                    about.set(String::new());
+                    problem.set(None);
+                    sync::sync_once(state).await;
+                }
+            }
+        });
+    };
+    let set_kind = move |ev| {
+        kind.set(if event_target_value(&ev) == "service" { ComplaintKind::Service } else { ComplaintKind::Dispute })
+    };
+    view! {
+        <section>
+            <h2>{move || t(lang.get(), Text::Complaints)}</h2>
+            <form id="complaint" on:submit=file>
+                <label for="complaint_meter">{move || t(lang.get(), Text::Meter)}</label>
+                <MeterChoice chosen=chosen id="complaint_meter"/>
+                <label for="kind">{move || t(lang.get(), Text::Subject)}</label>
+                <select id="kind" name="kind" on:change=set_kind>
+                    <option value="dispute">{move || t(lang.get(), Text::KindDispute)}</option>
+                    <option value="service">{move || t(lang.get(), Text::KindService)}</option>
+                </select>
+                <label for="about">{move || t(lang.get(), Text::About)}</label>
+                <input id="about" name="about" inputmode="numeric" autocomplete="off" dir="ltr"
+                    prop:value=move || about.get() on:input=move |ev| about.set(event_target_value(&ev))/>
+                <label for="complaint_text">{move || t(lang.get(), Text::Description)}</label>
+                <textarea id="complaint_text" name="text" rows="3" maxlength="1000"
+                    prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))></textarea>
+                <p class="problem" role="alert">{move || problem.get()}</p>
+                <button type="submit">{move || t(lang.get(), Text::Send)}</button>
+            </form>
+            <ul class="history">
+                {move || state.complaints.get().into_iter().map(|c| {
+                    let l = lang.get();
+                    let (label, class) = match (c.received, c.answer.is_some()) {
+                        (None, _) => (Text::Waiting, "waiting"),
+                        (Some(false), _) => (Text::NotReceived, "rejected"),
+                        (Some(true), false) => (Text::AwaitingAnswer, "review"),
+                        (Some(true), true) => (Text::Answer, "accepted"),
+                    };
+                    let refusal = c.message.filter(|_| c.received == Some(false));
+                    view! {
+                        <li class=format!("complaint {class}") data-id=c.id.to_string()>
+                            <div>
+                                <span class="state">{t(l, label)}</span>
+                                {c.number.map(|n| view! {
+                                    " · " {t(l, Text::ComplaintNumber)} " " <bdi class="number">{number(l, &n)}</bdi>
+                                })}
+                            </div>
+                            <div class="text">{c.text}</div>
+                            {c.answer.map(|a| view! { <div class="answer">{a}</div> })}
+                            {refusal.map(|m| view! { <div class="reason">{m}</div> })}
                         </li>
                     }
                 }).collect_view()}

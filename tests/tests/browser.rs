@@ -669,3 +669,112 @@ async fn a_reviewers_decision_reaches_the_phone() {
     let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
+
+/// Opens IndexedDB as the first version of the app left it (meters and declarations, no
+/// complaints store) with one unverified meter and one waiting declaration, from a page of the
+/// app's origin that is not the app.
+async fn leave_a_first_version_outbox(client: &Client, base: &str) {
+    client.goto(&format!("{base}/healthz")).await.expect("a page of the origin");
+    let declaration = json!({
+        "id": uuid::Uuid::now_v7().to_string(), "subscription": SUB, "meter_serial": SERIAL, "reading": 10050,
+        "read_at": tests::rfc3339(time::OffsetDateTime::now_utc()), "state": "waiting", "code": null,
+        "message": null, "tracking_code": null, "consumption_m3": null,
+    });
+    let meter = json!({"subscription": SUB, "meter_serial": SERIAL, "info": null, "device_token": null});
+    let script = r#"
+        const [meter, declaration, done] = arguments;
+        const open = indexedDB.open('kontor', 1);
+        open.onupgradeneeded = () => {
+            open.result.createObjectStore('meters', { keyPath: 'subscription' });
+            open.result.createObjectStore('declarations', { keyPath: 'id' });
+        };
+        open.onsuccess = () => {
+            const tx = open.result.transaction(['meters', 'declarations'], 'readwrite');
+            tx.objectStore('meters').put(meter);
+            tx.objectStore('declarations').put(declaration);
+            tx.oncomplete = () => { open.result.close(); done(true); };
+            tx.onerror = () => done(String(tx.error));
+        };
+        open.onerror = () => done(String(open.error));
+    "#;
+    let stored = client.execute_async(script, vec![meter, declaration]).await.expect("the first version's outbox");
+    assert_eq!(stored, Value::Bool(true), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_filed_offline_gets_an_answer_back() {
+    use server::store::Role;
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let profile = fresh_profile("complaint");
+    let driver = start_driver();
+    let client = browser(&driver, &profile).await;
+    let app = format!("{}/pwa/", server.base);
+
+    // A phone that queued a reading under the app's first version: the upgrade keeps it, and
+    // it is sent at once.
+    leave_a_first_version_outbox(&client, &server.base).await;
+    client.goto(&app).await.expect("open the app");
+    wait_for(&client, "return !!document.querySelector('.history li.declaration.accepted .tracking')", "the sync")
+        .await;
+    assert_eq!(count(&client, ".meters li").await, 1, "the meter survived the upgrade");
+    wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
+
+    // No signal: the subscriber disputes that reading from its history, and the complaint waits.
+    server.stop().await;
+    client.goto(&app).await.expect("reload offline");
+    wait_for(&client, "return !!document.querySelector('.history li.declaration button.link')", "the history").await;
+    client
+        .execute("document.querySelector('.history li.declaration button.link').click(); return true;", vec![])
+        .await
+        .expect("dispute");
+    let tracking = server.store.declarations_of(SUB).await.expect("read")[0].tracking_code().expect("a code");
+    let about: Value =
+        client.execute("return document.querySelector('[name=about]').value", vec![]).await.expect("about");
+    assert_eq!(about, json!(tracking.as_str()), "the form names the disputed declaration");
+    // Too short a text is refused on the phone, in Persian, before anything is queued.
+    submit(&client, "about").await;
+    wait_for(&client, "return document.querySelector('#complaint .problem').textContent.length > 0", "the refusal")
+        .await;
+    assert_eq!(count(&client, "li.complaint").await, 0);
+    fill(&client, "text", "رقم کنتور را اشتباه خوانده‌اید؛ رقم درست ۱۰۰۴۰ است.").await;
+    submit(&client, "about").await;
+    wait_for(&client, "return document.querySelectorAll('li.complaint.waiting').length === 1", "the queued complaint")
+        .await;
+    let unsent = client.find(Locator::Css("#unsent")).await.expect("counter").text().await.expect("text");
+    assert_eq!(unsent, "۱");
+    client.refresh().await.expect("reload offline");
+    wait_for(&client, "return document.querySelectorAll('li.complaint.waiting').length === 1", "kept offline").await;
+    screenshot(&client, "complaint-waiting").await;
+
+    // The signal returns: it is sent by itself and gets its number.
+    server.resume().await;
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return document.querySelectorAll('li.complaint.review .number').length === 1", "its number")
+        .await;
+    let stored = server.store.complaint(1).await.expect("read").expect("stored once");
+    assert!(server.store.complaint(2).await.expect("read").is_none(), "stored once");
+    let number = stored.number().expect("a number");
+    let shown = client.find(Locator::Css("li.complaint .number")).await.expect("number").text().await.expect("text");
+    assert_eq!(shown, shared::digits::to_persian_digits(number.as_str()));
+    let disputed = server.store.declarations_of(SUB).await.expect("read")[0].seq;
+    assert_eq!((stored.channel.as_str(), stored.about_seq), ("app", Some(disputed)));
+
+    // Staff answer it in the console; the phone's next sync brings the answer, kept on the phone.
+    server.add_operator("rev", Role::Reviewer, "Customer care", "correct horse battery").await;
+    let staff = server.console();
+    assert_eq!(staff.login("rev", "correct horse battery").await.status, 303);
+    let csrf = staff.csrf("/office/complaints/1").await;
+    let answer = "رقم دوباره خوانده شد و اصلاح می‌شود.";
+    assert_eq!(staff.post("/office/complaints/1", &[("csrf", &csrf), ("answer", answer)]).await.status, 303);
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return document.querySelectorAll('li.complaint.accepted .answer').length === 1", "the answer")
+        .await;
+    client.refresh().await.expect("reload");
+    wait_for(&client, "return document.querySelectorAll('li.complaint.accepted .answer').length === 1", "kept").await;
+    let text = client.find(Locator::Css("li.complaint .answer")).await.expect("answer").text().await.expect("text");
+    assert_eq!(text, answer);
+    screenshot(&client, "complaint-answered").await;
+    client.close().await.expect("close the browser");
+    let _ = std::fs::remove_dir_all(&profile);
+    server.finish().await;
+}
