@@ -26,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::limits::Key;
+use crate::limits::{Key, Refused};
 use crate::store::{Channel, Incoming, Outcome, Proof};
 use crate::writer::WriteError;
 
@@ -201,7 +201,7 @@ pub async fn verify(
     let sub_key = Key::Subscription(
         subscription.as_ref().map_or_else(|_| digits::normalize(&request.subscription), ToString::to_string),
     );
-    state.limiter.check([&client, &sub_key]).map_err(|wait| ApiError::rate_limited(lang, wait))?;
+    state.limiter.check([&client, &sub_key]).await.map_err(|r| refused(r, lang))?;
 
     let serial = MeterSerial::parse(&request.meter_serial).ok();
     let meter = match &subscription {
@@ -212,8 +212,8 @@ pub async fn verify(
         Err(_) => None,
     };
     let Some(meter) = meter.filter(|m| serial.as_ref() == Some(&m.meter_serial)) else {
-        state.limiter.record_failure(client);
-        state.limiter.record_failure(sub_key);
+        state.limiter.record_failure(client).await;
+        state.limiter.record_failure(sub_key).await;
         return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::IdentityMismatch, lang));
     };
 
@@ -308,7 +308,7 @@ pub async fn sync(
     let client = Key::Client(peer.ip());
     let mut keys = vec![client.clone()];
     keys.extend(incoming.iter().map(|i| Key::Subscription(i.subscription.clone())));
-    state.limiter.check(&keys).map_err(|wait| ApiError::rate_limited(lang, wait))?;
+    state.limiter.check(&keys).await.map_err(|r| refused(r, lang))?;
     // More serials for one subscription than its failure limit, in one batch, is guessing: it
     // would be answered before the limit could count it.
     let limits = state.limiter.limits();
@@ -317,7 +317,7 @@ pub async fn sync(
         serials.entry(item.subscription.as_str()).or_default().insert(item.meter_serial.as_str());
     }
     if serials.values().any(|s| s.len() as u32 > limits.per_subscription) {
-        state.limiter.record_failure(client.clone());
+        state.limiter.record_failure(client.clone()).await;
         return Err(ApiError::rate_limited(lang, limits.window));
     }
 
@@ -332,8 +332,8 @@ pub async fn sync(
     };
     for (item, outcome) in incoming.iter().zip(&outcomes) {
         if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
-            state.limiter.record_failure(client.clone());
-            state.limiter.record_failure(Key::Subscription(item.subscription.clone()));
+            state.limiter.record_failure(client.clone()).await;
+            state.limiter.record_failure(Key::Subscription(item.subscription.clone())).await;
         }
     }
 
@@ -369,5 +369,17 @@ fn result_of(outcome: &Outcome, lang: Lang) -> SyncResult {
         tracking_code: outcome.tracking_seq.and_then(TrackingCode::from_sequence).map(|c| c.to_string()),
         consumption_m3: outcome.consumption_m3,
         replayed: outcome.replayed,
+    }
+}
+
+/// The answer to a request the identity limits stop: 429 with `Retry-After`, or 503 when the
+/// shared counters could not be read (the client keeps its outbox and tries again).
+fn refused(refusal: Refused, lang: Lang) -> ApiError {
+    match refusal {
+        Refused::Wait(wait) => ApiError::rate_limited(lang, wait),
+        Refused::Store(e) => {
+            tracing::error!(error = %crate::writer::error_chain(&e), "reading the identity limits failed");
+            ApiError::from_write(&WriteError::from(&e), lang)
+        }
     }
 }

@@ -70,12 +70,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (writer, writer_task) = Writer::spawn(store.clone());
     let state = AppState {
+        limiter: Arc::new(IdentityLimiter::for_store(options.limits, &store, "api")),
+        console: Arc::new(console::Console::new(options.console, &store)),
         store,
         writer,
-        limiter: Arc::new(IdentityLimiter::new(options.limits)),
         web_root: options.web_root,
         sms: options.sms,
-        console: Arc::new(console::Console::new(options.console)),
         billing_token: options.billing_token.filter(|t| !t.is_empty()),
     };
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);

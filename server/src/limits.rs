@@ -1,15 +1,24 @@
 //! Limits on failed identity attempts, per subscription and per client, so that nobody can find
 //! a meter serial by guessing; the console's sign-in uses a second limiter of the same kind, per
-//! username and per client, against password guessing. Failures are counted in a fixed window; a key over its limit is
-//! refused with `429` and `Retry-After` until its window ends.
+//! username and per client, against password guessing. Failures are counted in a fixed window; a
+//! key over its limit is refused with `429` and `Retry-After` until its window ends.
 //!
-//! The counters live in this process: one `kontor serve` per SQLite database. Running several
-//! instances on one PostgreSQL needs them in the database (tracked in the multi-instance issue).
+//! Where the counters live follows the store. On SQLite one `kontor serve` owns the database, and
+//! the counters are in its memory. On PostgreSQL several instances may serve behind one load
+//! balancer, so the counters are rows of the database (`identity_failures`), one per key and
+//! window, counted up by one atomic upsert: a guesser spreading tries across instances meets one
+//! limit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::store::{Store, StoreError};
 
 /// Whose failures are counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,6 +27,17 @@ pub enum Key {
     /// A console username, as typed.
     Operator(String),
     Client(IpAddr),
+}
+
+impl Key {
+    /// The key's row name in the shared table, within a limiter's scope.
+    fn name(&self, scope: &str) -> String {
+        match self {
+            Self::Subscription(s) => format!("{scope}/subscription/{s}"),
+            Self::Operator(o) => format!("{scope}/operator/{o}"),
+            Self::Client(ip) => format!("{scope}/client/{ip}"),
+        }
+    }
 }
 
 /// How many failures each kind of key may have per window.
@@ -35,23 +55,57 @@ impl Default for Limits {
     }
 }
 
+/// Why a request may not go on.
+#[derive(Debug)]
+pub enum Refused {
+    /// A key used up its failures: wait this long.
+    Wait(Duration),
+    /// The shared counters could not be read; the request is refused rather than let through
+    /// uncounted.
+    Store(StoreError),
+}
+
 struct Window {
     started: Instant,
     failures: u32,
 }
 
+enum Counters {
+    /// One process owns the store: the counters are in its memory.
+    Local(Mutex<HashMap<Key, Window>>),
+    /// Instances share the store: the counters are in it, named within `scope`.
+    Shared { store: Arc<dyn Store>, scope: &'static str, recorded: AtomicU64 },
+}
+
 /// The failure counters.
 pub struct IdentityLimiter {
     limits: Limits,
-    windows: Mutex<HashMap<Key, Window>>,
+    counters: Counters,
 }
 
-/// Entries kept before expired windows are swept.
+/// Entries kept in memory before expired windows are swept.
 const SWEEP_AT: usize = 100_000;
+/// Shared rows: expired windows are deleted after this many failures recorded by an instance.
+const SHARED_SWEEP_EVERY: u64 = 1_000;
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
 
 impl IdentityLimiter {
+    /// Counters in this process's memory.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, windows: Mutex::new(HashMap::new()) }
+        Self { limits, counters: Counters::Local(Mutex::new(HashMap::new())) }
+    }
+
+    /// Counters where `store` says every instance can see them: in the database when several
+    /// instances may share it, in memory otherwise. `scope` keeps limiters apart in the table.
+    pub fn for_store(limits: Limits, store: &Arc<dyn Store>, scope: &'static str) -> Self {
+        if store.shared_by_instances() {
+            Self { limits, counters: Counters::Shared { store: store.clone(), scope, recorded: AtomicU64::new(0) } }
+        } else {
+            Self::new(limits)
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -65,35 +119,71 @@ impl IdentityLimiter {
         }
     }
 
-    /// `Err(retry_after)` when any of `keys` has used up its failures.
-    pub fn check<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Result<(), Duration> {
-        let now = Instant::now();
-        let windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut wait = Duration::ZERO;
-        for key in keys {
-            if let Some(w) = windows.get(key) {
-                let age = now.duration_since(w.started);
-                if age < self.limits.window && w.failures >= self.limit(key) {
-                    wait = wait.max(self.limits.window - age);
+    /// `Err(Refused::Wait(retry_after))` when any of `keys` has used up its failures.
+    pub async fn check<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Result<(), Refused> {
+        let wait = match &self.counters {
+            Counters::Local(windows) => {
+                let now = Instant::now();
+                let windows = windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut wait = Duration::ZERO;
+                for key in keys {
+                    if let Some(w) = windows.get(key) {
+                        let age = now.duration_since(w.started);
+                        if age < self.limits.window && w.failures >= self.limit(key) {
+                            wait = wait.max(self.limits.window - age);
+                        }
+                    }
+                }
+                wait
+            }
+            Counters::Shared { store, scope, .. } => {
+                let keys: Vec<(String, u32)> = keys.into_iter().map(|k| (k.name(scope), self.limit(k))).collect();
+                let names: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
+                let window_ms = self.limits.window.as_millis() as i64;
+                let now = unix_ms(OffsetDateTime::now_utc());
+                let rows = store.failure_windows(&names, now - window_ms).await.map_err(Refused::Store)?;
+                let mut wait_ms = 0;
+                for (name, started_ms, failures) in rows {
+                    if keys.iter().any(|(n, limit)| *n == name && failures >= *limit) {
+                        wait_ms = wait_ms.max(started_ms + window_ms - now);
+                    }
+                }
+                Duration::from_millis(wait_ms.max(0) as u64)
+            }
+        };
+        if wait.is_zero() { Ok(()) } else { Err(Refused::Wait(wait)) }
+    }
+
+    /// Counts one failed attempt against `key`. A shared counter that cannot be written is
+    /// logged: the attempt was answered already.
+    pub async fn record_failure(&self, key: Key) {
+        match &self.counters {
+            Counters::Local(windows) => {
+                let now = Instant::now();
+                let mut windows = windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if windows.len() >= SWEEP_AT {
+                    let window = self.limits.window;
+                    windows.retain(|_, w| now.duration_since(w.started) < window);
+                }
+                let entry = windows.entry(key).or_insert(Window { started: now, failures: 0 });
+                if now.duration_since(entry.started) >= self.limits.window {
+                    *entry = Window { started: now, failures: 0 };
+                }
+                entry.failures = entry.failures.saturating_add(1);
+            }
+            Counters::Shared { store, scope, recorded } => {
+                let window_ms = self.limits.window.as_millis() as i64;
+                let now = unix_ms(OffsetDateTime::now_utc());
+                if let Err(e) = store.record_failure(&key.name(scope), now, window_ms).await {
+                    tracing::error!(error = %crate::writer::error_chain(&e), "counting an identity failure failed");
+                }
+                if recorded.fetch_add(1, Ordering::Relaxed) % SHARED_SWEEP_EVERY == SHARED_SWEEP_EVERY - 1
+                    && let Err(e) = store.sweep_failures(now - window_ms).await
+                {
+                    tracing::warn!(error = %crate::writer::error_chain(&e), "sweeping expired identity failures failed");
                 }
             }
         }
-        if wait.is_zero() { Ok(()) } else { Err(wait) }
-    }
-
-    /// Counts one failed attempt against `key`.
-    pub fn record_failure(&self, key: Key) {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if windows.len() >= SWEEP_AT {
-            let window = self.limits.window;
-            windows.retain(|_, w| now.duration_since(w.started) < window);
-        }
-        let entry = windows.entry(key).or_insert(Window { started: now, failures: 0 });
-        if now.duration_since(entry.started) >= self.limits.window {
-            *entry = Window { started: now, failures: 0 };
-        }
-        entry.failures = entry.failures.saturating_add(1);
     }
 }
 
@@ -101,27 +191,27 @@ impl IdentityLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_is_refused_after_its_limit_and_others_are_not() {
+    #[tokio::test]
+    async fn a_key_is_refused_after_its_limit_and_others_are_not() {
         let limiter =
             IdentityLimiter::new(Limits { per_subscription: 2, per_client: 3, window: Duration::from_secs(60) });
         let sub = Key::Subscription("1234".into());
         let other = Key::Subscription("5678".into());
-        limiter.record_failure(sub.clone());
-        assert!(limiter.check([&sub]).is_ok());
-        limiter.record_failure(sub.clone());
-        let wait = limiter.check([&sub, &other]).expect_err("over the limit");
+        limiter.record_failure(sub.clone()).await;
+        assert!(limiter.check([&sub]).await.is_ok());
+        limiter.record_failure(sub.clone()).await;
+        let Err(Refused::Wait(wait)) = limiter.check([&sub, &other]).await else { panic!("over the limit") };
         assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
-        assert!(limiter.check([&other]).is_ok());
+        assert!(limiter.check([&other]).await.is_ok());
     }
 
-    #[test]
-    fn windows_expire() {
+    #[tokio::test]
+    async fn windows_expire() {
         let limiter =
             IdentityLimiter::new(Limits { per_subscription: 1, per_client: 1, window: Duration::from_millis(1) });
         let key = Key::Client(IpAddr::from([127, 0, 0, 1]));
-        limiter.record_failure(key.clone());
+        limiter.record_failure(key.clone()).await;
         std::thread::sleep(Duration::from_millis(5));
-        assert!(limiter.check([&key]).is_ok());
+        assert!(limiter.check([&key]).await.is_ok());
     }
 }

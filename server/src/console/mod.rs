@@ -16,6 +16,7 @@ pub mod calendar;
 pub mod pages;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
@@ -33,9 +34,9 @@ use uuid::Uuid;
 use self::auth::{LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE};
 use self::pages::{DeclareForm, Frame, tr};
 use crate::AppState;
-use crate::limits::{IdentityLimiter, Key, Limits};
+use crate::limits::{IdentityLimiter, Key, Limits, Refused};
 use crate::store::{
-    AuditEntry, Incoming, NewSession, ReviewDecision, ReviewRequest, ReviewResult, Session, Staff, StoreError,
+    AuditEntry, Incoming, NewSession, ReviewDecision, ReviewRequest, ReviewResult, Session, Staff, Store, StoreError,
 };
 use crate::tokens::{new_token, same_secret, token_hash};
 use crate::writer::WriteError;
@@ -65,8 +66,8 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(options: ConsoleOptions) -> Self {
-        Self { options, login_limiter: IdentityLimiter::new(options.login_limits) }
+    pub fn new(options: ConsoleOptions, store: &Arc<dyn Store>) -> Self {
+        Self { options, login_limiter: IdentityLimiter::for_store(options.login_limits, store, "console") }
     }
 }
 
@@ -354,7 +355,11 @@ async fn login(
     let username: String = form.username.trim().chars().take(64).collect();
     let keys = [Key::Operator(username.clone()), Key::Client(peer.ip())];
     let limiter = &state.console.login_limiter;
-    if let Err(wait) = limiter.check(&keys) {
+    if let Err(refusal) = limiter.check(&keys).await {
+        let wait = match refusal {
+            Refused::Wait(wait) => wait,
+            Refused::Store(e) => return Err(store_failed(lang, &e)),
+        };
         let text = tr(
             lang,
             "تلاش‌های ناموفق زیاد بود؛ کمی بعد دوباره امتحان کنید.",
@@ -374,7 +379,7 @@ async fn login(
     let now = OffsetDateTime::now_utc();
     let Some(operator) = operator.filter(|_| verified) else {
         for key in keys {
-            limiter.record_failure(key);
+            limiter.record_failure(key).await;
         }
         let entry = AuditEntry { at: now, username: &username, action: "login_failed", detail: &peer.ip().to_string() };
         if let Err(e) = state.store.audit(&entry).await {

@@ -42,6 +42,16 @@ impl StoreError {
             other => Self::Database(other),
         }
     }
+
+    /// Whether the database gave up on the transaction and asks for it again: a serialisation
+    /// failure (SQLSTATE 40001, routine on CockroachDB and YugabyteDB, and on PostgreSQL under
+    /// `SERIALIZABLE`) or a deadlock (40P01). Nothing of the transaction was stored.
+    pub fn should_retry(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40001" | "40P01")),
+            _ => false,
+        }
+    }
 }
 
 /// A meter as the registry knows it.
@@ -394,6 +404,18 @@ pub trait Store: Send + Sync + 'static {
         declarations: &[Uuid],
         complaints: &[Uuid],
     ) -> Result<(Vec<shared::wire::ReviewUpdate>, Vec<shared::wire::ComplaintAnswer>), StoreError>;
+
+    /// Whether several `kontor serve` instances may share this store (PostgreSQL): then no
+    /// guarantee may live in one process's memory.
+    fn shared_by_instances(&self) -> bool;
+    /// Identity failures counted in the store: of the keys named, those whose window started
+    /// after `since_ms`, as (key, window start in Unix ms, failures).
+    async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<(String, i64, u32)>, StoreError>;
+    /// Counts one failure against `key` in one statement, starting its window again when the
+    /// stored one began `window_ms` or more before `now_ms`.
+    async fn record_failure(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<(), StoreError>;
+    /// Deletes the windows that began before `before_ms`.
+    async fn sweep_failures(&self, before_ms: i64) -> Result<(), StoreError>;
 }
 
 /// A complaint as received, before it is stored.

@@ -182,6 +182,17 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How many times a batch is tried before the error is answered (503: the client keeps it).
+const MAX_ATTEMPTS: u32 = 10;
+
+/// The wait before retry `attempt` (from 0): 5 ms doubling, up to 640 ms, plus up to as much
+/// again at random so that the transactions that collided do not collide again.
+fn retry_wait(attempt: u32) -> std::time::Duration {
+    let base = 5u64 << attempt.min(7);
+    let jitter = crate::tokens::random_bytes::<2>().map_or(0, |b| u64::from(u16::from_le_bytes(b)) % (base + 1));
+    std::time::Duration::from_millis(base + jitter)
+}
+
 pub(super) fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
@@ -944,14 +955,23 @@ impl Store for SqlStore {
 
     async fn apply(&self, batch: &[Incoming], now: OffsetDateTime) -> Result<Vec<Outcome>, StoreError> {
         // Another process may store one of the ids between our look-up and our insert; the
-        // UNIQUE constraint turns that into a retry, which then sees the stored outcome.
-        for attempt in 0..5 {
-            let result = self.apply_once(batch, now, attempt > 0).await;
+        // UNIQUE constraint turns that into a retry, which then sees the stored outcome. A
+        // transaction the database gave up on (a serialisation failure or a deadlock) is tried
+        // again after a short, growing, randomised wait; nothing of it was stored.
+        let mut look_up = false;
+        for attempt in 0..MAX_ATTEMPTS {
+            let result = self.apply_once(batch, now, look_up).await;
             if !matches!(result, Ok(Ok(_))) {
                 *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
-            if let Ok(outcomes) = result? {
-                return Ok(outcomes);
+            match result {
+                Ok(Ok(outcomes)) => return Ok(outcomes),
+                Ok(Err(Raced)) => look_up = true,
+                Err(e) if e.should_retry() && attempt + 1 < MAX_ATTEMPTS => {
+                    tracing::info!(error = %crate::writer::error_chain(&e), attempt, "the database asked to retry a batch");
+                    tokio::time::sleep(retry_wait(attempt)).await;
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(StoreError::Corrupt("a batch kept racing with another writer".into()))
@@ -1098,5 +1118,57 @@ impl Store for SqlStore {
         complaints: &[Uuid],
     ) -> Result<(Vec<shared::wire::ReviewUpdate>, Vec<shared::wire::ComplaintAnswer>), StoreError> {
         self.news(declarations, complaints).await
+    }
+
+    fn shared_by_instances(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
+    async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<(String, i64, u32)>, StoreError> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "SELECT key, window_started_ms, failures FROM identity_failures \
+                 WHERE key IN (SELECT value FROM json_each($1)) AND window_started_ms > $2"
+            }
+            Dialect::Postgres => {
+                "SELECT key, window_started_ms, failures FROM identity_failures \
+                 WHERE key = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND window_started_ms > $2"
+            }
+        };
+        let rows = sqlx::query(sql).bind(json_text(&keys)?).bind(since_ms).fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let failures: i64 = row.try_get(2)?;
+                Ok((row.try_get(0)?, row.try_get(1)?, u32::try_from(failures).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    async fn record_failure(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<(), StoreError> {
+        // One atomic upsert: two instances counting the same key at once both count.
+        sqlx::query(
+            "INSERT INTO identity_failures (key, window_started_ms, failures) VALUES ($1, $2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN identity_failures.window_started_ms <= $3 THEN 1 \
+                 ELSE identity_failures.failures + 1 END, \
+               window_started_ms = CASE WHEN identity_failures.window_started_ms <= $3 THEN $2 \
+                 ELSE identity_failures.window_started_ms END",
+        )
+        .bind(key)
+        .bind(now_ms)
+        .bind(now_ms - window_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn sweep_failures(&self, before_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM identity_failures WHERE window_started_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 }
