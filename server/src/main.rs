@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, value_parser = ["csv", "json"], default_value = "csv")]
         format: String,
     },
+    /// Move the whole store to another, empty database (a province from SQLite to PostgreSQL),
+    /// then compare both table by table (row counts and SHA-256). Stop `kontor serve` first.
+    MigrateStore {
+        /// The store to move, e.g. `sqlite://data/kontor.db`.
+        #[arg(long)]
+        from: String,
+        /// The empty database to move it to, e.g. `postgres://kontor@db/kontor`.
+        #[arg(long)]
+        to: String,
+    },
     /// Import or update subscribers from the billing system's CSV export.
     ImportSubscribers {
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
@@ -201,6 +211,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqlStore::connect(&database).await?;
             store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("importing subscribers")?;
             println!("imported {} subscriber(s)", rows.len());
+            Ok(())
+        }
+        Command::MigrateStore { from, to } => {
+            let source = SqlStore::connect(&from).await?;
+            let target = SqlStore::connect(&to).await?;
+            let moved = server::store::transfer::transfer(&source, &target).await?;
+            for m in &moved {
+                println!("{:<14} {:>10} rows  sha256 {}", m.table, m.rows, m.sha256);
+            }
+            println!("moved and verified: every table has the same rows and checksum on both sides");
+            source.close().await;
+            target.close().await;
             Ok(())
         }
         Command::ExportReadings { database, since, format } => {

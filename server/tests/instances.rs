@@ -10,29 +10,21 @@
 //! Needs the local PostgreSQL (`KONTOR_TEST_POSTGRES`, by default
 //! `postgres://postgres@127.0.0.1:5432/test`); fails, saying so, when it is missing.
 
-use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::HashMap;
+
+use common::{Instance, import, post};
 use serde_json::{Value, json};
 use server::store::{SqlStore, Store as _};
-use sqlx::Connection as _;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-const KONTOR: &str = env!("CARGO_BIN_EXE_kontor");
 const INSTANCES: usize = 3;
 const METERS: usize = 12;
 const PER_METER: u64 = 30;
 const CLIENTS: usize = 6;
-
-fn admin_url() -> String {
-    std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn subscription(meter: usize) -> String {
     format!("77{meter:08}")
@@ -40,77 +32,6 @@ fn subscription(meter: usize) -> String {
 
 fn serial(meter: usize) -> String {
     format!("MI{meter:06}")
-}
-
-/// A `kontor serve` process; killed on drop. Its log is kept for a failing test to show.
-struct Instance {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Instance {
-    fn start(database: &str, dir: &std::path::Path, n: usize) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = dir.join(format!("instance-{n}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(KONTOR)
-            .args(["serve", "--listen", &addr, "--database", database])
-            .env("RUST_LOG", "warn,server::store=info")
-            .stdout(file.try_clone().expect("log file"))
-            .stderr(file)
-            .spawn()
-            .expect("start kontor serve");
-        Self { child, addr, log }
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("poll") {
-                panic!(
-                    "instance {} exited ({status}): {}",
-                    self.addr,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if request(&self.addr, "GET", "/readyz", "").is_some_and(|(status, _)| status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("instance {} never became ready: {}", self.addr, std::fs::read_to_string(&self.log).unwrap_or_default());
-    }
-}
-
-/// One HTTP/1.1 request on its own connection; the status and the JSON body (`Null` if none).
-fn request(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let json = response.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
-    Some((status, json))
-}
-
-fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
-    request(addr, "POST", path, &body.to_string()).unwrap_or_else(|| panic!("no answer from {addr}{path}"))
 }
 
 /// One declaration the clients send.
@@ -152,34 +73,16 @@ fn said(result: &Value) -> Said {
 #[test]
 fn several_instances_on_one_postgres_keep_every_guarantee() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let admin = admin_url();
     let name = format!("kontor_instances_{}", std::process::id());
-    runtime.block_on(async {
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test and is not reachable at {admin}: {e}"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await
-            .expect("drop an old test database");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create");
-        // Every transaction SERIALIZABLE, as CockroachDB runs them: colliding writers get
-        // serialisation failures (40001), which the instances must retry, never lose.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'"
-        )))
-        .execute(&mut conn)
-        .await
-        .expect("serializable by default");
-    });
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-    let database = format!("{base}/{name}");
-    let dir = std::env::temp_dir().join(format!("kontor-instances-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    // Every transaction SERIALIZABLE, as CockroachDB runs them: colliding writers get
+    // serialisation failures (40001), which the instances must retry, never lose.
+    let serializable = "ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'";
+    let database = runtime.block_on(common::create_database(&name, &[serializable]));
+    let dir = common::scratch("instances");
 
     // Three instances start at once on the empty database: the migrations run once.
-    let mut instances: Vec<Instance> = (0..INSTANCES).map(|n| Instance::start(&database, &dir, n)).collect();
+    let mut instances: Vec<Instance> =
+        (0..INSTANCES).map(|n| Instance::start(&database, &dir, &format!("instance-{n}"))).collect();
     for instance in &mut instances {
         instance.wait_ready();
     }
@@ -187,23 +90,11 @@ fn several_instances_on_one_postgres_keep_every_guarantee() {
 
     // The registry, imported while they run: billed 10,000 m³ thirty days ago, 3 m³ a day.
     let billed = OffsetDateTime::now_utc() - time::Duration::days(30);
-    let mut csv = String::from("subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone\n");
-    for meter in 0..METERS {
-        csv += &format!(
-            "{},{},5,10000,{},3.0,\n",
-            subscription(meter),
-            serial(meter),
-            billed.format(&Rfc3339).expect("t")
-        );
-    }
-    std::fs::write(dir.join("registry.csv"), csv).expect("write csv");
-    let import = Command::new(KONTOR)
-        .args(["import-subscribers", "--database", &database])
-        .arg(dir.join("registry.csv"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("import");
-    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let billed_text = billed.format(&Rfc3339).expect("time");
+    let rows: String = (0..METERS)
+        .map(|meter| format!("{},{},5,10000,{billed_text},3.0,\n", subscription(meter), serial(meter)))
+        .collect();
+    import(&database, &dir, &rows);
 
     // An hour apart and 2 m³ apart: each reading is plausible after any other.
     let items: Vec<Item> = (1..=PER_METER)
@@ -295,18 +186,12 @@ fn several_instances_on_one_postgres_keep_every_guarantee() {
             }
         }
         assert_eq!(stored, items.len(), "every declaration stored exactly once");
-        let retried: usize = instances
-            .iter()
-            .map(|i| std::fs::read_to_string(&i.log).unwrap_or_default().matches("the database asked to retry").count())
-            .sum();
+        let retried: usize =
+            instances.iter().map(|i| i.log_text().matches("the database asked to retry").count()).sum();
         println!("{} declarations through {INSTANCES} instances; {retried} serialisation retries", items.len());
         store.close().await;
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("reconnect");
         drop(instances);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await
-            .expect("drop the test database");
+        common::drop_database(&name).await;
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,7 @@
 mod complaints;
 mod console;
 mod sql;
+pub mod transfer;
 
 pub use sql::redact as sql_redact;
 
