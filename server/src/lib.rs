@@ -12,6 +12,7 @@ pub mod http;
 pub mod import;
 pub mod ivr;
 pub mod limits;
+pub mod listener;
 pub mod openapi;
 pub mod replies;
 pub mod sms;
@@ -20,7 +21,6 @@ pub mod tokens;
 pub mod writer;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -80,12 +80,11 @@ pub async fn serve(
     };
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let shutdown = async move {
         shutdown.await;
         let _ = stopping.send(true);
     };
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving http")?;
+    listener::serve(listener, http::router(state), shutdown).await;
     if let Some(ivr) = ivr {
         ivr.await.context("the ivr listener failed")?;
     }

@@ -9,6 +9,9 @@
 //! Every declaration is distinct and plausible: meter `i mod METERS` gets one more cubic metre an
 //! hour after the previous one, so the server does the full work of judging, storing and
 //! committing each declaration durably.
+//!
+//! On PostgreSQL the sync scenarios run a second time through two `kontor serve` instances on
+//! the same database, to show what a second instance buys on this machine.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -120,6 +123,19 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Starts the release `kontor serve` on a free port, logging to `log`
+    /// (`KONTOR_BENCH_LOG=server=debug` shows where the server spends its time).
+    fn start(kontor: &std::path::Path, url: &str, log: &std::path::Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(kontor)
+            .args(["serve", "--database", url, "--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", std::env::var("KONTOR_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(std::fs::File::create(log)?)
+            .spawn()
+            .context("starting kontor")?;
+        Ok(Self { child, base: format!("http://127.0.0.1:{port}") })
+    }
+
     /// CPU time the server process has used so far (user + system).
     fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
@@ -176,16 +192,7 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
         bail!("importing the bench meters failed");
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    // KONTOR_BENCH_LOG=server=debug shows where the server spends its time (in server.log).
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(&kontor)
-        .args(["serve", "--database", &url, "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", std::env::var("KONTOR_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
-        .stdout(log)
-        .spawn()
-        .context("starting kontor")?;
-    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    let server = Server::start(&kontor, &url, &dir.join("server.log"))?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     wait_ready(&http, &server.base).await?;
 
@@ -195,20 +202,57 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
     let mut rows = Vec::new();
 
     let cpu = server.cpu_time();
-    let bare = load(&http, &server.base, 64, duration, |_| None).await;
+    let bare = load(&http, &[&server.base], 64, duration, |_| None).await;
     rows.push(bare.row(backend, "bare handler (GET /healthz)", 0, server.cpu_time() - cpu));
 
     // The bodies are made before the clock starts, so that the load client spends its core on
     // HTTP rather than on JSON, and the server is measured rather than the client.
-    let bodies = Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids);
+    let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
     let cpu = server.cpu_time();
-    let single = load(&http, &server.base, 64, duration, move |_| Some(bodies.next())).await;
+    let single = load(&http, &[&server.base], 64, duration, {
+        let bodies = bodies.clone();
+        move |_| Some(bodies.next())
+    })
+    .await;
+    bodies.rewind();
     rows.push(single.row(backend, "sync, 1 declaration/request", 1, server.cpu_time() - cpu));
 
-    let bodies = Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids);
+    let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
     let cpu = server.cpu_time();
-    let batched = load(&http, &server.base, 4, duration, move |_| Some(bodies.next())).await;
+    let batched = load(&http, &[&server.base], 4, duration, {
+        let bodies = bodies.clone();
+        move |_| Some(bodies.next())
+    })
+    .await;
+    bodies.rewind();
     rows.push(batched.row(backend, "sync, 500 declarations/request", 500, server.cpu_time() - cpu));
+
+    if backend == "postgres" {
+        // What a second instance on the same database buys: the same load spread over two.
+        let second = Server::start(&kontor, &url, &dir.join("server-2.log"))?;
+        wait_ready(&http, &second.base).await?;
+        let both = [server.base.as_str(), second.base.as_str()];
+        let cpu = server.cpu_time() + second.cpu_time();
+        let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
+        let single = load(&http, &both, 64, duration, {
+            let bodies = bodies.clone();
+            move |_| Some(bodies.next())
+        })
+        .await;
+        bodies.rewind();
+        let used = server.cpu_time() + second.cpu_time() - cpu;
+        rows.push(single.row(backend, "sync, 1 declaration, 2 instances", 1, used));
+        let cpu = server.cpu_time() + second.cpu_time();
+        let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
+        let batched = load(&http, &both, 4, duration, {
+            let bodies = bodies.clone();
+            move |_| Some(bodies.next())
+        })
+        .await;
+        bodies.rewind();
+        let used = server.cpu_time() + second.cpu_time() - cpu;
+        rows.push(batched.row(backend, "sync, 500 declarations, 2 instances", 500, used));
+    }
 
     let memory = server.peak_memory_kib().map_or_else(|| "unknown".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     if let Some(last) = rows.last_mut() {
@@ -245,6 +289,8 @@ const BATCH_CEILING: u64 = 250_000;
 
 /// Sync bodies made ahead of the measurement, handed out once each.
 struct Bodies {
+    /// The counter's value before the first body was made.
+    first: u64,
     made: Vec<bytes::Bytes>,
     next: AtomicU64,
     counter: Arc<AtomicU64>,
@@ -255,8 +301,18 @@ struct Bodies {
 
 impl Bodies {
     fn new(counter: &Arc<AtomicU64>, size: u64, count: u64, start_read: OffsetDateTime, random_ids: bool) -> Self {
+        let first = counter.load(Ordering::Relaxed);
         let made = (0..count).map(|_| batch(counter, size, start_read, random_ids)).collect();
-        Self { made, next: AtomicU64::new(0), counter: counter.clone(), size, start_read, random_ids }
+        Self { first, made, next: AtomicU64::new(0), counter: counter.clone(), size, start_read, random_ids }
+    }
+
+    /// Gives back the numbers of the bodies made but not sent, so that the next scenario's
+    /// readings follow this one's by an hour, not by days (which would make them "unusual").
+    fn rewind(&self) {
+        let sent = self.next.load(Ordering::Relaxed);
+        if (sent as usize) < self.made.len() {
+            self.counter.store(self.first + sent * self.size, Ordering::Relaxed);
+        }
     }
 
     fn next(&self) -> bytes::Bytes {
@@ -355,11 +411,11 @@ impl Measured {
     }
 }
 
-/// Runs `concurrency` closed-loop clients for `duration`; `body(i)` is a sync body to POST, or
-/// `None` for `GET /healthz`.
+/// Runs `concurrency` closed-loop clients for `duration`, client `i` against `bases[i % n]`;
+/// `body(i)` is a sync body to POST, or `None` for `GET /healthz`.
 async fn load(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[&str],
     concurrency: usize,
     duration: Duration,
     body: impl Fn(usize) -> Option<bytes::Bytes> + Send + Sync + 'static,
@@ -368,7 +424,7 @@ async fn load(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let (http, base, body) = (http.clone(), base.to_owned(), body.clone());
+        let (http, base, body) = (http.clone(), bases[worker % bases.len()].to_owned(), body.clone());
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors, mut not_accepted) = (Vec::new(), 0u64, 0u64);
             while started.elapsed() < duration {

@@ -193,6 +193,26 @@ fn retry_wait(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(base + jitter)
 }
 
+/// Runs a transaction again while the database asks for it (see [`StoreError::should_retry`]),
+/// at most [`MAX_ATTEMPTS`] times, after [`retry_wait`]s. Only for work that is all in one
+/// transaction, so that a failed attempt left nothing behind.
+async fn retrying<T, F>(mut attempt: impl FnMut() -> F) -> Result<T, StoreError>
+where
+    F: Future<Output = Result<T, StoreError>>,
+{
+    let mut n = 0;
+    loop {
+        match attempt().await {
+            Err(e) if e.should_retry() && n + 1 < MAX_ATTEMPTS => {
+                tracing::info!(error = %crate::writer::error_chain(&e), attempt = n, "the database asked to retry");
+                tokio::time::sleep(retry_wait(n)).await;
+                n += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 pub(super) fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
@@ -930,17 +950,20 @@ impl Store for SqlStore {
         subscription: &SubscriptionNumber,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO devices (token_hash, device_id, subscription, created_at_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (token_hash) DO NOTHING",
-        )
-        .bind(token_hash)
-        .bind(device_id.to_string())
-        .bind(subscription.to_string())
-        .bind(unix_ms(now))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        retrying(move || async move {
+            sqlx::query(
+                "INSERT INTO devices (token_hash, device_id, subscription, created_at_ms) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (token_hash) DO NOTHING",
+            )
+            .bind(token_hash)
+            .bind(device_id.to_string())
+            .bind(subscription.to_string())
+            .bind(unix_ms(now))
+            .execute(&self.pool)
+            .await
+            .map_err(db)
+        })
+        .await?;
         // The token is handed to the phone next: it must be on disk first.
         self.sync().await
     }
@@ -1019,7 +1042,7 @@ impl Store for SqlStore {
     }
 
     async fn create_session(&self, session: &NewSession<'_>) -> Result<(), StoreError> {
-        self.insert_session(session).await
+        retrying(move || self.insert_session(session)).await
     }
 
     async fn session(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<Session>, StoreError> {
@@ -1031,7 +1054,7 @@ impl Store for SqlStore {
     }
 
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        self.insert_audit(entry).await
+        retrying(move || self.insert_audit(entry)).await
     }
 
     async fn audit_log(&self, before: Option<u64>, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
@@ -1074,7 +1097,7 @@ impl Store for SqlStore {
     }
 
     async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError> {
-        self.decide_review(request, now).await
+        retrying(move || self.decide_review(request, now)).await
     }
 
     async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError> {
@@ -1082,7 +1105,7 @@ impl Store for SqlStore {
     }
 
     async fn file_complaint(&self, complaint: &NewComplaint, now: OffsetDateTime) -> Result<Filed, StoreError> {
-        self.insert_complaint(complaint, now).await
+        retrying(move || self.insert_complaint(complaint, now)).await
     }
 
     async fn complaint(&self, seq: u64) -> Result<Option<ComplaintRecord>, StoreError> {
@@ -1109,7 +1132,7 @@ impl Store for SqlStore {
         staff: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        self.set_answer(seq, answer, staff, now).await
+        retrying(move || self.set_answer(seq, answer, staff, now)).await
     }
 
     async fn updates(
@@ -1146,20 +1169,23 @@ impl Store for SqlStore {
 
     async fn record_failure(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<(), StoreError> {
         // One atomic upsert: two instances counting the same key at once both count.
-        sqlx::query(
-            "INSERT INTO identity_failures (key, window_started_ms, failures) VALUES ($1, $2, 1) \
+        retrying(move || async move {
+            sqlx::query(
+                "INSERT INTO identity_failures (key, window_started_ms, failures) VALUES ($1, $2, 1) \
              ON CONFLICT (key) DO UPDATE SET \
                failures = CASE WHEN identity_failures.window_started_ms <= $3 THEN 1 \
                  ELSE identity_failures.failures + 1 END, \
                window_started_ms = CASE WHEN identity_failures.window_started_ms <= $3 THEN $2 \
                  ELSE identity_failures.window_started_ms END",
-        )
-        .bind(key)
-        .bind(now_ms)
-        .bind(now_ms - window_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+            )
+            .bind(key)
+            .bind(now_ms)
+            .bind(now_ms - window_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db)
+        })
+        .await?;
         Ok(())
     }
 

@@ -60,6 +60,12 @@ impl Instance {
         panic!("kontor serve on {} never became ready: {}", self.addr, self.log_text());
     }
 
+    /// Ends the process at once (SIGKILL): no drain, no last commit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -1,0 +1,60 @@
+//! The HTTP accept loop: `axum::serve`'s job, plus a deadline for request headers.
+//!
+//! `axum::serve` gives hyper no timer, and without one hyper's header-read timeout never fires:
+//! a client that opens a connection and drips its request line a byte at a time (slowloris)
+//! holds the connection for ever, and enough of them hold them all. Here each connection is
+//! served by hyper's HTTP/1 builder with Tokio's timer and a [`HEADER_DEADLINE`]; bodies and
+//! whole requests have their own limits in the router (`http::router`). On shutdown the loop
+//! stops accepting, lets the connections finish the requests they are serving, and returns.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::Service as _;
+
+/// How long a client has to send its request line and headers, from its first byte (or from
+/// the connection when it is new).
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the requests in
+/// flight.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = match make_service.call(peer).await {
+            Ok(service) => TowerToHyperService::new(service),
+            Err(never) => match never {},
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(HEADER_DEADLINE);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
