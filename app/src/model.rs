@@ -128,13 +128,13 @@ impl Declaration {
     }
 }
 
-/// The next batch to send: waiting declarations, oldest first, at most `limit`.
-pub fn next_batch(declarations: &[Declaration], limit: usize) -> Vec<Declaration> {
-    let mut waiting: Vec<Declaration> = declarations.iter().filter(|d| d.state == State::Waiting).cloned().collect();
-    // Ids are unique and time-ordered (UUIDv7): an unstable sort orders them the same, smaller.
-    waiting.sort_unstable_by_key(|d| d.id);
-    waiting.truncate(limit);
-    waiting
+impl shared::outbox::Queued for Declaration {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn waiting(&self) -> bool {
+        self.state == State::Waiting
+    }
 }
 
 /// The declarations held for review whose decision this phone has not learnt yet.
@@ -188,12 +188,13 @@ impl Complaint {
     }
 }
 
-/// The next complaints to send: waiting ones, oldest first, at most `limit`.
-pub fn next_complaints(complaints: &[Complaint], limit: usize) -> Vec<Complaint> {
-    let mut waiting: Vec<Complaint> = complaints.iter().filter(|c| c.received.is_none()).cloned().collect();
-    waiting.sort_unstable_by_key(|c| c.id);
-    waiting.truncate(limit);
-    waiting
+impl shared::outbox::Queued for Complaint {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn waiting(&self) -> bool {
+        self.received.is_none()
+    }
 }
 
 /// The received complaints whose answer this phone has not learnt yet.

@@ -6,11 +6,12 @@
 
 use leptos::prelude::*;
 use shared::Lang;
+use shared::outbox::{answered, next_batch};
 use shared::wire::{ComplaintsRequest, SyncRequest, UpdatesRequest, VerifyRequest};
 use uuid::Uuid;
 
 use crate::api::{self, ApiError};
-use crate::model::{Complaint, Declaration, Meter, next_batch, next_complaints};
+use crate::model::{Complaint, Declaration, Meter};
 use crate::outbox;
 
 /// Everything the screens and the sync loop share.
@@ -224,8 +225,7 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
             .and_then(|d| meters.iter().find(|m| m.subscription == d.subscription))
             .and_then(|m| m.device_token.clone());
         let results = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
-        let updated: Vec<Declaration> =
-            batch.iter().zip(&results).filter(|(d, r)| r.id == Some(d.id)).map(|(d, r)| d.with_result(r)).collect();
+        let updated: Vec<Declaration> = answered(&batch, &results, |r| r.id).map(|(d, r)| d.with_result(r)).collect();
         // The outcome is on the device before the item leaves the queue.
         if outbox::save_declarations(&updated).await.is_err() {
             return Err(ApiError::Server);
@@ -252,17 +252,14 @@ fn replace(state: AppState, updated: &[Declaration]) {
 /// Sends the waiting complaints, and keeps what became of each before it leaves the queue.
 async fn send_complaints(state: AppState) -> Result<(), ApiError> {
     loop {
-        let batch = next_complaints(&state.complaints.get_untracked(), shared::wire::MAX_COMPLAINTS);
+        let batch = next_batch(&state.complaints.get_untracked(), shared::wire::MAX_COMPLAINTS);
         if batch.is_empty() {
             return Ok(());
         }
         let request =
             ComplaintsRequest { device_id: device_id(), complaints: batch.iter().map(Complaint::submission).collect() };
         let results = api::complaints(&request, lang_tag(state.lang.get_untracked())).await?;
-        let updated: Vec<Complaint> = batch
-            .iter()
-            .zip(&results)
-            .filter(|(c, r)| r.id == c.id)
+        let updated: Vec<Complaint> = answered(&batch, &results, |r| Some(r.id))
             .map(|(c, r)| Complaint {
                 received: Some(r.received),
                 message: r.message.clone(),

@@ -8,6 +8,7 @@ pub mod codes;
 pub mod digits;
 pub mod ids;
 pub mod lang;
+pub mod outbox;
 pub mod rules;
 pub mod sms;
 pub mod tracking;
