@@ -25,7 +25,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::tools;
 
-const METERS: u64 = 20_000;
+pub(crate) const METERS: u64 = 20_000;
 const BASE_READING: u64 = 10_000;
 
 struct Options {
@@ -110,9 +110,9 @@ struct Row {
     note: String,
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -125,7 +125,7 @@ impl Drop for Server {
 impl Server {
     /// Starts the release `kontor serve` on a free port, logging to `log`
     /// (`KONTOR_BENCH_LOG=server=debug` shows where the server spends its time).
-    fn start(kontor: &std::path::Path, url: &str, log: &std::path::Path) -> anyhow::Result<Self> {
+    pub(crate) fn start(kontor: &std::path::Path, url: &str, log: &std::path::Path) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let child = Command::new(kontor)
             .args(["serve", "--database", url, "--listen", &format!("127.0.0.1:{port}")])
@@ -146,7 +146,7 @@ impl Server {
         Duration::from_millis(ticks * 10)
     }
 
-    fn peak_memory_kib(&self) -> Option<u64> {
+    pub(crate) fn peak_memory_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status
             .lines()
@@ -155,24 +155,28 @@ impl Server {
     }
 }
 
-async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) -> anyhow::Result<Vec<Row>> {
+/// A fresh store for `backend` (a SQLite file under `target/<purpose>/`, or the database
+/// `kontor_<purpose>` on the local PostgreSQL) holding [`METERS`] meters billed sixty days ago;
+/// its URL, the folder for logs, and the release `kontor` binary.
+pub(crate) fn prepare_store(
+    backend: &str,
+    purpose: &str,
+) -> anyhow::Result<(String, std::path::PathBuf, std::path::PathBuf)> {
     let root = tools::workspace_root();
-    let dir = root.join("target/bench").join(backend);
+    let dir = root.join("target").join(purpose).join(backend);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let admin =
-        std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let url = match backend {
-        "sqlite" => format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+        "sqlite" => format!("sqlite://{}/{purpose}.db?mode=rwc", dir.display()),
         _ => {
-            let name = "kontor_bench";
+            let admin = admin_url();
+            let name = format!("kontor_{purpose}");
             psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
             psql(&admin, &format!("CREATE DATABASE {name}"))?;
             format!("{}/{name}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b))
         }
     };
-    let now = OffsetDateTime::now_utc();
-    let billed = now - time::Duration::days(60);
+    let billed = OffsetDateTime::now_utc() - time::Duration::days(60);
     let csv = dir.join("meters.csv");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&csv)?);
     writeln!(file, "subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone")?;
@@ -189,9 +193,19 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
-        bail!("importing the bench meters failed");
+        bail!("importing the meters failed");
     }
+    Ok((url, dir, kontor))
+}
 
+/// The local PostgreSQL server (`KONTOR_TEST_POSTGRES`).
+pub(crate) fn admin_url() -> String {
+    std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) -> anyhow::Result<Vec<Row>> {
+    let (url, dir, kontor) = prepare_store(backend, "bench")?;
+    let billed = OffsetDateTime::now_utc() - time::Duration::days(60);
     let server = Server::start(&kontor, &url, &dir.join("server.log"))?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     wait_ready(&http, &server.base).await?;
@@ -264,7 +278,7 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
     }
     drop(server);
     if backend == "postgres" {
-        let _ = psql(&admin, "DROP DATABASE IF EXISTS kontor_bench WITH (FORCE)");
+        let _ = psql(&admin_url(), "DROP DATABASE IF EXISTS kontor_bench WITH (FORCE)");
     }
     Ok(rows)
 }
@@ -278,7 +292,7 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn subscription(meter: u64) -> String {
+pub(crate) fn subscription(meter: u64) -> String {
     format!("{}", 1_000_000_000 + meter)
 }
 
@@ -326,7 +340,7 @@ impl Bodies {
 
 /// A sync body of `size` distinct, plausible declarations, written straight as JSON text (a
 /// million of them are made before a run, so they must be cheap to make).
-fn batch(counter: &AtomicU64, size: u64, start_read: OffsetDateTime, random_ids: bool) -> bytes::Bytes {
+pub(crate) fn batch(counter: &AtomicU64, size: u64, start_read: OffsetDateTime, random_ids: bool) -> bytes::Bytes {
     use std::fmt::Write as _;
     let first = counter.fetch_add(size, Ordering::Relaxed);
     let mut body = String::with_capacity(64 + 160 * size as usize);
@@ -354,7 +368,7 @@ fn batch(counter: &AtomicU64, size: u64, start_read: OffsetDateTime, random_ids:
     bytes::Bytes::from(body)
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await

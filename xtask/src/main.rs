@@ -4,9 +4,11 @@
 //! - `cargo xtask test`: every check CI runs;
 //! - `cargo xtask dist`: the release web app into `dist/pwa`; `cargo xtask size`: its weight;
 //! - `cargo xtask bench`: the throughput and latency benchmark.
+//! - `cargo xtask load`: a sustained open-loop load of mixed traffic (`load.rs`).
 
 mod bench;
 mod dist;
+mod load;
 mod tools;
 
 use std::process::ExitCode;
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("load") => load::load(&args[1..]),
         Some("dist") => dist::dist(),
         Some("size") => dist::size(),
         _ => {
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
             eprintln!("  dist          build the release web app into dist/pwa");
             eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
             eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4]");
+            eprintln!("  load [--seconds 60] [--rate 1000] [--backend sqlite|postgres]   sustained mixed load");
             return ExitCode::from(2);
         }
     };
