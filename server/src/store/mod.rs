@@ -40,6 +40,7 @@ impl StoreError {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
                 Self::Unavailable(err)
             }
+            sqlx::Error::Database(ref e) if unavailable(e.code().as_deref()) => Self::Unavailable(err),
             other => Self::Database(other),
         }
     }
@@ -52,6 +53,24 @@ impl StoreError {
             Self::Database(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("40001" | "40P01")),
             _ => false,
         }
+    }
+}
+
+/// Whether a database error code means "the database cannot take this now; try again later"
+/// (answered 503, the client keeps its outbox) rather than a fault in the request or the data.
+/// PostgreSQL's codes have five characters: connection exceptions (class 08), the server
+/// shutting down or starting (57P01–57P03), insufficient resources such as a full disk or too
+/// many connections (class 53), system and I/O errors (class 58). SQLite's are numbers, whose
+/// low byte is the primary code: busy (5), locked (6), I/O error (10), full (13), cannot open
+/// (14).
+fn unavailable(code: Option<&str>) -> bool {
+    match code {
+        // SQLite's extended codes have at most four digits.
+        Some(code) if code.len() == 5 => {
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("58") || code.starts_with("57P0")
+        }
+        Some(code) => code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14)),
+        None => false,
     }
 }
 
@@ -705,4 +724,20 @@ pub(crate) fn last_point(
         None => Source::Billing,
     };
     Ok(Some(Point { source, reading: reading as u64, read_at: from_unix_ms(at_ms)? }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable;
+
+    #[test]
+    fn trouble_is_told_from_faults() {
+        for code in ["08006", "57P01", "57P03", "53100", "53300", "58030", "5", "517", "6", "10", "13", "14", "1546"] {
+            assert!(unavailable(Some(code)), "{code}");
+        }
+        for code in ["23505", "40001", "22P02", "42P01", "19", "1555", "2067", "1"] {
+            assert!(!unavailable(Some(code)), "{code}");
+        }
+        assert!(!unavailable(None));
+    }
 }
