@@ -123,7 +123,7 @@ impl SqlStore {
         // database keeps SQLite's own full sync (it has nothing to lose).
         let synchronous = if wal.is_some() { "NORMAL" } else { "FULL" };
         let pool = AnyPoolOptions::new()
-            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })
+            .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
             .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
