@@ -123,6 +123,8 @@ impl SqlStore {
         // database keeps SQLite's own full sync (it has nothing to lose).
         let synchronous = if wal.is_some() { "NORMAL" } else { "FULL" };
         let pool = AnyPoolOptions::new()
+            // PostgreSQL: two writer transactions, and the reads every request makes first
+            // (identity limits, tokens, meters); 8 ran out at 1,000 mixed requests a second.
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 16 })
             .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _| {
