@@ -1,5 +1,5 @@
 //! Database trouble under a running `kontor serve`: a SQLite file another process keeps locked,
-//! and PostgreSQL restarted under load. Requests meanwhile fail cleanly — 503 with
+//! a full disk (a file-size limit on the server process), and PostgreSQL stopped under load. Requests meanwhile fail cleanly — 503 with
 //! `Retry-After`, so that phones keep their outboxes — `/readyz` tells the load balancer, and
 //! once the database is back every declaration is stored, once.
 //!
@@ -77,6 +77,62 @@ async fn a_locked_sqlite_file_gets_503_and_nothing_is_lost() {
         .expect("integrity check");
     assert_eq!(check, "ok");
     store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_gets_503_and_nothing_is_corrupted() {
+    let dir = common::scratch("full-disk");
+    let path = dir.join("kontor.db");
+    let database = format!("sqlite://{}?mode=rwc", path.display());
+    let billed = registry(&database, &dir);
+    // Room for the database as it is and a little more: the write-ahead log soon hits the end.
+    let size_kib = std::fs::metadata(&path).expect("the database").len() / 1024;
+    let mut server = Instance::start_limited(&database, &dir, "full", Some(size_kib + 256));
+    server.wait_ready();
+    let addr = server.addr.clone();
+    let (stored, refused) = tokio::task::spawn_blocking(move || {
+        let mut stored = Vec::new();
+        for n in 1..=5_000 {
+            let body = declaration(billed, n);
+            let (status, answer) = post(&addr, "/api/v1/sync", &body);
+            if status != 200 {
+                assert_eq!(status, 503, "a full disk is trouble to wait out, not a fault: {answer}");
+                assert_eq!(answer["error"]["code"], json!("unavailable"), "{answer}");
+                return (stored, body);
+            }
+            stored.push(body);
+        }
+        panic!("the disk never filled");
+    })
+    .await
+    .expect("the phone");
+    assert!(!stored.is_empty(), "some declarations fitted before the disk filled");
+    server.kill();
+
+    // Room again: the refused declaration is sent again and stored; the earlier ones are intact.
+    let mut server = Instance::start(&database, &dir, "room");
+    server.wait_ready();
+    let addr = server.addr.clone();
+    let first = stored[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let (status, answer) = post(&addr, "/api/v1/sync", &refused);
+        assert_eq!((status, answer["results"][0]["replayed"].clone()), (200, json!(false)), "{answer}");
+        let (status, answer) = post(&addr, "/api/v1/sync", &first);
+        assert_eq!((status, answer["results"][0]["replayed"].clone()), (200, json!(true)), "{answer}");
+    })
+    .await
+    .expect("the phone again");
+    server.kill();
+    let store = SqlStore::connect(&database).await.expect("reopen");
+    assert_eq!(store.declarations_of(SUB).await.expect("read back").len(), stored.len() + 1);
+    store.close().await;
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("open"))
+        .await
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+    println!("{} declarations stored before the disk filled", stored.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

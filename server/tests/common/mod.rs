@@ -31,11 +31,25 @@ impl Drop for Instance {
 impl Instance {
     /// Starts `kontor serve` on a free port over `database`, logging to `dir/<name>.log`.
     pub fn start(database: &str, dir: &Path, name: &str) -> Self {
+        Self::start_limited(database, dir, name, None)
+    }
+
+    /// Like [`Instance::start`], with no file of the process allowed past `max_file_kib` KiB
+    /// (`ulimit -f`, SIGXFSZ ignored): a write past it fails as on a full disk.
+    pub fn start_limited(database: &str, dir: &Path, name: &str, max_file_kib: Option<u64>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
         let addr = format!("127.0.0.1:{port}");
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(KONTOR)
+        let mut command = match max_file_kib {
+            None => Command::new(KONTOR),
+            Some(kib) => {
+                let mut bash = Command::new("bash");
+                bash.args(["-c", &format!("ulimit -f {kib}; trap '' XFSZ; exec \"$0\" \"$@\""), KONTOR]);
+                bash
+            }
+        };
+        let child = command
             .args(["serve", "--listen", &addr, "--database", database])
             .env("RUST_LOG", "warn,server::store=info")
             .stdout(file.try_clone().expect("log file"))
