@@ -17,6 +17,7 @@ tests::on_both_backends!(
     every_page_checks_the_role,
     forms_need_the_session_token,
     sessions_expire_and_sign_out_ends_them,
+    an_idle_session_ends_and_a_busy_one_goes_on,
     sign_in_is_limited_against_guessing,
     a_reviewer_clears_the_queue,
 );
@@ -220,6 +221,25 @@ async fn sessions_expire_and_sign_out_ends_them(backend: Backend) {
     assert_eq!(console.get("/office/").await.status, 303);
     let log = server.store.audit_log(None, 50).await.expect("audit");
     assert!(log.iter().any(|r| r.action == "logout" && r.username == "clerk"));
+    server.finish().await;
+}
+
+async fn an_idle_session_ends_and_a_busy_one_goes_on(backend: Backend) {
+    let server = TestServer::start_with(backend, |options| {
+        options.console.session_ttl = std::time::Duration::from_secs(60);
+        options.console.session_idle = std::time::Duration::from_secs(2);
+    })
+    .await;
+    let console = signed_in(&server, "clerk", Role::Office, "Pishkhan 12").await;
+    // Used every 1.2 s, it outlives its 2 s idle timeout several times over.
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+        assert_eq!(console.get("/office/").await.status, 200, "a busy session goes on");
+    }
+    // Left alone for longer than the idle timeout, it ends.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let idle = console.get("/office/").await;
+    assert_eq!((idle.status, idle.location.as_deref()), (303, Some("/office/login")));
     server.finish().await;
 }
 

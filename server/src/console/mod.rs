@@ -44,8 +44,11 @@ use crate::writer::WriteError;
 /// How the console behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsoleOptions {
-    /// How long a session lasts after sign-in (a working day by default).
+    /// The longest a session lasts after sign-in, however busy (a working day by default).
     pub session_ttl: Duration,
+    /// A session unused this long ends (30 minutes by default): a counter screen left signed
+    /// in does not stay open to the next person at the desk.
+    pub session_idle: Duration,
     /// Failed sign-ins allowed per username (`per_subscription`) and per client.
     pub login_limits: Limits,
 }
@@ -54,6 +57,7 @@ impl Default for ConsoleOptions {
     fn default() -> Self {
         Self {
             session_ttl: Duration::from_secs(10 * 3600),
+            session_idle: Duration::from_secs(30 * 60),
             login_limits: Limits { per_subscription: 5, per_client: 20, window: Duration::from_secs(15 * 60) },
         }
     }
@@ -177,8 +181,23 @@ impl Signed {
         let lang = lang_of(headers);
         let Some(token) = auth::cookie(headers, SESSION_COOKIE) else { return Err(see_other("/office/login")) };
         let token_hash = token_hash(token);
-        match state.store.session(&token_hash, OffsetDateTime::now_utc()).await {
-            Ok(Some(session)) => Ok(Self { session, token_hash, lang }),
+        let now = OffsetDateTime::now_utc();
+        match state.store.session(&token_hash, now).await {
+            Ok(Some(mut session)) => {
+                // Use keeps the session alive, up to its absolute end; it is written down at
+                // most about once a minute.
+                let options = state.console.options;
+                let end = (now + options.session_idle).min(session.created_at + options.session_ttl);
+                if end > session.expires_at + (options.session_idle / 2).min(Duration::from_secs(60)) {
+                    match state.store.extend_session(&token_hash, end).await {
+                        Ok(()) => session.expires_at = end,
+                        Err(e) => {
+                            tracing::warn!(error = %crate::writer::error_chain(&e), "console: extending a session failed")
+                        }
+                    }
+                }
+                Ok(Self { session, token_hash, lang })
+            }
             Ok(None) => {
                 let mut response = see_other("/office/login");
                 if let Some(clear) = auth::set_cookie(headers, SESSION_COOKIE, "", 0) {
@@ -406,7 +425,7 @@ async fn login(
         username: &operator.username,
         csrf: &csrf,
         created_at: now,
-        expires_at: now + ttl,
+        expires_at: now + ttl.min(state.console.options.session_idle),
     };
     state.store.create_session(&session).await.map_err(|e| store_failed(lang, &e))?;
     let entry = AuditEntry { at: now, username: &operator.username, action: "login", detail: &peer.ip().to_string() };

@@ -125,7 +125,7 @@ impl SqlStore {
         now: OffsetDateTime,
     ) -> Result<Option<Session>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.username, o.role, o.office, s.csrf, s.expires_at_ms FROM sessions AS s \
+            "SELECT s.username, o.role, o.office, s.csrf, s.expires_at_ms, s.created_at_ms FROM sessions AS s \
              JOIN operators AS o ON o.username = s.username WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
         )
         .bind(token_hash)
@@ -141,7 +141,18 @@ impl SqlStore {
             office: row.try_get(2)?,
             csrf: row.try_get(3)?,
             expires_at: from_unix_ms(row.try_get(4)?)?,
+            created_at: from_unix_ms(row.try_get(5)?)?,
         }))
+    }
+
+    pub(super) async fn set_session_end(&self, token_hash: &str, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET expires_at_ms = $2 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(unix_ms(expires_at))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     pub(super) async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {

@@ -369,6 +369,8 @@ pub trait Store: Send + Sync + 'static {
     /// The session a cookie (by its hash) stands for, unless it has expired.
     async fn session(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<Session>, StoreError>;
     async fn end_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    /// Moves a live session's end to `expires_at` (the console's idle timeout slides it).
+    async fn extend_session(&self, token_hash: &str, expires_at: OffsetDateTime) -> Result<(), StoreError>;
     /// Records a staff action. Durable before it returns, like a declaration.
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
     /// The newest audit entries first, from before `before` (a sequence number) when given.
@@ -603,6 +605,8 @@ pub struct Session {
     pub role: Role,
     pub office: String,
     pub csrf: String,
+    pub created_at: OffsetDateTime,
+    /// When it ends unless it is used again before (see `ConsoleOptions::session_idle`).
     pub expires_at: OffsetDateTime,
 }
 

@@ -1055,6 +1055,10 @@ impl Store for SqlStore {
         self.delete_session(token_hash).await
     }
 
+    async fn extend_session(&self, token_hash: &str, expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        retrying(move || self.set_session_end(token_hash, expires_at)).await
+    }
+
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
         retrying(move || self.insert_audit(entry)).await
     }
