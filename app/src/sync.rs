@@ -6,7 +6,7 @@
 
 use leptos::prelude::*;
 use shared::Lang;
-use shared::outbox::{answered, next_batch};
+use shared::outbox::{answered, next_batch, replace_by_id};
 use shared::wire::{ComplaintsRequest, SyncRequest, UpdatesRequest, VerifyRequest};
 use uuid::Uuid;
 
@@ -230,23 +230,13 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
         if outbox::save_declarations(&updated).await.is_err() {
             return Err(ApiError::Server);
         }
-        replace(state, &updated);
+        state.declarations.update(|all| replace_by_id(all, &updated));
         state.last_sync.set(Some(now()));
         save_last_sync(now());
         if updated.len() < batch.len() {
             return Err(ApiError::Server);
         }
     }
-}
-
-fn replace(state: AppState, updated: &[Declaration]) {
-    state.declarations.update(|all| {
-        for u in updated {
-            if let Some(d) = all.iter_mut().find(|d| d.id == u.id) {
-                *d = u.clone();
-            }
-        }
-    });
 }
 
 /// Sends the waiting complaints, and keeps what became of each before it leaves the queue.
@@ -270,21 +260,11 @@ async fn send_complaints(state: AppState) -> Result<(), ApiError> {
         if outbox::save_complaints(&updated).await.is_err() {
             return Err(ApiError::Server);
         }
-        replace_complaints(state, &updated);
+        state.complaints.update(|all| replace_by_id(all, &updated));
         if updated.len() < batch.len() {
             return Err(ApiError::Server);
         }
     }
-}
-
-fn replace_complaints(state: AppState, updated: &[Complaint]) {
-    state.complaints.update(|all| {
-        for u in updated {
-            if let Some(c) = all.iter_mut().find(|c| c.id == u.id) {
-                *c = u.clone();
-            }
-        }
-    });
 }
 
 /// Asks what staff decided about the declarations held for review and answered to the
@@ -304,7 +284,7 @@ async fn learn_updates(state: AppState) {
         .filter_map(|d| decided.iter().find(|u| u.id == d.id).map(|u| d.with_review(u)))
         .collect();
     if !updated.is_empty() && outbox::save_declarations(&updated).await.is_ok() {
-        replace(state, &updated);
+        state.declarations.update(|all| replace_by_id(all, &updated));
     }
     let updated: Vec<Complaint> = state
         .complaints
@@ -315,6 +295,6 @@ async fn learn_updates(state: AppState) {
         })
         .collect();
     if !updated.is_empty() && outbox::save_complaints(&updated).await.is_ok() {
-        replace_complaints(state, &updated);
+        state.complaints.update(|all| replace_by_id(all, &updated));
     }
 }

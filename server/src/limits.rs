@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, unix_ms};
 
 /// Whose failures are counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -87,10 +87,6 @@ pub struct IdentityLimiter {
 const SWEEP_AT: usize = 100_000;
 /// Shared rows: expired windows are deleted after this many failures recorded by an instance.
 const SHARED_SWEEP_EVERY: u64 = 1_000;
-
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 impl IdentityLimiter {
     /// Counters in this process's memory.

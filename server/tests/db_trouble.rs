@@ -28,6 +28,12 @@ fn registry(database: &str, dir: &std::path::Path) -> OffsetDateTime {
     billed
 }
 
+/// SQLite's own verdict on the file.
+async fn integrity(path: &std::path::Path) -> String {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("open");
+    sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut conn).await.expect("integrity check")
+}
+
 /// Declaration `n`: an hour after the one before, a cubic metre more.
 fn declaration(billed: OffsetDateTime, n: u64) -> Value {
     json!({
@@ -71,11 +77,7 @@ async fn a_locked_sqlite_file_gets_503_and_nothing_is_lost() {
     server.kill();
     let store = SqlStore::connect(&database).await.expect("reopen");
     assert_eq!(store.declarations_of(SUB).await.expect("read back").len(), 1);
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("open"))
-        .await
-        .expect("integrity check");
-    assert_eq!(check, "ok");
+    assert_eq!(integrity(&path).await, "ok");
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -127,11 +129,7 @@ async fn a_full_disk_gets_503_and_nothing_is_corrupted() {
     let store = SqlStore::connect(&database).await.expect("reopen");
     assert_eq!(store.declarations_of(SUB).await.expect("read back").len(), stored.len() + 1);
     store.close().await;
-    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&mut sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.expect("open"))
-        .await
-        .expect("integrity check");
-    assert_eq!(check, "ok");
+    assert_eq!(integrity(&path).await, "ok");
     println!("{} declarations stored before the disk filled", stored.len());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -34,6 +34,16 @@ pub fn answered<'a, T: Queued, R>(
     batch.iter().zip(results).filter(move |(item, result)| id_of(result) == Some(item.id()))
 }
 
+/// Puts the `updated` items in the place of those with the same id in `all`; an id not in `all`
+/// is left out (another tab may have dropped it meanwhile).
+pub fn replace_by_id<T: Queued + Clone>(all: &mut [T], updated: &[T]) {
+    for u in updated {
+        if let Some(slot) = all.iter_mut().find(|item| item.id() == u.id()) {
+            *slot = u.clone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -59,6 +69,13 @@ mod tests {
         assert_eq!(next_batch(&items, 3), [Item(2, true), Item(3, true), Item(4, true)]);
         assert_eq!(next_batch(&items, 10).len(), 4);
         assert!(next_batch(&[Item(1, false)], 10).is_empty());
+    }
+
+    #[test]
+    fn updates_take_the_place_of_their_ids() {
+        let mut all = vec![Item(1, true), Item(2, true)];
+        replace_by_id(&mut all, &[Item(2, false), Item(7, false)]);
+        assert_eq!(all, [Item(1, true), Item(2, false)]);
     }
 
     #[test]

@@ -64,14 +64,8 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
 
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    if cfg!(debug_assertions) {
-        // The load client shares the machine with the server: an unoptimised client would be
-        // the bottleneck. Build both in release and measure from the release xtask.
-        tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
-        tools::cargo(&["build", "--release", "-p", "xtask"])?;
-        let mut forwarded = vec!["bench"];
-        forwarded.extend(args.iter().map(String::as_str));
-        return tools::exec(tools::workspace_root().join("target/release/xtask"), &forwarded);
+    if let Some(outcome) = tools::rerun_in_release("bench", args) {
+        return outcome;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut rows = Vec::new();
@@ -223,22 +217,12 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
     // HTTP rather than on JSON, and the server is measured rather than the client.
     let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
     let cpu = server.cpu_time();
-    let single = load(&http, &[&server.base], 64, duration, {
-        let bodies = bodies.clone();
-        move |_| Some(bodies.next())
-    })
-    .await;
-    bodies.rewind();
+    let single = send_bodies(&http, &[&server.base], 64, duration, &bodies).await;
     rows.push(single.row(backend, "sync, 1 declaration/request", 1, server.cpu_time() - cpu));
 
     let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
     let cpu = server.cpu_time();
-    let batched = load(&http, &[&server.base], 4, duration, {
-        let bodies = bodies.clone();
-        move |_| Some(bodies.next())
-    })
-    .await;
-    bodies.rewind();
+    let batched = send_bodies(&http, &[&server.base], 4, duration, &bodies).await;
     rows.push(batched.row(backend, "sync, 500 declarations/request", 500, server.cpu_time() - cpu));
 
     if backend == "postgres" {
@@ -248,22 +232,12 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
         let both = [server.base.as_str(), second.base.as_str()];
         let cpu = server.cpu_time() + second.cpu_time();
         let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
-        let single = load(&http, &both, 64, duration, {
-            let bodies = bodies.clone();
-            move |_| Some(bodies.next())
-        })
-        .await;
-        bodies.rewind();
+        let single = send_bodies(&http, &both, 64, duration, &bodies).await;
         let used = server.cpu_time() + second.cpu_time() - cpu;
         rows.push(single.row(backend, "sync, 1 declaration, 2 instances", 1, used));
         let cpu = server.cpu_time() + second.cpu_time();
         let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
-        let batched = load(&http, &both, 4, duration, {
-            let bodies = bodies.clone();
-            move |_| Some(bodies.next())
-        })
-        .await;
-        bodies.rewind();
+        let batched = send_bodies(&http, &both, 4, duration, &bodies).await;
         let used = server.cpu_time() + second.cpu_time() - cpu;
         rows.push(batched.row(backend, "sync, 500 declarations, 2 instances", 500, used));
     }
@@ -423,6 +397,20 @@ impl Measured {
             note,
         }
     }
+}
+
+/// Sends `bodies` as [`load`] does, then gives back the numbers of those not sent.
+async fn send_bodies(
+    http: &reqwest::Client,
+    bases: &[&str],
+    concurrency: usize,
+    duration: Duration,
+    bodies: &Arc<Bodies>,
+) -> Measured {
+    let sent = bodies.clone();
+    let measured = load(http, bases, concurrency, duration, move |_| Some(sent.next())).await;
+    bodies.rewind();
+    measured
 }
 
 /// Runs `concurrency` closed-loop clients for `duration`, client `i` against `bases[i % n]`;

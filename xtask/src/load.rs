@@ -68,12 +68,8 @@ fn kind_of(n: u64) -> Kind {
 
 pub fn load(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
-    if cfg!(debug_assertions) {
-        tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
-        tools::cargo(&["build", "--release", "-p", "xtask"])?;
-        let mut forwarded = vec!["load"];
-        forwarded.extend(args.iter().map(String::as_str));
-        return tools::exec(tools::workspace_root().join("target/release/xtask"), &forwarded);
+    if let Some(outcome) = tools::rerun_in_release("load", args) {
+        return outcome;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(run(&options))

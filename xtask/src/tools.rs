@@ -173,3 +173,20 @@ pub fn drop_stale_test_databases() {
         let _ = output_of("psql", &[&url, "-tAc", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")]);
     }
 }
+
+/// In a debug build, builds the server and xtask in release and runs `command` again from the
+/// release xtask, answering `Some` with its outcome: a load client that shares the machine with
+/// the server must not be the bottleneck. `None` in the release xtask itself.
+pub fn rerun_in_release(command: &str, args: &[String]) -> Option<anyhow::Result<()>> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let run = || {
+        cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+        cargo(&["build", "--release", "-p", "xtask"])?;
+        let mut forwarded = vec![command];
+        forwarded.extend(args.iter().map(String::as_str));
+        exec(workspace_root().join("target/release/xtask"), &forwarded)
+    };
+    Some(run())
+}
