@@ -327,19 +327,19 @@ pub async fn sync(
         return Err(ApiError::rate_limited(lang, limits.window));
     }
 
+    let subscriptions: Vec<String> = incoming.iter().map(|i| i.subscription.clone()).collect();
     let outcomes = if incoming.is_empty() {
         Vec::new()
     } else {
-        let items = incoming.clone();
-        state.writer.submit(items).await.map_err(|e| {
+        state.writer.submit(incoming).await.map_err(|e| {
             tracing::error!(error = %e, "sync not stored");
             ApiError::from_write(&e, lang)
         })?
     };
-    for (item, outcome) in incoming.iter().zip(&outcomes) {
+    for (subscription, outcome) in subscriptions.into_iter().zip(&outcomes) {
         if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
             state.limiter.record_failure(client.clone()).await;
-            state.limiter.record_failure(Key::Subscription(item.subscription.clone())).await;
+            state.limiter.record_failure(Key::Subscription(subscription)).await;
         }
     }
 

@@ -76,11 +76,9 @@ impl Writer {
     /// Starts the writer; it stops when the last handle is dropped, after its queue. The receiver
     /// completes when it has stopped (with an error if it failed).
     ///
-    /// A store that asks for it ([`Store::writes_on_own_thread`]: SQLite, whose driver answers
-    /// from its own threads) gets a thread with a runtime of its own. Woken from a foreign thread,
-    /// a task on the shared runtime waits in the injection queue behind the HTTP tasks, for every
-    /// statement of every transaction; on its own thread the writer runs the moment the database
-    /// answers, and the single writer is never the one waiting.
+    /// A store that asks for it ([`Store::writes_on_own_thread`]: SQLite, which stores
+    /// declarations on the calling thread) gets a thread with a runtime of its own, so that a
+    /// transaction never holds up the HTTP tasks and the single writer never waits behind them.
     pub fn spawn(store: Arc<dyn Store>) -> (Self, oneshot::Receiver<()>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let (done, finished) = oneshot::channel();
@@ -234,19 +232,26 @@ async fn apply_group(store: &dyn Store, jobs: Vec<Job>, now: OffsetDateTime, ans
         }
         return;
     }
-    let combined: Vec<Incoming> = jobs.iter().flat_map(|j| j.items.iter().cloned()).collect();
+    let mut jobs = jobs;
+    let sizes: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
+    let mut combined: Vec<Incoming> = Vec::with_capacity(sizes.iter().sum());
+    for job in &mut jobs {
+        combined.append(&mut job.items);
+    }
     match store.apply(&combined, now).await {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
-            for job in jobs {
-                let mine: Vec<Outcome> = outcomes.by_ref().take(job.items.len()).collect();
+            for (job, size) in jobs.into_iter().zip(sizes) {
+                let mine: Vec<Outcome> = outcomes.by_ref().take(size).collect();
                 answers.push((job.reply, Ok(mine)));
             }
         }
         Err(err) => {
             // One request's data must not fail the others: try each request on its own.
             tracing::warn!(error = %error_chain(&err), requests = jobs.len(), "group commit failed; retrying one by one");
-            for job in jobs {
+            let mut combined = combined.into_iter();
+            for (mut job, size) in jobs.into_iter().zip(sizes) {
+                job.items = combined.by_ref().take(size).collect();
                 Box::pin(apply_group(store, vec![job], now, answers)).await;
             }
         }

@@ -167,3 +167,16 @@ fn operators_are_created_from_stdin_and_exports_start_empty() {
     assert!(!ok && err.contains("--since"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_in_memory_database_is_refused() {
+    let dir = scratch("memory");
+    let csv = dir.join("meters.csv");
+    std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10234,2026-10-01T09:00:00+03:30,2.5,\n")).expect("csv");
+    for url in ["sqlite::memory:", "sqlite://kontor.db?mode=memory"] {
+        let (ok, text) = import(url, &csv);
+        assert!(!ok, "{url} is refused");
+        assert!(text.contains("in-memory database"), "and the operator is told why: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,6 +6,7 @@
 
 mod complaints;
 mod console;
+mod direct;
 mod sql;
 pub mod transfer;
 
@@ -25,9 +26,12 @@ pub use sql::SqlStore;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// SQLite's declarations connection (`direct.rs`).
+    #[error("database error")]
+    Sqlite(#[source] rusqlite::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -38,9 +42,9 @@ impl StoreError {
     pub(crate) fn classify(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-                Self::Unavailable(err)
+                Self::Unavailable(Box::new(err))
             }
-            sqlx::Error::Database(ref e) if unavailable(e.code().as_deref()) => Self::Unavailable(err),
+            sqlx::Error::Database(ref e) if unavailable(e.code().as_deref()) => Self::Unavailable(Box::new(err)),
             other => Self::Database(other),
         }
     }
@@ -353,7 +357,8 @@ pub trait Store: Send + Sync + 'static {
     fn concurrent_writes(&self) -> usize {
         1
     }
-    /// Whether the writer should run on a thread of its own (see `crate::writer::Writer::spawn`).
+    /// Whether the writer must run on a thread of its own, because [`Store::apply`] blocks the
+    /// calling thread (see `crate::writer::Writer::spawn`).
     fn writes_on_own_thread(&self) -> bool {
         false
     }

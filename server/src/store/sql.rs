@@ -1,10 +1,15 @@
 //! [`SqlStore`]: the store on SQLite or PostgreSQL through sqlx's `Any` driver.
 //!
 //! One query text serves both backends (numbered `$N` parameters, text ids, millisecond times);
-//! the few places where they differ go through [`Dialect`]. SQLite runs in WAL mode with
-//! `synchronous = FULL`, so a committed transaction survives a power cut; PostgreSQL is durable
-//! by default. The writer (`crate::writer`) batches requests into one transaction each, so a
-//! commit's fsync is shared by many declarations.
+//! the few places where they differ go through [`Dialect`]. SQLite runs in WAL mode and commits
+//! without waiting for the disk; [`WalSync`] flushes the log before any request is answered, which
+//! gives `synchronous = FULL`'s guarantee. PostgreSQL is durable by default. The writer
+//! (`crate::writer`) batches requests into one transaction each, so a commit's flush is shared by
+//! many declarations.
+//!
+//! Declarations are judged once for both databases ([`judge`], pure, over what the store
+//! [`Known`]s); PostgreSQL reads and writes them here, SQLite through its own connection on the
+//! writer's thread (`direct.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -18,6 +23,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::console::{STORED_COLUMNS, stored_from_row};
+use super::direct::Direct;
 use super::{
     AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, Filed, Identity, Incoming, MeterRecord,
     NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError,
@@ -85,15 +91,23 @@ impl WalSync {
     }
 }
 
+/// Every SQLite connection's settings: the write-ahead log, commits that do not wait for the disk
+/// (`WalSync` flushes the log before anyone is answered), a 5 s wait for the write lock, and
+/// checkpoints every 16,384 pages (64 MiB) of log. The page cache keeps SQLite's default 2 MiB:
+/// SQLite walks a connection's whole cache at the end of every write transaction and whenever
+/// another connection has written, so a 64 MiB cache made each small commit slower (the bench's
+/// one-declaration requests: 77 µs of server time each with it, 60 µs without).
+pub(super) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;";
+
 /// The store on a SQL database.
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) dialect: Dialect,
     /// SQLite on a file: the log flush that makes commits durable (see [`WalSync`]).
     wal: Option<std::sync::Arc<WalSync>>,
-    /// SQLite only: the last sequence number committed, so that the writer need not ask. SQLite
-    /// has one writing process; cleared whenever a transaction does not commit.
-    last_seq: std::sync::Mutex<Option<u64>>,
+    /// SQLite: the connection that stores declarations, driven on the writer's own thread.
+    direct: Option<Direct>,
 }
 
 impl SqlStore {
@@ -105,23 +119,26 @@ impl SqlStore {
         let dialect = Dialect::from_url(url)
             .with_context(|| format!("unsupported database url {url:?}: use sqlite:// or postgres://"))?;
         let mut wal = None;
+        let mut sqlite_path = std::path::PathBuf::new();
         if dialect == Dialect::Sqlite {
             let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
             let path = path.split('?').next().unwrap_or("");
+            if path.is_empty() || path.starts_with(':') || url.contains("mode=memory") {
+                anyhow::bail!(
+                    "{url:?} is an in-memory database, which loses every declaration when the server stops: \
+                     give a file, sqlite://PATH?mode=rwc"
+                );
+            }
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-            if !path.is_empty() && !path.starts_with(':') && !url.contains("mode=memory") {
-                wal = Some(std::sync::Arc::new(WalSync {
-                    database: path.into(),
-                    wal: format!("{path}-wal").into(),
-                    known: std::sync::Mutex::new(None),
-                }));
-            }
+            wal = Some(std::sync::Arc::new(WalSync {
+                database: path.into(),
+                wal: format!("{path}-wal").into(),
+                known: std::sync::Mutex::new(None),
+            }));
+            sqlite_path = path.into();
         }
-        // With the log flushed by hand, commits need not wait for the disk; an in-memory
-        // database keeps SQLite's own full sync (it has nothing to lose).
-        let synchronous = if wal.is_some() { "NORMAL" } else { "FULL" };
         let pool = AnyPoolOptions::new()
             // PostgreSQL: two writer transactions, and the reads every request makes first
             // (identity limits, tokens, meters); 8 ran out at 1,000 mixed requests a second.
@@ -130,12 +147,7 @@ impl SqlStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
-                        let pragmas = format!(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000; \
-                             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; \
-                             PRAGMA wal_autocheckpoint = 16384;"
-                        );
-                        sqlx::raw_sql(AssertSqlSafe(pragmas)).execute(&mut *conn).await?;
+                        sqlx::raw_sql(SQLITE_PRAGMAS).execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -148,7 +160,11 @@ impl SqlStore {
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.context("migrating the database")?;
-        Ok(Self { pool, dialect, wal, last_seq: std::sync::Mutex::new(None) })
+        let direct = match dialect {
+            Dialect::Sqlite => Some(Direct::open(&sqlite_path).context("opening the declarations' connection")?),
+            Dialect::Postgres => None,
+        };
+        Ok(Self { pool, dialect, wal, direct })
     }
 
     /// A transaction that will write. On SQLite it takes the write lock at once (`BEGIN
@@ -223,27 +239,35 @@ pub(super) const METER_COLUMNS: &str =
     "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
 
 pub(super) fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
-    let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
-    let subscription: String = row.try_get(0)?;
-    let serial: String = row.try_get(1)?;
-    let digits: i64 = row.try_get(2)?;
-    Ok(MeterRecord {
-        subscription: SubscriptionNumber::parse(&subscription).map_err(|_| corrupt("subscription"))?,
-        meter_serial: MeterSerial::parse(&serial).map_err(|_| corrupt("serial"))?,
-        digits: u8::try_from(digits).map_err(|_| corrupt("digits"))?,
-        avg_daily_m3: row.try_get(3)?,
-        max_hourly_m3: row.try_get(4)?,
-        phone: row.try_get(5)?,
-        last: last_point(row.try_get(6)?, row.try_get(7)?, row.try_get(8)?)?,
-    })
+    MeterColumns(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+        row.try_get(7)?,
+        row.try_get(8)?,
+    )
+    .into_record()
 }
 
-/// A meter row as SQLite's `json_array` writes it, in [`METER_COLUMNS`] order.
-#[derive(serde::Deserialize)]
-struct MeterJson(String, String, i64, Option<f64>, f64, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+/// A meter row as read, in [`METER_COLUMNS`] order.
+pub(super) struct MeterColumns(
+    pub(super) String,
+    pub(super) String,
+    pub(super) i64,
+    pub(super) Option<f64>,
+    pub(super) f64,
+    pub(super) Option<String>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
+);
 
-impl MeterJson {
-    fn into_record(self) -> Result<MeterRecord, StoreError> {
+impl MeterColumns {
+    pub(super) fn into_record(self) -> Result<MeterRecord, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
         Ok(MeterRecord {
             subscription: SubscriptionNumber::parse(&self.0).map_err(|_| corrupt("subscription"))?,
@@ -258,7 +282,7 @@ impl MeterJson {
 }
 
 /// What the batch needs to know about an id stored before.
-struct StoredOutcome {
+pub(super) struct StoredOutcome {
     seq: u64,
     status: Status,
     code: Option<Code>,
@@ -267,7 +291,30 @@ struct StoredOutcome {
     fingerprint: String,
 }
 
+/// The columns a stored outcome is read from, in [`StoredOutcome::from_columns`]'s order.
+pub(super) const STORED_OUTCOME_COLUMNS: &str =
+    "id, seq, status, code, answered_consumption, duplicate_of, fingerprint";
+
 impl StoredOutcome {
+    /// From the columns after `id` of [`STORED_OUTCOME_COLUMNS`].
+    pub(super) fn from_columns(
+        seq: i64,
+        status: &str,
+        code: Option<&str>,
+        consumption: Option<i64>,
+        duplicate_of: Option<i64>,
+        fingerprint: String,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: seq as u64,
+            status: Status::from_str_opt(status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
+            code: code.and_then(Code::from_str_opt),
+            consumption: opt_u64(consumption),
+            duplicate_of: opt_u64(duplicate_of),
+            fingerprint,
+        })
+    }
+
     fn replay(&self, id: Uuid, fingerprint: &str) -> Outcome {
         if self.fingerprint != fingerprint {
             return Outcome {
@@ -295,10 +342,10 @@ fn tracking_seq(status: Status, seq: u64, duplicate_of: Option<u64>) -> Option<u
 }
 
 /// A row to insert, decided in memory.
-struct NewRow<'a> {
-    seq: u64,
-    item: &'a Incoming,
-    decision: Decision,
+pub(super) struct NewRow<'a> {
+    pub(super) seq: u64,
+    pub(super) item: &'a Incoming,
+    pub(super) decision: Decision,
 }
 
 pub(super) fn opt_u64(v: Option<i64>) -> Option<u64> {
@@ -309,8 +356,27 @@ pub(super) fn opt_i64(v: Option<u64>) -> Option<i64> {
     v.and_then(|v| i64::try_from(v).ok())
 }
 
+/// The counting readings of meter `$1` from the last one at or before `$2` (ms) onwards, in
+/// reading order: (seq, reading, read_at_ms).
+pub(super) const CHAIN_FROM: &str = "SELECT seq, reading, read_at_ms FROM declarations \
+     WHERE subscription = $1 AND counts AND read_at_ms >= COALESCE( \
+       (SELECT MAX(read_at_ms) FROM declarations WHERE subscription = $1 AND counts AND read_at_ms <= $2), $2) \
+     ORDER BY read_at_ms, seq";
+
+/// A declaration's point in its meter's chain, from a [`CHAIN_FROM`] row.
+pub(super) fn declared_point(seq: i64, reading: Option<i64>, read_at_ms: i64) -> Result<Point, StoreError> {
+    Ok(Point {
+        source: Source::Declaration(seq as u64),
+        reading: reading.unwrap_or_default() as u64,
+        read_at: from_unix_ms(read_at_ms)?,
+    })
+}
+
+/// Meter `$1`'s billed reading: (billed_reading, billed_at_ms).
+pub(super) const BILLED_POINT: &str = "SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1";
+
 /// A batch failed because another process stored one of its ids first: start again.
-struct Raced;
+pub(super) struct Raced;
 
 impl SqlStore {
     async fn stored_outcomes(
@@ -318,33 +384,26 @@ impl SqlStore {
         conn: &mut AnyConnection,
         ids: &[String],
     ) -> Result<HashMap<String, StoredOutcome>, StoreError> {
-        let sql = format!(
-            "SELECT id, seq, status, code, answered_consumption, duplicate_of, fingerprint FROM declarations \
-             WHERE {}",
-            self.dialect.id_among_json()
-        );
+        let sql = format!("SELECT {STORED_OUTCOME_COLUMNS} FROM declarations WHERE {}", self.dialect.id_among_json());
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             let status: String = row.try_get(2)?;
             let code: Option<String> = row.try_get(3)?;
-            let seq: i64 = row.try_get(1)?;
-            found.insert(
-                row.try_get::<String, _>(0)?,
-                StoredOutcome {
-                    seq: seq as u64,
-                    status: Status::from_str_opt(&status)
-                        .ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
-                    code: code.as_deref().and_then(Code::from_str_opt),
-                    consumption: opt_u64(row.try_get(4)?),
-                    duplicate_of: opt_u64(row.try_get(5)?),
-                    fingerprint: row.try_get(6)?,
-                },
-            );
+            let outcome = StoredOutcome::from_columns(
+                row.try_get(1)?,
+                &status,
+                code.as_deref(),
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+            )?;
+            found.insert(row.try_get::<String, _>(0)?, outcome);
         }
         Ok(found)
     }
 
+    /// The batch's meters on PostgreSQL, locked until the commit.
     async fn meters_for_update(
         &self,
         conn: &mut AnyConnection,
@@ -354,45 +413,22 @@ impl SqlStore {
         if subscriptions.is_empty() {
             return Ok(found);
         }
-        match self.dialect {
-            Dialect::Sqlite => {
-                // SQLite has one writer already. Its driver hands rows over one by one from its
-                // own thread, so the meters come back as one JSON array in one row.
-                let json: Option<String> = sqlx::query_scalar(
-                    "SELECT json_group_array(json_array(m.subscription, m.meter_serial, m.digits, m.avg_daily_m3, \
-                       m.max_hourly_m3, m.phone, m.last_seq, m.last_reading, m.last_read_at_ms)) \
-                     FROM json_each($1) AS j CROSS JOIN meters AS m ON m.subscription = j.value",
-                )
-                .bind(json_text(&subscriptions)?)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db)?;
-                let rows: Vec<MeterJson> = serde_json::from_str(json.as_deref().unwrap_or("[]"))
-                    .map_err(|e| StoreError::Corrupt(format!("meter rows: {e}")))?;
-                for row in rows {
-                    let meter = row.into_record()?;
-                    found.insert(meter.subscription.to_string(), meter);
-                }
-            }
-            Dialect::Postgres => {
-                // Locking the meters serialises declarations for one meter across processes; the
-                // sorted order keeps two batches from deadlocking. `= ANY(ARRAY(…))` walks the
-                // primary key; `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
-                let rows = sqlx::query(
-                    "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
-                     last_reading, last_read_at_ms FROM meters \
-                     WHERE subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
-                     ORDER BY subscription FOR UPDATE",
-                )
-                .bind(json_text(&subscriptions)?)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
-                for row in rows {
-                    let meter = meter_from_row(&row)?;
-                    found.insert(meter.subscription.to_string(), meter);
-                }
-            }
+        // Locking the meters serialises declarations for one meter across processes; the sorted
+        // order keeps two batches from deadlocking. `= ANY(ARRAY(…))` walks the primary key;
+        // `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
+        let rows = sqlx::query(
+            "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
+             last_reading, last_read_at_ms FROM meters \
+             WHERE subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
+             ORDER BY subscription FOR UPDATE",
+        )
+        .bind(json_text(&subscriptions)?)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        for row in rows {
+            let meter = meter_from_row(&row)?;
+            found.insert(meter.subscription.to_string(), meter);
         }
         Ok(found)
     }
@@ -405,32 +441,18 @@ impl SqlStore {
         meter: &MeterRecord,
         from: OffsetDateTime,
     ) -> Result<Chain, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, reading, read_at_ms FROM declarations \
-             WHERE subscription = $1 AND counts AND read_at_ms >= COALESCE( \
-               (SELECT MAX(read_at_ms) FROM declarations WHERE subscription = $1 AND counts AND read_at_ms <= $2), $2) \
-             ORDER BY read_at_ms, seq",
-        )
-        .bind(meter.subscription.as_str())
-        .bind(unix_ms(from))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        let mut points = Vec::with_capacity(rows.len() + 1);
-        for row in rows {
-            let seq: i64 = row.try_get(0)?;
-            let reading: Option<i64> = row.try_get(1)?;
-            points.push(Point {
-                source: Source::Declaration(seq as u64),
-                reading: reading.unwrap_or_default() as u64,
-                read_at: from_unix_ms(row.try_get(2)?)?,
-            });
-        }
-        let billed = sqlx::query("SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1")
+        let rows = sqlx::query(CHAIN_FROM)
             .bind(meter.subscription.as_str())
-            .fetch_optional(&mut *conn)
+            .bind(unix_ms(from))
+            .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
+        let mut points = Vec::with_capacity(rows.len() + 1);
+        for row in rows {
+            points.push(declared_point(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)?);
+        }
+        let billed =
+            sqlx::query(BILLED_POINT).bind(meter.subscription.as_str()).fetch_optional(&mut *conn).await.map_err(db)?;
         if let Some(row) = billed
             && let Some(point) = last_point(None, row.try_get(0)?, row.try_get(1)?)?
         {
@@ -439,37 +461,19 @@ impl SqlStore {
         Ok(Chain::new(points))
     }
 
+    /// The next `count` sequence numbers on PostgreSQL (SQLite's single writer counts them itself).
     async fn allocate_seqs(&self, conn: &mut AnyConnection, count: usize) -> Result<Vec<u64>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        match self.dialect {
-            Dialect::Sqlite => {
-                // One writer at a time holds the database, so the next numbers are ours.
-                let known = *self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
-                let max = match known {
-                    Some(max) => max,
-                    None => {
-                        let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM declarations")
-                            .fetch_one(&mut *conn)
-                            .await
-                            .map_err(db)?;
-                        max as u64
-                    }
-                };
-                Ok((1..=count as u64).map(|i| max + i).collect())
-            }
-            Dialect::Postgres => {
-                let seqs: Vec<i64> = sqlx::query_scalar(
-                    "SELECT nextval(pg_get_serial_sequence('declarations', 'seq')) FROM generate_series(1, $1)",
-                )
-                .bind(count as i64)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
-                Ok(seqs.into_iter().map(|s| s as u64).collect())
-            }
-        }
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('declarations', 'seq')) FROM generate_series(1, $1)",
+        )
+        .bind(count as i64)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        Ok(seqs.into_iter().map(|s| s as u64).collect())
     }
 
     async fn insert_rows(
@@ -481,47 +485,18 @@ impl SqlStore {
         if rows.is_empty() {
             return Ok(Ok(()));
         }
-        let received_at_ms = unix_ms(now);
-        let records: Vec<DeclarationRecord> = rows
-            .iter()
-            .map(|row| {
-                let (item, d) = (row.item, &row.decision);
-                DeclarationRecord {
-                    seq: row.seq as i64,
-                    id: item.id.to_string(),
-                    channel: item.channel.as_str(),
-                    device_id: item.device_id.map(|d| d.to_string()),
-                    subscription: &item.subscription,
-                    meter_serial: &item.meter_serial,
-                    reading: opt_i64(item.reading.map(|r| r.value())),
-                    read_at_ms: unix_ms(item.read_at),
-                    read_at: item.read_at.format(&Rfc3339).unwrap_or_else(|_| unix_ms(item.read_at).to_string()),
-                    note: item.note.as_deref(),
-                    received_at_ms,
-                    status: d.status.as_str(),
-                    code: d.code.map(|c| c.as_str()),
-                    answered_consumption: opt_i64(d.consumption_m3),
-                    consumption_m3: opt_i64(d.consumption_m3),
-                    duplicate_of: opt_i64(d.duplicate_of),
-                    counts: d.counts(),
-                    fingerprint: &item.fingerprint,
-                    sender: item.sender.as_deref(),
-                    operator: item.staff.as_ref().map(|s| s.operator.as_str()),
-                    office: item.staff.as_ref().map(|s| s.office.as_str()),
-                }
-            })
-            .collect();
         let inserted = sqlx::query(self.dialect.insert_declarations())
-            .bind(json_text(&records)?)
+            .bind(declarations_json(rows, now)?)
             .execute(&mut *conn)
             .await
             .map_err(db)?;
         Ok(if inserted.rows_affected() == rows.len() as u64 { Ok(()) } else { Err(Raced) })
     }
 
-    /// One attempt at a batch. With `look_up` false it assumes every id is new (the common
-    /// case) and lets the UNIQUE constraint say otherwise: a conflicting insert is [`Raced`], and
-    /// the retry looks the ids up first.
+    /// One attempt at a batch on PostgreSQL (SQLite's is [`super::direct::Direct::apply_once`]).
+    /// With `look_up` false it assumes every id is new (the common case) and lets the UNIQUE
+    /// constraint say otherwise: a conflicting insert is [`Raced`], and the retry looks the ids up
+    /// first.
     async fn apply_once(
         &self,
         batch: &[Incoming],
@@ -529,140 +504,35 @@ impl SqlStore {
         look_up: bool,
     ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let stored = if look_up {
-            let ids: Vec<String> =
-                batch.iter().map(|i| i.id.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-            self.stored_outcomes(&mut tx, &ids).await?
-        } else {
-            HashMap::new()
-        };
-
-        let parsed: Vec<Option<&SubscriptionNumber>> = batch.iter().map(|i| i.parsed_subscription.as_ref()).collect();
-        let wanted: BTreeSet<String> = batch
-            .iter()
-            .zip(&parsed)
-            .filter(|(item, _)| !stored.contains_key(&item.id.to_string()))
-            .filter_map(|(_, sub)| sub.as_ref().map(ToString::to_string))
-            .collect();
-        let mut meters = self.meters_for_update(&mut tx, &wanted).await?;
-
-        // Each meter's chain: its latest reading, or more of it where a declaration lands earlier.
-        let mut earliest: HashMap<&str, OffsetDateTime> = HashMap::new();
-        for (item, sub) in batch.iter().zip(&parsed) {
-            if let Some(sub) = sub {
-                let at = earliest.entry(sub.as_str()).or_insert(item.read_at);
-                *at = (*at).min(item.read_at);
-            }
-        }
-        let mut chains: HashMap<String, Chain> = HashMap::new();
-        for (sub, meter) in &meters {
-            let chain = match (meter.last, earliest.get(sub.as_str())) {
-                (Some(last), Some(&earliest)) if earliest < last.read_at => {
-                    self.chain_from(&mut tx, meter, earliest).await?
-                }
-                (last, _) => Chain::new(last.into_iter().collect()),
+        let stored = if look_up { self.stored_outcomes(&mut tx, &ids_of(batch)).await? } else { HashMap::new() };
+        let meters = self.meters_for_update(&mut tx, &wanted(batch, &stored)).await?;
+        let mut chains = HashMap::new();
+        for (sub, from) in chain_starts(batch, &meters) {
+            let chain = match from {
+                Some(from) => self.chain_from(&mut tx, &meters[&sub], from).await?,
+                None => Chain::new(meters[&sub].last.into_iter().collect()),
             };
-            chains.insert(sub.clone(), chain);
+            chains.insert(sub, chain);
         }
-        let fresh = batch.iter().filter(|i| !stored.contains_key(&i.id.to_string())).count();
-        let mut seqs = self.allocate_seqs(&mut tx, fresh).await?.into_iter();
-        let mut rows: Vec<NewRow> = Vec::with_capacity(fresh);
-        let mut by_id: HashMap<Uuid, usize> = HashMap::new();
-        let mut consumption_updates: Vec<(u64, u64)> = Vec::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-
-        for (item, sub) in batch.iter().zip(&parsed) {
-            let fingerprint = &item.fingerprint;
-            if let Some(prior) = stored.get(&item.id.to_string()) {
-                outcomes.push(prior.replay(item.id, fingerprint));
-                continue;
-            }
-            if let Some(&index) = by_id.get(&item.id) {
-                let row: &NewRow = &rows[index];
-                let prior = StoredOutcome {
-                    seq: row.seq,
-                    status: row.decision.status,
-                    code: row.decision.code,
-                    consumption: row.decision.consumption_m3,
-                    duplicate_of: row.decision.duplicate_of,
-                    fingerprint: row.item.fingerprint.clone(),
-                };
-                outcomes.push(prior.replay(item.id, fingerprint));
-                continue;
-            }
-            let Some(seq) = seqs.next() else {
-                return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
-            };
-            let meter = sub.and_then(|s| meters.get_mut(s.as_str()));
-            let decision = match meter.map(|m| (item.proof.identifies(m), m)) {
-                Some((identity, meter)) if identity != Identity::Refused => {
-                    let verified = identity == Identity::Verified;
-                    match item.reading {
-                        None => decision_of(Code::ReadingOutOfRange),
-                        Some(reading) => {
-                            let chain = chains.entry(meter.subscription.to_string()).or_default();
-                            let candidate = Candidate { reading, read_at: item.read_at };
-                            let mut decision = rules::reconcile(&meter.context(), chain, &candidate, now);
-                            if !verified {
-                                decision = rules::from_unverified_sender(decision);
-                            }
-                            if decision.counts() {
-                                let point = Point {
-                                    source: Source::Declaration(seq),
-                                    reading: reading.value(),
-                                    read_at: item.read_at,
-                                };
-                                chain.insert(point);
-                                if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
-                                    meter.last = Some(point);
-                                }
-                                if let Some(update) = decision.next_consumption {
-                                    consumption_updates.push(update);
-                                }
-                            }
-                            decision
-                        }
-                    }
-                }
-                _ => decision_of(Code::IdentityMismatch),
-            };
-            outcomes.push(Outcome {
-                id: item.id,
-                status: decision.status,
-                code: decision.code,
-                consumption_m3: decision.consumption_m3,
-                tracking_seq: tracking_seq(decision.status, seq, decision.duplicate_of),
-                replayed: false,
-            });
-            by_id.insert(item.id, rows.len());
-            rows.push(NewRow { seq, item, decision });
-        }
-        if let Err(raced) = self.insert_rows(&mut tx, &rows, now).await? {
+        let seqs = self.allocate_seqs(&mut tx, fresh_count(batch, &stored)).await?;
+        let mut known = Known { stored, meters, chains };
+        let judged = judge(batch, &mut known, seqs, now)?;
+        if let Err(raced) = self.insert_rows(&mut tx, &judged.rows, now).await? {
             tx.rollback().await.map_err(db)?;
             return Ok(Err(raced));
         }
-        for (seq, consumption) in consumption_updates {
-            sqlx::query("UPDATE declarations SET consumption_m3 = $1 WHERE seq = $2")
+        for &(seq, consumption) in &judged.consumption_updates {
+            sqlx::query(SET_CONSUMPTION)
                 .bind(consumption as i64)
                 .bind(seq as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        let counted: BTreeSet<&str> =
-            rows.iter().filter(|r| r.decision.counts()).map(|r| r.item.subscription.as_str()).collect();
-        let touched: Vec<&MeterRecord> = counted.iter().filter_map(|sub| meters.get(*sub)).collect();
-        self.update_latest(&mut tx, &touched, now).await?;
-        let billed: Vec<(u64, Option<u64>)> =
-            rows.iter().filter(|r| r.decision.counts()).map(|r| (r.seq, r.decision.consumption_m3)).collect();
-        self.append_billing(&mut tx, &billed, now).await?;
+        self.update_latest(&mut tx, &judged.touched(&known.meters), now).await?;
+        self.append_billing(&mut tx, &judged.billed(), now).await?;
         tx.commit().await.map_err(db)?;
-        if self.dialect == Dialect::Sqlite
-            && let Some(max) = rows.iter().map(|r| r.seq).max()
-        {
-            *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = Some(max);
-        }
-        Ok(Ok(outcomes))
+        Ok(Ok(judged.outcomes))
     }
 
     /// Moves each touched meter's latest reading: an upsert on the primary key, so both databases
@@ -673,28 +543,9 @@ impl SqlStore {
         meters: &[&MeterRecord],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let records: Vec<LatestRecord> = meters
-            .iter()
-            .filter_map(|m| {
-                let last = m.last?;
-                Some(LatestRecord {
-                    subscription: m.subscription.to_string(),
-                    meter_serial: m.meter_serial.to_string(),
-                    digits: i64::from(m.digits),
-                    updated_at_ms: unix_ms(now),
-                    last_seq: match last.source {
-                        Source::Declaration(seq) => Some(seq as i64),
-                        Source::Billing => None,
-                    },
-                    last_reading: last.reading as i64,
-                    last_read_at_ms: unix_ms(last.read_at),
-                })
-            })
-            .collect();
-        if records.is_empty() {
-            return Ok(());
+        if let Some(json) = latest_json(meters, now)? {
+            sqlx::query(self.dialect.upsert_latest()).bind(json).execute(&mut *conn).await.map_err(db)?;
         }
-        sqlx::query(self.dialect.upsert_latest()).bind(json_text(&records)?).execute(&mut *conn).await.map_err(db)?;
         Ok(())
     }
 }
@@ -715,10 +566,7 @@ impl SqlStore {
         let count = entries.len() as i64;
         let first: i64 = match self.dialect {
             // One writer: the next positions are ours.
-            Dialect::Sqlite => sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) + 1 FROM billing_feed")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db)?,
+            Dialect::Sqlite => sqlx::query_scalar(SQLITE_NEXT_POSITION).fetch_one(&mut *conn).await.map_err(db)?,
             Dialect::Postgres => {
                 let last: i64 =
                     sqlx::query_scalar("UPDATE billing_position SET last = last + $1 WHERE id = 1 RETURNING last")
@@ -729,52 +577,127 @@ impl SqlStore {
                 last - count + 1
             }
         };
-        let rows: Vec<(i64, i64, Option<i64>, i64)> = entries
-            .iter()
-            .zip(first..)
-            .map(|(&(seq, consumption), position)| (position, seq as i64, opt_i64(consumption), unix_ms(now)))
-            .collect();
         let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true \
-                 ON CONFLICT (seq) DO NOTHING"
-            }
+            Dialect::Sqlite => SQLITE_APPEND_BILLING,
             Dialect::Postgres => {
                 "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
                  SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, (r ->> 2)::bigint, (r ->> 3)::bigint \
                  FROM jsonb_array_elements($1::jsonb) AS rows(r) ON CONFLICT (seq) DO NOTHING"
             }
         };
-        sqlx::query(sql).bind(json_text(&rows)?).execute(&mut *conn).await.map_err(db)?;
+        sqlx::query(sql).bind(billing_json(entries, first, now)?).execute(&mut *conn).await.map_err(db)?;
         Ok(())
     }
 }
 
+/// SQLite: the first free position of the billing feed (one writer: the next ones are ours).
+pub(super) const SQLITE_NEXT_POSITION: &str = "SELECT COALESCE(MAX(position), 0) + 1 FROM billing_feed";
+
+/// SQLite: appends the JSON rows of [`billing_json`] to the billing feed.
+pub(super) const SQLITE_APPEND_BILLING: &str = "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true \
+     ON CONFLICT (seq) DO NOTHING";
+
+/// Billing feed rows for (seq, consumption) entries from position `first` on, as JSON text.
+pub(super) fn billing_json(
+    entries: &[(u64, Option<u64>)],
+    first: i64,
+    now: OffsetDateTime,
+) -> Result<String, StoreError> {
+    let rows: Vec<(i64, i64, Option<i64>, i64)> = entries
+        .iter()
+        .zip(first..)
+        .map(|(&(seq, consumption), position)| (position, seq as i64, opt_i64(consumption), unix_ms(now)))
+        .collect();
+    json_text(&rows)
+}
+
+/// The latest readings of `meters` (those that have one), as the JSON text
+/// [`Dialect::upsert_latest`] unpacks; `None` when there is nothing to write.
+pub(super) fn latest_json(meters: &[&MeterRecord], now: OffsetDateTime) -> Result<Option<String>, StoreError> {
+    let records: Vec<LatestRecord> = meters
+        .iter()
+        .filter_map(|m| {
+            let last = m.last?;
+            Some(LatestRecord {
+                subscription: m.subscription.to_string(),
+                meter_serial: m.meter_serial.to_string(),
+                digits: i64::from(m.digits),
+                updated_at_ms: unix_ms(now),
+                last_seq: match last.source {
+                    Source::Declaration(seq) => Some(seq as i64),
+                    Source::Billing => None,
+                },
+                last_reading: last.reading as i64,
+                last_read_at_ms: unix_ms(last.read_at),
+            })
+        })
+        .collect();
+    if records.is_empty() { Ok(None) } else { json_text(&records).map(Some) }
+}
+
+/// The declaration rows to insert, as the JSON text [`Dialect::insert_declarations`] unpacks.
+pub(super) fn declarations_json(rows: &[NewRow<'_>], now: OffsetDateTime) -> Result<String, StoreError> {
+    json_text(&declaration_records(rows, now))
+}
+
+/// The declaration rows to insert, column by column.
+pub(super) fn declaration_records<'a>(rows: &[NewRow<'a>], now: OffsetDateTime) -> Vec<DeclarationRecord<'a>> {
+    let received_at_ms = unix_ms(now);
+    rows.iter()
+        .map(|row| {
+            let (item, d) = (row.item, &row.decision);
+            DeclarationRecord {
+                seq: row.seq as i64,
+                id: item.id.to_string(),
+                channel: item.channel.as_str(),
+                device_id: item.device_id.map(|d| d.to_string()),
+                subscription: &item.subscription,
+                meter_serial: &item.meter_serial,
+                reading: opt_i64(item.reading.map(|r| r.value())),
+                read_at_ms: unix_ms(item.read_at),
+                read_at: item.read_at.format(&Rfc3339).unwrap_or_else(|_| unix_ms(item.read_at).to_string()),
+                note: item.note.as_deref(),
+                received_at_ms,
+                status: d.status.as_str(),
+                code: d.code.map(|c| c.as_str()),
+                answered_consumption: opt_i64(d.consumption_m3),
+                consumption_m3: opt_i64(d.consumption_m3),
+                duplicate_of: opt_i64(d.duplicate_of),
+                counts: d.counts(),
+                fingerprint: &item.fingerprint,
+                sender: item.sender.as_deref(),
+                operator: item.staff.as_ref().map(|s| s.operator.as_str()),
+                office: item.staff.as_ref().map(|s| s.office.as_str()),
+            }
+        })
+        .collect()
+}
+
 /// A declaration row for a bulk insert. It is written as a JSON array, in column order: a
 /// database finds an array element by position faster than an object member by name.
-struct DeclarationRecord<'a> {
-    seq: i64,
-    id: String,
-    channel: &'static str,
-    device_id: Option<String>,
-    subscription: &'a str,
-    meter_serial: &'a str,
-    reading: Option<i64>,
-    read_at_ms: i64,
-    read_at: String,
-    note: Option<&'a str>,
-    received_at_ms: i64,
-    status: &'static str,
-    code: Option<&'static str>,
-    answered_consumption: Option<i64>,
-    consumption_m3: Option<i64>,
-    duplicate_of: Option<i64>,
-    counts: bool,
-    fingerprint: &'a str,
-    sender: Option<&'a str>,
-    operator: Option<&'a str>,
-    office: Option<&'a str>,
+pub(super) struct DeclarationRecord<'a> {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) channel: &'static str,
+    pub(super) device_id: Option<String>,
+    pub(super) subscription: &'a str,
+    pub(super) meter_serial: &'a str,
+    pub(super) reading: Option<i64>,
+    pub(super) read_at_ms: i64,
+    pub(super) read_at: String,
+    pub(super) note: Option<&'a str>,
+    pub(super) received_at_ms: i64,
+    pub(super) status: &'static str,
+    pub(super) code: Option<&'static str>,
+    pub(super) answered_consumption: Option<i64>,
+    pub(super) consumption_m3: Option<i64>,
+    pub(super) duplicate_of: Option<i64>,
+    pub(super) counts: bool,
+    pub(super) fingerprint: &'a str,
+    pub(super) sender: Option<&'a str>,
+    pub(super) operator: Option<&'a str>,
+    pub(super) office: Option<&'a str>,
 }
 
 impl serde::Serialize for DeclarationRecord<'_> {
@@ -834,7 +757,7 @@ impl Dialect {
         }
     }
 
-    fn insert_declarations(self) -> &'static str {
+    pub(super) fn insert_declarations(self) -> &'static str {
         match self {
             Dialect::Sqlite => {
                 "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
@@ -858,7 +781,7 @@ impl Dialect {
         }
     }
 
-    fn upsert_latest(self) -> &'static str {
+    pub(super) fn upsert_latest(self) -> &'static str {
         match self {
             Dialect::Sqlite => {
                 "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, \
@@ -892,6 +815,173 @@ fn decision_of(code: Code) -> Decision {
         duplicate_of: None,
         next_consumption: None,
     }
+}
+
+/// The statement that re-measures a later declaration's consumption (`$1` m³, `$2` its seq).
+pub(super) const SET_CONSUMPTION: &str = "UPDATE declarations SET consumption_m3 = $1 WHERE seq = $2";
+
+/// What a batch needs from the store before it is judged: the outcomes of ids stored before
+/// (when they were looked up), the meters, and each meter's chain around the new readings.
+pub(super) struct Known {
+    pub(super) stored: HashMap<String, StoredOutcome>,
+    pub(super) meters: HashMap<String, MeterRecord>,
+    pub(super) chains: HashMap<String, Chain>,
+}
+
+/// A judged batch: the rows to insert, the later declarations re-measured, and the answers.
+pub(super) struct Judged<'a> {
+    pub(super) rows: Vec<NewRow<'a>>,
+    pub(super) consumption_updates: Vec<(u64, u64)>,
+    pub(super) outcomes: Vec<Outcome>,
+}
+
+impl Judged<'_> {
+    /// The meters whose chain gained a reading, with their new latest.
+    pub(super) fn touched<'m>(&self, meters: &'m HashMap<String, MeterRecord>) -> Vec<&'m MeterRecord> {
+        let counted: BTreeSet<&str> =
+            self.rows.iter().filter(|r| r.decision.counts()).map(|r| r.item.subscription.as_str()).collect();
+        counted.iter().filter_map(|sub| meters.get(*sub)).collect()
+    }
+
+    /// The readings that join the billing feed: (seq, consumption).
+    pub(super) fn billed(&self) -> Vec<(u64, Option<u64>)> {
+        self.rows.iter().filter(|r| r.decision.counts()).map(|r| (r.seq, r.decision.consumption_m3)).collect()
+    }
+
+    /// The highest sequence number handed out.
+    pub(super) fn last_seq(&self) -> Option<u64> {
+        self.rows.iter().map(|r| r.seq).max()
+    }
+}
+
+/// The batch's ids, each once, to look up.
+pub(super) fn ids_of(batch: &[Incoming]) -> Vec<String> {
+    batch.iter().map(|i| i.id.to_string()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The subscriptions whose meters the batch's new declarations need.
+pub(super) fn wanted(batch: &[Incoming], stored: &HashMap<String, StoredOutcome>) -> BTreeSet<String> {
+    batch
+        .iter()
+        .filter(|item| stored.is_empty() || !stored.contains_key(&item.id.to_string()))
+        .filter_map(|item| item.parsed_subscription.as_ref().map(ToString::to_string))
+        .collect()
+}
+
+/// How many sequence numbers the batch takes: one per declaration not stored before.
+pub(super) fn fresh_count(batch: &[Incoming], stored: &HashMap<String, StoredOutcome>) -> usize {
+    batch.iter().filter(|i| stored.is_empty() || !stored.contains_key(&i.id.to_string())).count()
+}
+
+/// For each meter, where its chain must be read from: `None` when every declaration of the
+/// batch comes after its latest reading (the chain is that reading alone), else the earliest
+/// reading time the batch holds for it.
+pub(super) fn chain_starts(
+    batch: &[Incoming],
+    meters: &HashMap<String, MeterRecord>,
+) -> Vec<(String, Option<OffsetDateTime>)> {
+    let mut earliest: HashMap<&str, OffsetDateTime> = HashMap::new();
+    for item in batch {
+        if let Some(sub) = &item.parsed_subscription {
+            let at = earliest.entry(sub.as_str()).or_insert(item.read_at);
+            *at = (*at).min(item.read_at);
+        }
+    }
+    meters
+        .iter()
+        .map(|(sub, meter)| {
+            let from = match (meter.last, earliest.get(sub.as_str())) {
+                (Some(last), Some(&earliest)) if earliest < last.read_at => Some(earliest),
+                _ => None,
+            };
+            (sub.clone(), from)
+        })
+        .collect()
+}
+
+/// Judges a batch in order against what the store knows, handing out `seqs` to the declarations
+/// not stored before. Pure: the same on both databases.
+pub(super) fn judge<'a>(
+    batch: &'a [Incoming],
+    known: &mut Known,
+    seqs: Vec<u64>,
+    now: OffsetDateTime,
+) -> Result<Judged<'a>, StoreError> {
+    let mut seqs = seqs.into_iter();
+    let mut rows: Vec<NewRow> = Vec::with_capacity(batch.len());
+    let mut by_id: HashMap<Uuid, usize> = HashMap::new();
+    let mut consumption_updates: Vec<(u64, u64)> = Vec::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+
+    for item in batch {
+        let fingerprint = &item.fingerprint;
+        if !known.stored.is_empty()
+            && let Some(prior) = known.stored.get(&item.id.to_string())
+        {
+            outcomes.push(prior.replay(item.id, fingerprint));
+            continue;
+        }
+        if let Some(&index) = by_id.get(&item.id) {
+            let row: &NewRow = &rows[index];
+            let prior = StoredOutcome {
+                seq: row.seq,
+                status: row.decision.status,
+                code: row.decision.code,
+                consumption: row.decision.consumption_m3,
+                duplicate_of: row.decision.duplicate_of,
+                fingerprint: row.item.fingerprint.clone(),
+            };
+            outcomes.push(prior.replay(item.id, fingerprint));
+            continue;
+        }
+        let Some(seq) = seqs.next() else {
+            return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
+        };
+        let meter = item.parsed_subscription.as_ref().and_then(|s| known.meters.get_mut(s.as_str()));
+        let decision = match meter.map(|m| (item.proof.identifies(m), m)) {
+            Some((identity, meter)) if identity != Identity::Refused => {
+                let verified = identity == Identity::Verified;
+                match item.reading {
+                    None => decision_of(Code::ReadingOutOfRange),
+                    Some(reading) => {
+                        let chain = known.chains.entry(meter.subscription.to_string()).or_default();
+                        let candidate = Candidate { reading, read_at: item.read_at };
+                        let mut decision = rules::reconcile(&meter.context(), chain, &candidate, now);
+                        if !verified {
+                            decision = rules::from_unverified_sender(decision);
+                        }
+                        if decision.counts() {
+                            let point = Point {
+                                source: Source::Declaration(seq),
+                                reading: reading.value(),
+                                read_at: item.read_at,
+                            };
+                            chain.insert(point);
+                            if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
+                                meter.last = Some(point);
+                            }
+                            if let Some(update) = decision.next_consumption {
+                                consumption_updates.push(update);
+                            }
+                        }
+                        decision
+                    }
+                }
+            }
+            _ => decision_of(Code::IdentityMismatch),
+        };
+        outcomes.push(Outcome {
+            id: item.id,
+            status: decision.status,
+            code: decision.code,
+            consumption_m3: decision.consumption_m3,
+            tracking_seq: tracking_seq(decision.status, seq, decision.duplicate_of),
+            replayed: false,
+        });
+        by_id.insert(item.id, rows.len());
+        rows.push(NewRow { seq, item, decision });
+    }
+    Ok(Judged { rows, consumption_updates, outcomes })
 }
 
 #[async_trait]
@@ -985,10 +1075,11 @@ impl Store for SqlStore {
         // again after a short, growing, randomised wait; nothing of it was stored.
         let mut look_up = false;
         for attempt in 0..MAX_ATTEMPTS {
-            let result = self.apply_once(batch, now, look_up).await;
-            if !matches!(result, Ok(Ok(_))) {
-                *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            }
+            let result = match &self.direct {
+                // On the caller's thread: the writer's own, on SQLite (see `Direct`).
+                Some(direct) => direct.apply_once(batch, now, look_up),
+                None => self.apply_once(batch, now, look_up).await,
+            };
             match result {
                 Ok(Ok(outcomes)) => return Ok(outcomes),
                 Ok(Err(Raced)) => look_up = true,
@@ -1013,13 +1104,14 @@ impl Store for SqlStore {
         let Some(wal) = self.wal.clone() else { return Ok(()) };
         let flushed =
             tokio::task::spawn_blocking(move || wal.flush()).await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        flushed.map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))
+        flushed.map_err(|e| StoreError::Unavailable(Box::new(e)))
     }
 
     fn writes_on_own_thread(&self) -> bool {
-        // sqlx's SQLite driver answers from a thread per connection; PostgreSQL's sockets belong to
-        // the shared runtime's reactor.
-        self.dialect == Dialect::Sqlite
+        // SQLite's declarations are stored on the calling thread (`Direct` blocks it for the
+        // transaction), which must not be one of the shared runtime's; PostgreSQL's sockets
+        // belong to the shared runtime's reactor.
+        self.direct.is_some()
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
