@@ -53,6 +53,8 @@ pub fn dist() -> anyhow::Result<()> {
     tools::ensure_wasm_bindgen()?;
     ensure_trunk()?;
     let wasm_opt = ensure_wasm_opt()?;
+    // Trunk runs cargo offline: the crates must be here first (a no-op once they are).
+    tools::cargo(&["fetch", "--locked"])?;
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![wasm_opt];
     paths.extend(std::env::split_paths(&path));
