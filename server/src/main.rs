@@ -195,7 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Billing hand-off at /api/v1/billing/readings");
             }
             let options = ServeOptions { web_root: Some(web_root), sms, ivr, billing_token, ..ServeOptions::default() };
-            server::serve(listener, store, options, server::shutdown_signal()).await
+            let served = server::serve(listener, store.clone(), options, server::shutdown_signal()).await;
+            store.close().await;
+            served
         }
         Command::ImportSubscribers { database, file } => {
             let reader = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
@@ -211,6 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = SqlStore::connect(&database).await?;
             store.upsert_subscribers(&rows, OffsetDateTime::now_utc()).await.context("importing subscribers")?;
             println!("imported {} subscriber(s)", rows.len());
+            store.close().await;
             Ok(())
         }
         Command::MigrateStore { from, to } => {
@@ -240,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             store.audit(&entry).await?;
             eprintln!("{count} reading(s); next cursor: {next}");
+            store.close().await;
             Ok(())
         }
         Command::CreateOperator { database, role, office, username } => {
@@ -266,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let action = if existed { "operator_reset" } else { "operator_created" };
             store.audit(&AuditEntry { at: now, username: "command-line", action, detail: &detail }).await?;
             println!("{} {username} ({}, {office})", if existed { "updated" } else { "created" }, role.as_str());
+            store.close().await;
             Ok(())
         }
     }

@@ -77,6 +77,7 @@ fn import_is_all_or_nothing_and_updates_on_reimport() {
     assert!(text.contains("imported 2 subscriber(s)"), "{text}");
     let (ok, text) = import(&db, &csv);
     assert!(ok && text.contains("imported 2"), "importing again updates: {text}");
+    assert!(!dir.join("k.db-wal").exists(), "the log is folded into the database file on exit: it alone is a backup");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -116,6 +117,7 @@ fn serve_answers_and_stops_on_sigterm() {
     assert!(killed.success());
     let exit = child.wait().expect("wait for kontor");
     assert!(exit.success(), "kontor exits cleanly on SIGTERM: {exit}");
+    assert!(!dir.join("k.db-wal").exists(), "and folds the write-ahead log into the database file");
     let mut out = String::new();
     child.stdout.take().map(|mut s| s.read_to_string(&mut out));
     assert!(out.contains("1234567890") && out.contains("AB123456"), "the demo subscribers are printed: {out}");

@@ -47,7 +47,8 @@ struct Committed {
 
 /// The connection that stores declarations on SQLite.
 pub(super) struct Direct {
-    conn: Mutex<Connection>,
+    /// `None` once closed.
+    conn: Mutex<Option<Connection>>,
     /// The last sequence number committed, so that a batch need not ask: SQLite has one writing
     /// process, and only this connection inserts declarations. Cleared whenever a transaction
     /// does not commit.
@@ -59,7 +60,16 @@ impl Direct {
     pub(super) fn open(path: &Path) -> Result<Self, rusqlite::Error> {
         let conn = Connection::open(path)?;
         conn.execute_batch(SQLITE_PRAGMAS)?;
-        Ok(Self { conn: Mutex::new(conn), last_seq: Mutex::new(None) })
+        Ok(Self { conn: Mutex::new(Some(conn)), last_seq: Mutex::new(None) })
+    }
+
+    /// Closes the connection: with the pool's, the last one to close folds the write-ahead log
+    /// into the database file and removes it, so that the file alone holds everything.
+    pub(super) fn close(&self) {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Err((_, e))) = conn.map(Connection::close) {
+            tracing::warn!(error = %e, "closing the declarations' connection failed");
+        }
     }
 
     /// One attempt at a batch, as `SqlStore::apply_once` on PostgreSQL: with `look_up` false every
@@ -72,7 +82,10 @@ impl Direct {
         look_up: bool,
     ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.transaction(&mut conn, batch, now, look_up);
+        let Some(conn) = conn.as_mut() else {
+            return Err(StoreError::Unavailable(Box::new(std::io::Error::other("the store is closed"))));
+        };
+        let result = self.transaction(conn, batch, now, look_up);
         let mut last_seq = self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(Ok(committed)) => {

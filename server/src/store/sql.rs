@@ -182,8 +182,12 @@ impl SqlStore {
         self.dialect
     }
 
-    /// Closes every connection (before the database is dropped, in tests).
+    /// Closes every connection. On SQLite the last one to close folds the write-ahead log into
+    /// the database file and removes it: after `close`, the file alone is the whole store.
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.pool.close().await;
     }
 }
