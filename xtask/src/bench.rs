@@ -33,14 +33,20 @@ struct Options {
     backends: Vec<&'static str>,
     /// Time-ordered ids (UUIDv7, as the web app makes them) or random ones (UUIDv4).
     random_ids: bool,
+    /// Runs per backend; more than one reports each figure's median.
+    repeat: usize,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut options = Options { seconds: 10, backends: vec!["sqlite", "postgres"], random_ids: false };
+    let mut options = Options { seconds: 10, backends: vec!["sqlite", "postgres"], random_ids: false, repeat: 1 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => options.seconds = args.next().context("--seconds needs a number")?.parse()?,
+            "--repeat" => {
+                options.repeat = args.next().context("--repeat needs a number")?.parse()?;
+                anyhow::ensure!(options.repeat > 0, "--repeat takes 1 or more");
+            }
             "--backend" => {
                 options.backends = match args.next().map(String::as_str) {
                     Some("sqlite") => vec!["sqlite"],
@@ -70,7 +76,11 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut rows = Vec::new();
     for backend in &options.backends {
-        rows.extend(runtime.block_on(bench_backend(backend, options.seconds, options.random_ids))?);
+        let mut runs = Vec::with_capacity(options.repeat);
+        for _ in 0..options.repeat {
+            runs.push(runtime.block_on(bench_backend(backend, options.seconds, options.random_ids))?);
+        }
+        rows.extend(medians(runs));
     }
     // Server time per request or declaration: steadier than the rates on a shared machine, where
     // the load client and other tenants take what the server leaves.
@@ -93,6 +103,9 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         );
     }
     println!("server µs/op: the server's CPU time per declaration (per request for the bare handler)");
+    if options.repeat > 1 {
+        println!("each figure: the median of {} runs (each run on a fresh database)", options.repeat);
+    }
     println!(
         "ids: {}",
         if options.random_ids { "random (UUIDv4)" } else { "time-ordered (UUIDv7, as the web app makes them)" }
@@ -101,6 +114,41 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         println!("{} / {}: {}", r.backend, r.scenario, r.note);
     }
     Ok(())
+}
+
+/// One row per scenario, each figure the median of the runs' (a shared machine's noise moves single
+/// runs by a fifth). The notes are the last run's, but for the share of the bare handler's rate,
+/// taken from the medians.
+fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let Some(last) = runs.last() else { return Vec::new() };
+    let mut rows: Vec<Row> = (0..last.len())
+        .map(|i| {
+            let column = |f: fn(&Row) -> f64| median(runs.iter().map(|run| f(&run[i])).collect());
+            Row {
+                backend: last[i].backend,
+                scenario: last[i].scenario.clone(),
+                declarations_per_sec: column(|r| r.declarations_per_sec),
+                requests_per_sec: column(|r| r.requests_per_sec),
+                p50_ms: column(|r| r.p50_ms),
+                p99_ms: column(|r| r.p99_ms),
+                server_cpu_share: column(|r| r.server_cpu_share),
+                note: last[i].note.clone(),
+            }
+        })
+        .collect();
+    if runs.len() > 1
+        && let [bare, single, ..] = rows.as_mut_slice()
+    {
+        single.note = format!(
+            "{:.0} % of the bare handler's rate",
+            single.declarations_per_sec / bare.requests_per_sec.max(1.0) * 100.0
+        );
+    }
+    rows
 }
 
 struct Row {
