@@ -327,7 +327,6 @@ pub async fn sync(
         return Err(ApiError::rate_limited(lang, limits.window));
     }
 
-    let subscriptions: Vec<String> = incoming.iter().map(|i| i.subscription.clone()).collect();
     let outcomes = if incoming.is_empty() {
         Vec::new()
     } else {
@@ -336,10 +335,11 @@ pub async fn sync(
             ApiError::from_write(&e, lang)
         })?
     };
-    for (subscription, outcome) in subscriptions.into_iter().zip(&outcomes) {
+    // After the client's, `keys` holds each item's subscription, in the items' order.
+    for (key, outcome) in keys[1..].iter().zip(&outcomes) {
         if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
             state.limiter.record_failure(client.clone()).await;
-            state.limiter.record_failure(Key::Subscription(subscription)).await;
+            state.limiter.record_failure(key.clone()).await;
         }
     }
 

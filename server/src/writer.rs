@@ -221,7 +221,7 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>, slot: tokio::sync::Owne
     );
 }
 
-async fn apply_group(store: &dyn Store, jobs: Vec<Job>, now: OffsetDateTime, answers: &mut Vec<Answer>) {
+async fn apply_group(store: &dyn Store, mut jobs: Vec<Job>, now: OffsetDateTime, answers: &mut Vec<Answer>) {
     if jobs.len() == 1 {
         for job in jobs {
             let result = store.apply(&job.items, now).await.map_err(|e| {
@@ -232,7 +232,6 @@ async fn apply_group(store: &dyn Store, jobs: Vec<Job>, now: OffsetDateTime, ans
         }
         return;
     }
-    let mut jobs = jobs;
     let sizes: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
     let mut combined: Vec<Incoming> = Vec::with_capacity(sizes.iter().sum());
     for job in &mut jobs {

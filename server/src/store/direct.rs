@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, TransactionBehavior};
 use shared::rules::{Chain, Source};
@@ -34,6 +34,15 @@ const INSERT_DECLARATION: &str = "INSERT INTO declarations (seq, id, channel, de
 
 /// A meter's latest reading moved (the meter was read in the same transaction, so it exists).
 const SET_LATEST: &str = "UPDATE meters SET last_seq = $1, last_reading = $2, last_read_at_ms = $3, updated_at_ms = $4 WHERE subscription = $5";
+
+/// A meter by its subscription, in [`MeterColumns`]' order (the text is made once, not per group).
+static METER_BY_SUBSCRIPTION: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1"));
+
+/// The outcomes stored for the ids of the JSON array `$1`.
+static STORED_OUTCOMES: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {STORED_OUTCOME_COLUMNS} FROM declarations WHERE {}", Dialect::Sqlite.id_among_json())
+});
 
 /// One reading joins the billing feed.
 const APPEND_BILLING: &str = "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
@@ -86,23 +95,12 @@ impl Direct {
             return Err(StoreError::Unavailable(Box::new(std::io::Error::other("the store is closed"))));
         };
         let result = self.transaction(conn, batch, now, look_up);
-        let mut last_seq = self.last_seq.lock().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Ok(Ok(committed)) => {
-                if committed.last_seq.is_some() {
-                    *last_seq = committed.last_seq;
-                }
-                Ok(Ok(committed.outcomes))
-            }
-            Ok(Err(raced)) => {
-                *last_seq = None;
-                Ok(Err(raced))
-            }
-            Err(e) => {
-                *last_seq = None;
-                Err(e)
-            }
-        }
+        // Anything but a commit may have left the counter behind the table: read it again next time.
+        *self.last_seq.lock().unwrap_or_else(|p| p.into_inner()) = match &result {
+            Ok(Ok(committed)) => committed.last_seq,
+            _ => None,
+        };
+        result.map(|r| r.map(|committed| committed.outcomes))
     }
 
     /// The transaction.
@@ -213,8 +211,7 @@ impl Direct {
 }
 
 fn stored_outcomes(conn: &Connection, ids: &[String]) -> Result<HashMap<String, StoredOutcome>, StoreError> {
-    let sql = format!("SELECT {STORED_OUTCOME_COLUMNS} FROM declarations WHERE {}", Dialect::Sqlite.id_among_json());
-    let mut statement = conn.prepare_cached(&sql).map_err(classify)?;
+    let mut statement = conn.prepare_cached(&STORED_OUTCOMES).map_err(classify)?;
     let mut rows = statement.query([sql::json_text(&ids)?]).map_err(classify)?;
     let mut found = HashMap::with_capacity(ids.len());
     while let Some(row) = rows.next().map_err(classify)? {
@@ -241,9 +238,7 @@ fn meters(
     if subscriptions.is_empty() {
         return Ok(found);
     }
-    let mut statement = conn
-        .prepare_cached(&format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1"))
-        .map_err(classify)?;
+    let mut statement = conn.prepare_cached(&METER_BY_SUBSCRIPTION).map_err(classify)?;
     for subscription in subscriptions {
         let columns = statement
             .query_row([subscription], |r| {

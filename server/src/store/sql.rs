@@ -489,7 +489,7 @@ impl SqlStore {
         if rows.is_empty() {
             return Ok(Ok(()));
         }
-        let inserted = sqlx::query(self.dialect.insert_declarations())
+        let inserted = sqlx::query(INSERT_DECLARATIONS)
             .bind(declarations_json(rows, now)?)
             .execute(&mut *conn)
             .await
@@ -640,7 +640,7 @@ pub(super) fn latest_json(meters: &[&MeterRecord], now: OffsetDateTime) -> Resul
     if records.is_empty() { Ok(None) } else { json_text(&records).map(Some) }
 }
 
-/// The declaration rows to insert, as the JSON text [`Dialect::insert_declarations`] unpacks.
+/// The declaration rows to insert, as the JSON text [`INSERT_DECLARATIONS`] unpacks.
 pub(super) fn declarations_json(rows: &[NewRow<'_>], now: OffsetDateTime) -> Result<String, StoreError> {
     json_text(&declaration_records(rows, now))
 }
@@ -677,6 +677,17 @@ pub(super) fn declaration_records<'a>(rows: &[NewRow<'a>], now: OffsetDateTime) 
         })
         .collect()
 }
+
+/// PostgreSQL: inserts the declaration rows of [`declarations_json`] (SQLite binds them row by
+/// row, `direct.rs`).
+const INSERT_DECLARATIONS: &str = "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, \
+     reading, read_at_ms, read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, \
+     duplicate_of, counts, fingerprint, sender, operator, office) \
+     SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
+       (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
+       (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20 \
+     FROM jsonb_array_elements($1::jsonb) AS rows(r) \
+     ON CONFLICT (id) DO NOTHING";
 
 /// A declaration row for a bulk insert. It is written as a JSON array, in column order: a
 /// database finds an array element by position faster than an object member by name.
@@ -758,30 +769,6 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "id IN (SELECT value FROM json_each($1))",
             Dialect::Postgres => "id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))",
-        }
-    }
-
-    pub(super) fn insert_declarations(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => {
-                "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
-                 read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint, sender, operator, office) \
-                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                   value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, \
-                   value ->> 14, value ->> 15, value ->> 16, value ->> 17, value ->> 18, value ->> 19, value ->> 20 \
-                 FROM jsonb_each($1) WHERE true ON CONFLICT (id) DO NOTHING"
-            }
-            Dialect::Postgres => {
-                "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
-                 read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-                 fingerprint, sender, operator, office) \
-                 SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
-                   (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
-                   (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20 \
-                 FROM jsonb_array_elements($1::jsonb) AS rows(r) \
-                 ON CONFLICT (id) DO NOTHING"
-            }
         }
     }
 
