@@ -81,29 +81,34 @@ fn import_is_all_or_nothing_and_updates_on_reimport() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn serve_answers_and_stops_on_sigterm() {
-    let dir = scratch("serve");
-    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+/// Starts `kontor serve` on `db` and a free port, and waits until it is ready.
+fn serve(db: &str, extra: &[&str]) -> (std::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(KONTOR)
-        .args(["serve", "--demo", "--database", &db, "--listen", &addr])
+        .args(["serve", "--database", db, "--listen", &addr])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .env("KONTOR_SMS_SECRET", "cli-secret")
         .stdout(Stdio::piped())
         .spawn()
         .expect("start kontor");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut status = None;
-    while Instant::now() < deadline {
-        status = get(&addr, "/readyz");
-        if status.is_some() {
-            break;
+    while get(&addr, "/readyz").as_deref() != Some("HTTP/1.1 200 OK") {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("kontor did not become ready");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(status.as_deref(), Some("HTTP/1.1 200 OK"));
+    (child, addr)
+}
+
+#[test]
+fn serve_answers_and_stops_on_sigterm() {
+    let dir = scratch("serve");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let (mut child, addr) = serve(&db, &["--demo"]);
     assert_eq!(get(&addr, "/pwa/kontor.wasm").as_deref(), Some("HTTP/1.1 404 Not Found"), "no HTML for a missing file");
     assert_eq!(get(&addr, "/office/login").as_deref(), Some("HTTP/1.1 200 OK"), "the console is served");
 
@@ -180,5 +185,42 @@ fn an_in_memory_database_is_refused() {
         assert!(!ok, "{url} is refused");
         assert!(text.contains("in-memory database"), "and the operator is told why: {text}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The server keeps the meters it stores declarations for in memory; an import run by another
+/// process while it serves must still be what the next declaration is measured against.
+#[test]
+fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
+    use time::format_description::well_known::Rfc3339;
+    let dir = scratch("reimport");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let csv = dir.join("meters.csv");
+    let now = time::OffsetDateTime::now_utc();
+    let day = |n: i64| (now - time::Duration::days(10 - n)).format(&Rfc3339).expect("format");
+    std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10000,{},3.2,\n", day(0))).expect("csv");
+    assert!(import(&db, &csv).0);
+    let (mut child, addr) = serve(&db, &[]);
+    let declare = |id: &str, reading: u64, at: &str| {
+        let item = format!(
+            r#"{{"id":"{id}","subscription":"1234567890","meter_serial":"AB123456","reading":{reading},"read_at":"{at}"}}"#
+        );
+        let body = format!(r#"{{"device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10","submissions":[{item}]}}"#);
+        post_json(&addr, "/api/v1/sync", "", &body)
+    };
+    let first = declare("0190a3c4-0000-7000-8000-000000000001", 10_003, &day(1));
+    assert!(first.contains(r#""status":"accepted""#), "{first}");
+
+    // The company reads the meter on day 2 and the registry is imported again, by another process.
+    std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10010,{},3.2,\n", day(2))).expect("csv");
+    let (ok, text) = import(&db, &csv);
+    assert!(ok, "{text}");
+
+    // Below the company's reading of day 2, though above the declaration of day 1.
+    let second = declare("0190a3c4-0000-7000-8000-000000000002", 10_005, &day(3));
+    assert!(second.contains(r#""code":"reading_decreased""#), "measured against the imported reading: {second}");
+
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

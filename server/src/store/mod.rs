@@ -211,6 +211,24 @@ pub struct Incoming {
     /// What makes two submissions under one id "the same content": the canonical identifiers,
     /// the reading, the instant it was read and the note.
     pub fingerprint: String,
+    /// The id and the reading time as stored, written where the request is read (on any of the
+    /// runtime's threads) rather than by the single writer.
+    pub(crate) texts: Texts,
+}
+
+/// A declaration's text columns, made once.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Texts {
+    pub(crate) id: String,
+    /// RFC 3339, as sent (with its offset).
+    pub(crate) read_at: String,
+}
+
+impl Texts {
+    fn of(id: Uuid, read_at: OffsetDateTime) -> Self {
+        use time::format_description::well_known::Rfc3339;
+        Self { id: id.to_string(), read_at: read_at.format(&Rfc3339).unwrap_or_else(|_| unix_ms(read_at).to_string()) }
+    }
 }
 
 impl Incoming {
@@ -248,6 +266,7 @@ impl Incoming {
             note,
             staff: None,
             fingerprint,
+            texts: Texts::of(s.id, s.read_at),
         }
     }
 
@@ -269,8 +288,9 @@ impl Incoming {
             call.declaration.reading,
             phone.as_deref().unwrap_or("")
         );
+        let id = Uuid::new_v5(&PHONE_NAMESPACE, format!("{}:{}", call.channel.as_str(), call.message_id).as_bytes());
         Self {
-            id: Uuid::new_v5(&PHONE_NAMESPACE, format!("{}:{}", call.channel.as_str(), call.message_id).as_bytes()),
+            id,
             channel: call.channel,
             device_id: None,
             subscription: call.declaration.subscription.to_string(),
@@ -283,6 +303,7 @@ impl Incoming {
             note: None,
             staff: None,
             fingerprint,
+            texts: Texts::of(id, call.received_at),
         }
     }
 }
