@@ -200,7 +200,16 @@ fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
     let day = |n: i64| (now - time::Duration::days(10 - n)).format(&Rfc3339).expect("format");
     std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10000,{},3.2,\n", day(0))).expect("csv");
     assert!(import(&db, &csv).0);
-    let (mut child, addr) = serve(&db, &[]);
+    let (child, addr) = serve(&db, &[]);
+    // Stopped whatever happens, so that a failed assertion does not leave it running.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+            let _ = self.0.wait();
+        }
+    }
+    let server = Stop(child);
     let declare = |id: &str, reading: u64, at: &str| {
         let item = format!(
             r#"{{"id":"{id}","subscription":"1234567890","meter_serial":"AB123456","reading":{reading},"read_at":"{at}"}}"#
@@ -220,7 +229,6 @@ fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
     let second = declare("0190a3c4-0000-7000-8000-000000000002", 10_005, &day(3));
     assert!(second.contains(r#""code":"reading_decreased""#), "measured against the imported reading: {second}");
 
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
