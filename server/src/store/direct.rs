@@ -522,6 +522,13 @@ impl Checkpointer {
     }
 }
 
+impl Drop for Checkpointer {
+    /// A store dropped without `close` (a test's, say) does not leave its thread behind.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The checkpoint thread: waits for a commit, copies the log, rests, until told to stop.
 fn checkpoints(conn: &Connection, signal: &(Mutex<Wanted>, Condvar)) {
     let (wanted, wake) = signal;
