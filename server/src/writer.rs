@@ -3,8 +3,8 @@
 //! Requests hand their declarations to the writer and wait. While a transaction commits, the
 //! next requests queue up; the writer then judges and stores all of them in one transaction, so
 //! one fsync makes many declarations durable. A request is answered only after its transaction
-//! has committed and [`Store::sync`] has made it durable, so an acknowledged declaration is on
-//! disk. On SQLite one transaction runs at a time, which also serialises each meter's
+//! has committed and the store has made it durable ([`Store::sync_then`]: on SQLite the log's
+//! flusher thread answers as soon as its flush ends), so an acknowledged declaration is on disk. On SQLite one transaction runs at a time, which also serialises each meter's
 //! declarations, and the next one starts while the disk flushes the last one; on PostgreSQL a few
 //! overlap, and the store locks the meter rows of each transaction instead. A reviewer's
 //! decision moves a meter's chain too, so it goes through the same queue, in a transaction of its
@@ -189,8 +189,8 @@ async fn review(
 
 type Answer = (oneshot::Sender<Result<Vec<Outcome>, WriteError>>, Result<Vec<Outcome>, WriteError>);
 
-/// Commits a group, then (with the next group free to start) waits until the commit is durable
-/// and answers its requests.
+/// Commits a group, then (with the next group free to start) has its requests answered once
+/// the commit is durable, by whichever thread learns that first ([`Store::sync_then`]).
 async fn commit_group(store: &dyn Store, jobs: Vec<Job>, slot: tokio::sync::OwnedSemaphorePermit) {
     let started = std::time::Instant::now();
     let (requests, items) = (jobs.len(), jobs.iter().map(|j| j.items.len()).sum::<usize>());
@@ -198,27 +198,33 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>, slot: tokio::sync::Owne
     apply_group(store, jobs, OffsetDateTime::now_utc(), &mut answers).await;
     let committed = started.elapsed();
     drop(slot);
-    // Committed but perhaps not on disk when the flush fails: answer 503, and the retry gets the
-    // stored outcome (or stores it, if the commit was lost with the disk).
-    if answers.iter().any(|(_, result)| result.is_ok())
-        && let Err(e) = store.sync().await
-    {
-        tracing::error!(error = %error_chain(&e), "making a commit durable failed");
-        let failed = WriteError::from(&e);
-        for (_, result) in &mut answers {
-            *result = Err(failed.clone());
+    let any_stored = answers.iter().any(|(_, result)| result.is_ok());
+    let answer = move |synced: Result<(), StoreError>| {
+        // Committed but perhaps not on disk when the flush fails: answer 503, and the retry gets
+        // the stored outcome (or stores it, if the commit was lost with the disk).
+        if let Err(e) = synced {
+            tracing::error!(error = %error_chain(&e), "making a commit durable failed");
+            let failed = WriteError::from(&e);
+            for (_, result) in &mut answers {
+                *result = Err(failed.clone());
+            }
         }
+        for (reply, result) in answers {
+            let _ = reply.send(result);
+        }
+        tracing::debug!(
+            requests,
+            items,
+            commit_micros = committed.as_micros() as u64,
+            durable_micros = started.elapsed().as_micros() as u64,
+            "group stored"
+        );
+    };
+    if any_stored {
+        store.sync_then(Box::new(answer));
+    } else {
+        answer(Ok(()));
     }
-    for (reply, result) in answers {
-        let _ = reply.send(result);
-    }
-    tracing::debug!(
-        requests,
-        items,
-        commit_micros = committed.as_micros() as u64,
-        durable_micros = started.elapsed().as_micros() as u64,
-        "group stored"
-    );
 }
 
 async fn apply_group(store: &dyn Store, mut jobs: Vec<Job>, now: OffsetDateTime, answers: &mut Vec<Answer>) {

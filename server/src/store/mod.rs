@@ -7,6 +7,7 @@
 mod complaints;
 mod console;
 mod direct;
+mod flusher;
 mod sql;
 pub mod transfer;
 
@@ -372,6 +373,13 @@ pub trait Store: Send + Sync + 'static {
     /// writer's next transaction runs while the disk writes the last one.
     async fn sync(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// [`Store::sync`] for a caller that does not wait: `then` is called, on whichever thread
+    /// learns it first, once every transaction committed before the call is durable, or with the
+    /// error that stopped it. It must be quick (answering requests, not more). A store whose
+    /// commits are durable by themselves calls it at once.
+    fn sync_then(&self, then: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        then(Ok(()));
     }
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// How many `apply` transactions may run at once.

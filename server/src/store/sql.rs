@@ -2,7 +2,7 @@
 //!
 //! One query text serves both backends (numbered `$N` parameters, text ids, millisecond times);
 //! the few places where they differ go through [`Dialect`]. SQLite runs in WAL mode and commits
-//! without waiting for the disk; [`WalSync`] flushes the log before any request is answered, which
+//! without waiting for the disk; `Flusher` flushes the log before any request is answered, which
 //! gives `synchronous = FULL`'s guarantee. PostgreSQL is durable by default. The writer
 //! (`crate::writer`) batches requests into one transaction each, so a commit's flush is shared by
 //! many declarations.
@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::console::{STORED_COLUMNS, stored_from_row};
 use super::direct::Direct;
+use super::flusher::Flusher;
 use super::{
     AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, Filed, Identity, Incoming, MeterRecord,
     NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError,
@@ -51,124 +52,8 @@ impl Dialect {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// SQLite's durability, taken into our hands: the connections commit with `synchronous =
-/// NORMAL` (the commit lands in the write-ahead log, not yet on disk), and [`WalSync::sync`]
-/// then flushes the log file. The log is appended in commit order, so one flush makes every
-/// earlier commit durable; a checkpoint flushes the log itself before it copies pages into the
-/// database and flushes that too. The writer answers nothing before a flush that began after its
-/// commit, so this gives `synchronous = FULL`'s guarantee while the next transaction runs during
-/// the flush instead of after it.
-///
-/// One flush at a time: whoever asks while one is under way waits for it to end, and the next
-/// flush then covers everyone who asked meanwhile. Flushing once per group, each on its own
-/// thread, had the flushes of one file queue up in the kernel anyway, and cost a seventh of the
-/// server's time on one-declaration requests (`perf`, the bench's one-declaration scenario).
-struct WalSync {
-    database: std::path::PathBuf,
-    wal: std::path::PathBuf,
-    /// The log file last flushed (device, inode): a new log's directory entry is flushed once.
-    known: std::sync::Mutex<Option<(u64, u64)>>,
-    rounds: std::sync::Mutex<Rounds>,
-    /// Wakes those waiting when a flush ends.
-    ended: tokio::sync::Notify,
-}
-
-/// The flushes asked for and done, counted.
-#[derive(Default)]
-struct Rounds {
-    /// Tickets handed out: one per `sync` call.
-    asked: u64,
-    /// Every ticket up to this one is covered by a flush that has ended.
-    covered: u64,
-    /// A flush is under way.
-    running: bool,
-    /// Flushes that failed so far.
-    failures: u64,
-}
-
-impl WalSync {
-    fn new(database: &str) -> Self {
-        Self {
-            database: database.into(),
-            wal: format!("{database}-wal").into(),
-            known: std::sync::Mutex::new(None),
-            rounds: std::sync::Mutex::new(Rounds::default()),
-            ended: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Returns once a flush that began after this call has ended, with its outcome. When a flush
-    /// fails, every call waiting at the time gets an error (the caller answers 503 and the client
-    /// sends again, which is safe: what was committed is answered as a replay).
-    async fn sync(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
-        let (ticket, failures) = {
-            let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
-            rounds.asked += 1;
-            (rounds.asked, rounds.failures)
-        };
-        loop {
-            let ended = self.ended.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            {
-                let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
-                if rounds.covered >= ticket {
-                    return if rounds.failures == failures {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::other("flushing the write-ahead log failed"))
-                    };
-                }
-                if !rounds.running {
-                    // The flush runs on its own, so that a caller that stops waiting (a request
-                    // whose client went away) cannot leave it unfinished.
-                    rounds.running = true;
-                    let (me, target) = (self.clone(), rounds.asked);
-                    tokio::task::spawn_blocking(move || {
-                        let flushed = me.flush();
-                        {
-                            let mut rounds = me.rounds.lock().unwrap_or_else(|p| p.into_inner());
-                            rounds.running = false;
-                            rounds.covered = target;
-                            if let Err(e) = flushed {
-                                tracing::error!(error = %e, "flushing the write-ahead log failed");
-                                rounds.failures += 1;
-                            }
-                        }
-                        me.ended.notify_waiters();
-                    });
-                }
-            }
-            ended.await;
-        }
-    }
-
-    fn flush(&self) -> std::io::Result<()> {
-        use std::os::unix::fs::MetadataExt as _;
-        match std::fs::File::open(&self.wal) {
-            Ok(file) => {
-                file.sync_data()?;
-                let meta = file.metadata()?;
-                let id = (meta.dev(), meta.ino());
-                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-                if *known != Some(id) {
-                    if let Some(dir) = self.wal.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::File::open(dir)?.sync_all()?;
-                    }
-                    *known = Some(id);
-                }
-                Ok(())
-            }
-            // The last connection closed, and SQLite folded the log into the database and
-            // removed it: flush the database instead.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::File::open(&self.database)?.sync_all(),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// Every SQLite connection's settings: the write-ahead log, commits that do not wait for the disk
-/// (`WalSync` flushes the log before anyone is answered), a 5 s wait for the write lock, and
+/// (the `Flusher` flushes the log before anyone is answered), a 5 s wait for the write lock, and
 /// checkpoints every 16,384 pages (64 MiB) of log. The page cache keeps SQLite's default 2 MiB:
 /// SQLite walks a connection's whole cache at the end of every write transaction and whenever
 /// another connection has written, so a 64 MiB cache made each small commit slower (the bench's
@@ -180,8 +65,8 @@ pub(super) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synch
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) dialect: Dialect,
-    /// SQLite on a file: the log flush that makes commits durable (see [`WalSync`]).
-    wal: Option<std::sync::Arc<WalSync>>,
+    /// SQLite on a file: the log flush that makes commits durable (see [`Flusher`]).
+    wal: Option<Flusher>,
     /// SQLite: the connection that stores declarations, driven on the writer's own thread.
     direct: Option<Direct>,
 }
@@ -208,7 +93,7 @@ impl SqlStore {
             if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
             }
-            wal = Some(std::sync::Arc::new(WalSync::new(path)));
+            wal = Some(Flusher::start(path).context("starting the log flusher")?);
             sqlite_path = path.into();
         }
         let pool = AnyPoolOptions::new()
@@ -261,6 +146,9 @@ impl SqlStore {
             direct.close();
         }
         self.pool.close().await;
+        if let Some(wal) = &self.wal {
+            wal.stop();
+        }
     }
 }
 
@@ -1171,6 +1059,15 @@ impl Store for SqlStore {
     async fn sync(&self) -> Result<(), StoreError> {
         let Some(wal) = &self.wal else { return Ok(()) };
         wal.sync().await.map_err(|e| StoreError::Unavailable(Box::new(e)))
+    }
+
+    fn sync_then(&self, then: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        match &self.wal {
+            Some(wal) => wal.then(Box::new(move |flushed| {
+                then(super::flusher::owned(flushed).map_err(|e| StoreError::Unavailable(Box::new(e))))
+            })),
+            None => then(Ok(())),
+        }
     }
 
     fn writes_on_own_thread(&self) -> bool {
