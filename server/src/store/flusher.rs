@@ -15,12 +15,13 @@
 //!
 //! Whoever asks hands over what to do once durable ([`Flusher::then`]); the thread does it as
 //! soon as its flush ends. The writer answers its requests that way, straight from this thread,
-//! so that no other thread has to wake up between the disk's answer and the client's. Before,
-//! each flush was a task handed to the runtime's blocking pool (0.1–0.2 ms before it started),
-//! and a task on the writer's thread answered, after the writer's current transaction: in the
-//! bench's one-declaration scenario a group took 1.3–2.1 ms from its start to its answers, and
-//! 0.9–1.0 ms this way, with the flushes themselves as long as before (the writer's debug log,
-//! `KONTOR_BENCH_LOG=server=debug`).
+//! and its own thread goes on to the next group at once. Before, each flush was a task handed to
+//! the runtime's blocking pool (0.1–0.2 ms before it started) and a task on the writer's thread
+//! answered, after the writer's current transaction. In the bench's one-declaration scenario a
+//! group now takes 0.9–1.0 ms from its start to its answers instead of 1.3–2.1 ms (the writer's
+//! debug log, `KONTOR_BENCH_LOG=server=debug`), but the requests' rate did not move: on two cores
+//! shared with the load client, an answered request's task still waits ~0.7 ms for a runtime
+//! thread to run it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
