@@ -17,7 +17,6 @@
 //! - declarations and billing rows are inserted [`CHUNK`] to a statement;
 //! - the write-ahead log is copied into the database by another thread ([`Checkpointer`]).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
@@ -30,7 +29,7 @@ use super::sql::{
     self, BILLED_POINT, CHAIN_FROM, Dialect, Known, METER_COLUMNS, MeterColumns, Raced, SET_CONSUMPTION,
     SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
 };
-use super::{Incoming, MeterRecord, Outcome, StoreError, last_point, unix_ms};
+use super::{FastMap, Incoming, MeterRecord, Outcome, StoreError, last_point, unix_ms};
 
 /// Rows per multi-row insert: one statement run stores this many rows, so its set-up (cursors
 /// opened on the table and each index, then closed) is paid once for them, and the cursors
@@ -83,7 +82,7 @@ static STORED_OUTCOMES: LazyLock<String> = LazyLock::new(|| {
 struct Committed {
     outcomes: Vec<Outcome>,
     last_seq: Option<u64>,
-    meters: HashMap<String, MeterRecord>,
+    meters: FastMap<String, MeterRecord>,
 }
 
 /// The connection that stores declarations on SQLite.
@@ -109,7 +108,7 @@ struct Cache {
     /// `PRAGMA data_version` when the meters below were read or written.
     data_version: Option<i64>,
     /// Meters as stored, latest readings included, by subscription; at most [`CACHED_METERS`].
-    meters: HashMap<String, MeterRecord>,
+    meters: FastMap<String, MeterRecord>,
 }
 
 /// The most meters kept between transactions (a few hundred bytes each): a province's active
@@ -119,7 +118,7 @@ const CACHED_METERS: usize = 200_000;
 
 impl Cache {
     /// Takes back the meters a committed transaction read and moved.
-    fn keep(&mut self, meters: HashMap<String, MeterRecord>) {
+    fn keep(&mut self, meters: FastMap<String, MeterRecord>) {
         let held = self.meters.len() + meters.len();
         if held > CACHED_METERS {
             let mut dropping = held - CACHED_METERS * 3 / 4;
@@ -217,7 +216,7 @@ impl Direct {
         now: OffsetDateTime,
         look_up: bool,
     ) -> Result<Result<Committed, Raced>, StoreError> {
-        let stored = if look_up { stored_outcomes(tx, &sql::ids_of(batch))? } else { HashMap::new() };
+        let stored = if look_up { stored_outcomes(tx, &sql::ids_of(batch))? } else { FastMap::default() };
         let data_version = tx
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
@@ -228,7 +227,7 @@ impl Direct {
             cache.data_version = Some(data_version);
         }
         let meters = meters(tx, &mut cache.meters, &sql::wanted(batch, &stored))?;
-        let mut chains = HashMap::with_capacity(meters.len());
+        let mut chains = FastMap::with_capacity_and_hasher(meters.len(), Default::default());
         for (sub, from) in sql::chain_starts(batch, &meters) {
             let chain = match from {
                 Some(from) => chain_from(tx, &sub, from)?,
@@ -373,10 +372,10 @@ fn append_billing(conn: &Connection, billed: &[(u64, Option<u64>)], now: OffsetD
     Ok(())
 }
 
-fn stored_outcomes(conn: &Connection, ids: &[String]) -> Result<HashMap<String, StoredOutcome>, StoreError> {
+fn stored_outcomes(conn: &Connection, ids: &[String]) -> Result<FastMap<String, StoredOutcome>, StoreError> {
     let mut statement = conn.prepare_cached(&STORED_OUTCOMES).map_err(classify)?;
     let mut rows = statement.query([sql::json_text(&ids)?]).map_err(classify)?;
-    let mut found = HashMap::with_capacity(ids.len());
+    let mut found = FastMap::with_capacity_and_hasher(ids.len(), Default::default());
     while let Some(row) = rows.next().map_err(classify)? {
         let status: String = row.get(2).map_err(classify)?;
         let code: Option<String> = row.get(3).map_err(classify)?;
@@ -397,10 +396,10 @@ fn stored_outcomes(conn: &Connection, ids: &[String]) -> Result<HashMap<String, 
 /// it commits) and read otherwise.
 fn meters(
     conn: &Connection,
-    cached: &mut HashMap<String, MeterRecord>,
+    cached: &mut FastMap<String, MeterRecord>,
     subscriptions: &std::collections::BTreeSet<String>,
-) -> Result<HashMap<String, MeterRecord>, StoreError> {
-    let mut found = HashMap::with_capacity(subscriptions.len());
+) -> Result<FastMap<String, MeterRecord>, StoreError> {
+    let mut found = FastMap::with_capacity_and_hasher(subscriptions.len(), Default::default());
     for subscription in subscriptions {
         if let Some((key, meter)) = cached.remove_entry(subscription) {
             found.insert(key, meter);

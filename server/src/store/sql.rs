@@ -11,7 +11,7 @@
 //! [`Known`]s); PostgreSQL reads and writes them here, SQLite through its own connection on the
 //! writer's thread (`direct.rs`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use shared::rules::{self, Candidate, Chain, Decision, Point, Source};
@@ -25,7 +25,7 @@ use super::console::{STORED_COLUMNS, stored_from_row};
 use super::direct::Direct;
 use super::flusher::Flusher;
 use super::{
-    AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, Filed, Identity, Incoming, MeterRecord,
+    AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, FastMap, Filed, Identity, Incoming, MeterRecord,
     NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError,
     StoredDeclaration, SubscriberRow, from_unix_ms, last_point, unix_ms,
 };
@@ -347,10 +347,10 @@ impl SqlStore {
         &self,
         conn: &mut AnyConnection,
         ids: &[String],
-    ) -> Result<HashMap<String, StoredOutcome>, StoreError> {
+    ) -> Result<FastMap<String, StoredOutcome>, StoreError> {
         let sql = format!("SELECT {STORED_OUTCOME_COLUMNS} FROM declarations WHERE {}", self.dialect.id_among_json());
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)?;
-        let mut found = HashMap::with_capacity(rows.len());
+        let mut found = FastMap::with_capacity_and_hasher(rows.len(), Default::default());
         for row in rows {
             let status: String = row.try_get(2)?;
             let code: Option<String> = row.try_get(3)?;
@@ -372,8 +372,8 @@ impl SqlStore {
         &self,
         conn: &mut AnyConnection,
         subscriptions: &BTreeSet<String>,
-    ) -> Result<HashMap<String, MeterRecord>, StoreError> {
-        let mut found = HashMap::with_capacity(subscriptions.len());
+    ) -> Result<FastMap<String, MeterRecord>, StoreError> {
+        let mut found = FastMap::with_capacity_and_hasher(subscriptions.len(), Default::default());
         if subscriptions.is_empty() {
             return Ok(found);
         }
@@ -468,9 +468,9 @@ impl SqlStore {
         look_up: bool,
     ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let stored = if look_up { self.stored_outcomes(&mut tx, &ids_of(batch)).await? } else { HashMap::new() };
+        let stored = if look_up { self.stored_outcomes(&mut tx, &ids_of(batch)).await? } else { FastMap::default() };
         let meters = self.meters_for_update(&mut tx, &wanted(batch, &stored)).await?;
-        let mut chains = HashMap::new();
+        let mut chains = FastMap::default();
         for (sub, from) in chain_starts(batch, &meters) {
             let chain = match from {
                 Some(from) => self.chain_from(&mut tx, &meters[&sub], from).await?,
@@ -774,9 +774,9 @@ pub(super) const SET_CONSUMPTION: &str = "UPDATE declarations SET consumption_m3
 /// What a batch needs from the store before it is judged: the outcomes of ids stored before
 /// (when they were looked up), the meters, and each meter's chain around the new readings.
 pub(super) struct Known {
-    pub(super) stored: HashMap<String, StoredOutcome>,
-    pub(super) meters: HashMap<String, MeterRecord>,
-    pub(super) chains: HashMap<String, Chain>,
+    pub(super) stored: FastMap<String, StoredOutcome>,
+    pub(super) meters: FastMap<String, MeterRecord>,
+    pub(super) chains: FastMap<String, Chain>,
 }
 
 /// A judged batch: the rows to insert, the later declarations re-measured, and the answers.
@@ -788,7 +788,7 @@ pub(super) struct Judged<'a> {
 
 impl Judged<'_> {
     /// The meters whose chain gained a reading, with their new latest.
-    pub(super) fn touched<'m>(&self, meters: &'m HashMap<String, MeterRecord>) -> Vec<&'m MeterRecord> {
+    pub(super) fn touched<'m>(&self, meters: &'m FastMap<String, MeterRecord>) -> Vec<&'m MeterRecord> {
         let counted: BTreeSet<&str> =
             self.rows.iter().filter(|r| r.decision.counts()).map(|r| r.item.subscription.as_str()).collect();
         counted.iter().filter_map(|sub| meters.get(*sub)).collect()
@@ -811,7 +811,7 @@ pub(super) fn ids_of(batch: &[Incoming]) -> Vec<String> {
 }
 
 /// The subscriptions whose meters the batch's new declarations need.
-pub(super) fn wanted(batch: &[Incoming], stored: &HashMap<String, StoredOutcome>) -> BTreeSet<String> {
+pub(super) fn wanted(batch: &[Incoming], stored: &FastMap<String, StoredOutcome>) -> BTreeSet<String> {
     batch
         .iter()
         .filter(|item| stored.is_empty() || !stored.contains_key(&item.texts.id))
@@ -820,7 +820,7 @@ pub(super) fn wanted(batch: &[Incoming], stored: &HashMap<String, StoredOutcome>
 }
 
 /// How many sequence numbers the batch takes: one per declaration not stored before.
-pub(super) fn fresh_count(batch: &[Incoming], stored: &HashMap<String, StoredOutcome>) -> usize {
+pub(super) fn fresh_count(batch: &[Incoming], stored: &FastMap<String, StoredOutcome>) -> usize {
     batch.iter().filter(|i| stored.is_empty() || !stored.contains_key(&i.texts.id)).count()
 }
 
@@ -829,9 +829,10 @@ pub(super) fn fresh_count(batch: &[Incoming], stored: &HashMap<String, StoredOut
 /// reading time the batch holds for it.
 pub(super) fn chain_starts(
     batch: &[Incoming],
-    meters: &HashMap<String, MeterRecord>,
+    meters: &FastMap<String, MeterRecord>,
 ) -> Vec<(String, Option<OffsetDateTime>)> {
-    let mut earliest: HashMap<&str, OffsetDateTime> = HashMap::with_capacity(meters.len());
+    let mut earliest: FastMap<&str, OffsetDateTime> =
+        FastMap::with_capacity_and_hasher(meters.len(), Default::default());
     for item in batch {
         if let Some(sub) = &item.parsed_subscription {
             let at = earliest.entry(sub.as_str()).or_insert(item.read_at);
@@ -860,7 +861,7 @@ pub(super) fn judge<'a>(
 ) -> Result<Judged<'a>, StoreError> {
     let mut seqs = seqs.into_iter();
     let mut rows: Vec<NewRow> = Vec::with_capacity(batch.len());
-    let mut by_id: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
+    let mut by_id: FastMap<Uuid, usize> = FastMap::with_capacity_and_hasher(batch.len(), Default::default());
     let mut consumption_updates: Vec<(u64, u64)> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
 
