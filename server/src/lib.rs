@@ -21,7 +21,7 @@ pub mod tokens;
 pub mod writer;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -37,14 +37,15 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub writer: Writer,
     pub limiter: Arc<IdentityLimiter>,
-    /// The built web app, served under `/pwa/` when the folder exists.
-    pub web_root: Option<PathBuf>,
+    /// The built web app, served under `/pwa/` when the folder exists. Shared, like every field
+    /// here: the state is cloned for each request.
+    pub web_root: Option<Arc<Path>>,
     /// The SMS channel, when configured.
-    pub sms: Option<sms::SmsConfig>,
+    pub sms: Option<Arc<sms::SmsConfig>>,
     /// The staff console's settings and sign-in limits.
     pub console: Arc<console::Console>,
     /// The token the billing system sends; the billing hand-off is off without it.
-    pub billing_token: Option<String>,
+    pub billing_token: Option<Arc<str>>,
 }
 
 /// How to run the server, besides its listener and store.
@@ -74,9 +75,9 @@ pub async fn serve(
         console: Arc::new(console::Console::new(options.console, &store)),
         store,
         writer,
-        web_root: options.web_root,
-        sms: options.sms,
-        billing_token: options.billing_token.filter(|t| !t.is_empty()),
+        web_root: options.web_root.map(Arc::from),
+        sms: options.sms.map(Arc::new),
+        billing_token: options.billing_token.filter(|t| !t.is_empty()).map(Arc::from),
     };
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
