@@ -179,10 +179,10 @@ mod tests {
     /// A folder of its own under the system's temporary one, holding `db` and `db-wal`.
     fn database(name: &str) -> String {
         let dir = std::env::temp_dir().join(format!("kontor-flusher-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
         let db = dir.join("db");
-        std::fs::write(&db, b"database").unwrap();
-        std::fs::write(dir.join("db-wal"), b"log").unwrap();
+        std::fs::write(&db, b"database").expect("a database file");
+        std::fs::write(dir.join("db-wal"), b"log").expect("a log file");
         db.to_string_lossy().into_owned()
     }
 
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn everyone_who_asks_from_any_thread_is_answered_once() {
         let db = database("many");
-        let flusher = Arc::new(Flusher::start(&db).unwrap());
+        let flusher = Arc::new(Flusher::start(&db).expect("the flusher starts"));
         let (tell, answers) = mpsc::channel();
         let askers: Vec<_> = (0..8)
             .map(|_| {
@@ -204,20 +204,20 @@ mod tests {
                 std::thread::spawn(move || (0..50).for_each(|_| ask(&flusher, &tell)))
             })
             .collect();
-        askers.into_iter().for_each(|a| a.join().unwrap());
+        askers.into_iter().for_each(|a| a.join().expect("an asker finished"));
         drop(tell);
         let got: Vec<bool> = answers.iter().take(400).collect();
         assert_eq!(got.len(), 400);
         assert!(got.iter().all(|ok| *ok), "every flush succeeded");
         flusher.stop();
         assert!(answers.try_recv().is_err(), "nobody is answered twice");
-        let _ = std::fs::remove_dir_all(std::path::Path::new(&db).parent().unwrap());
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&db).parent().expect("a folder"));
     }
 
     #[test]
     fn a_failed_flush_is_reported_to_everyone_it_was_to_cover() {
         let missing = std::env::temp_dir().join(format!("kontor-flusher-missing-{}", std::process::id()));
-        let flusher = Flusher::start(&missing.join("db").to_string_lossy()).unwrap();
+        let flusher = Flusher::start(&missing.join("db").to_string_lossy()).expect("the flusher starts");
         let (tell, answers) = mpsc::channel();
         (0..5).for_each(|_| ask(&flusher, &tell));
         let got: Vec<bool> = answers.iter().take(5).collect();
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn stopping_answers_who_asked_before_and_refuses_who_asks_after() {
         let db = database("stop");
-        let flusher = Flusher::start(&db).unwrap();
+        let flusher = Flusher::start(&db).expect("the flusher starts");
         let (tell, answers) = mpsc::channel();
         (0..3).for_each(|_| ask(&flusher, &tell));
         flusher.stop();
@@ -235,6 +235,6 @@ mod tests {
         assert_eq!(before, vec![true; 3]);
         ask(&flusher, &tell);
         assert_eq!(answers.try_recv(), Ok(false), "asking a stopped flusher is answered at once, with an error");
-        let _ = std::fs::remove_dir_all(std::path::Path::new(&db).parent().unwrap());
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&db).parent().expect("a folder"));
     }
 }
