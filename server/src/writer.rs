@@ -4,8 +4,9 @@
 //! next requests queue up; the writer then judges and stores all of them in one transaction, so
 //! one fsync makes many declarations durable. A request is answered only after its transaction
 //! has committed and the store has made it durable ([`Store::sync_then`]: on SQLite the log's
-//! flusher thread answers as soon as its flush ends), so an acknowledged declaration is on disk. On SQLite one transaction runs at a time, which also serialises each meter's
-//! declarations, and the next one starts while the disk flushes the last one; on PostgreSQL a few
+//! flusher thread answers as soon as its flush ends), so an acknowledged declaration is on disk.
+//! On SQLite one transaction runs at a time, which also serialises each meter's declarations,
+//! and the next one starts while the disk flushes the last one; on PostgreSQL a few
 //! overlap, and the store locks the meter rows of each transaction instead. A reviewer's
 //! decision moves a meter's chain too, so it goes through the same queue, in a transaction of its
 //! own.
