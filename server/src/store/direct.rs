@@ -29,6 +29,7 @@ use super::sql::{
     self, BILLED_POINT, CHAIN_FROM, Dialect, Known, METER_COLUMNS, MeterColumns, Raced, SET_CONSUMPTION,
     SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
 };
+use super::worker::Worker;
 use super::{FastMap, Incoming, MeterRecord, Outcome, StoreError, last_point, unix_ms};
 
 /// Rows per multi-row insert: one statement run stores this many rows, so its set-up (cursors
@@ -472,7 +473,7 @@ fn chain_from(conn: &Connection, subscription: &str, from: OffsetDateTime) -> Re
 /// commits already copied.
 struct Checkpointer {
     signal: Arc<(Mutex<Wanted>, Condvar)>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Worker,
 }
 
 #[derive(Default)]
@@ -493,13 +494,13 @@ impl Checkpointer {
         conn.execute_batch(SQLITE_PRAGMAS)?;
         let signal = Arc::new((Mutex::new(Wanted::default()), Condvar::new()));
         let shared = signal.clone();
-        let thread = std::thread::Builder::new().name("kontor-checkpoint".into()).spawn(move || {
+        let thread = Worker::start("kontor-checkpoint", move || {
             checkpoints(&conn, &shared);
             if let Err((_, e)) = conn.close() {
                 tracing::warn!(error = %e, "closing the checkpoints' connection failed");
             }
         })?;
-        Ok(Self { signal, thread: Mutex::new(Some(thread)) })
+        Ok(Self { signal, thread })
     }
 
     /// Tells the thread that the log has grown.
@@ -519,11 +520,7 @@ impl Checkpointer {
             wanted.lock().unwrap_or_else(|p| p.into_inner()).stopping = true;
             wake.notify_one();
         }
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
-            && thread.join().is_err()
-        {
-            tracing::warn!("the checkpoint thread panicked");
-        }
+        self.thread.join();
     }
 }
 

@@ -26,13 +26,15 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::worker::Worker;
+
 /// What to do once the commits made before it was handed over are durable (or the flush failed).
 pub(super) type Then = Box<dyn FnOnce(&std::io::Result<()>) + Send>;
 
 /// The log flusher of one SQLite database.
 pub(super) struct Flusher {
     queue: Arc<Queue>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Worker,
 }
 
 struct Queue {
@@ -53,8 +55,8 @@ impl Flusher {
         let queue = Arc::new(Queue { waiting: Mutex::new(Waiting::default()), wake: Condvar::new() });
         let files = Files { database: database.into(), wal: format!("{database}-wal").into(), known: None };
         let shared = queue.clone();
-        let thread = std::thread::Builder::new().name("kontor-flush".into()).spawn(move || flushes(&shared, files))?;
-        Ok(Self { queue, thread: Mutex::new(Some(thread)) })
+        let thread = Worker::start("kontor-flush", move || flushes(&shared, files))?;
+        Ok(Self { queue, thread })
     }
 
     /// Calls `then` on the flusher's thread once a flush that began after this call has ended,
@@ -90,11 +92,7 @@ impl Flusher {
             waiting.stopping = true;
             self.queue.wake.notify_one();
         }
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
-            && thread.join().is_err()
-        {
-            tracing::warn!("the log flusher panicked");
-        }
+        self.thread.join();
     }
 }
 

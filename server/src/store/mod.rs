@@ -10,6 +10,7 @@ mod direct;
 mod flusher;
 mod sql;
 pub mod transfer;
+mod worker;
 
 pub use sql::redact as sql_redact;
 
