@@ -232,3 +232,71 @@ fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A meter's latest reading is not stored beside the meter but found in its chain of
+/// declarations. After a restart (nothing in memory), it must still be the last declaration
+/// that counts, unless the company's billed reading is later; an older billed reading imported
+/// again changes nothing.
+#[test]
+fn a_restarted_server_finds_each_meters_latest_reading() {
+    use time::format_description::well_known::Rfc3339;
+    let dir = scratch("latest");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let csv = dir.join("meters.csv");
+    let now = time::OffsetDateTime::now_utc();
+    let day = |n: i64| (now - time::Duration::days(10 - n)).format(&Rfc3339).expect("format");
+    let billed = |reading: u64, on: i64| format!("{HEADER}1234567890,AB123456,5,{reading},{},3.2,\n", day(on));
+    std::fs::write(&csv, billed(10_000, 0)).expect("csv");
+    assert!(import(&db, &csv).0);
+    let declare = |addr: &str, n: u32, reading: u64, on: i64| {
+        let item = format!(
+            r#"{{"id":"0190a3c4-0000-7000-8000-{n:012}","subscription":"1234567890","meter_serial":"AB123456","reading":{reading},"read_at":"{}"}}"#,
+            day(on)
+        );
+        let body = format!(r#"{{"device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10","submissions":[{item}]}}"#);
+        post_json(addr, "/api/v1/sync", "", &body)
+    };
+    let latest = |addr: &str| {
+        let body = r#"{"subscription":"1234567890","meter_serial":"AB123456","device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10"}"#;
+        let answer = post_json(addr, "/api/v1/meters/verify", "", body);
+        let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let value: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        value["meter"]["last_reading"].as_u64()
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    };
+
+    let (child, addr) = serve(&db, &[]);
+    let answers = [
+        declare(&addr, 1, 10_010, 3),
+        declare(&addr, 2, 10_004, 1),
+        latest(&addr).map(|r| r.to_string()).unwrap_or_default(),
+    ];
+    stop(child);
+    assert!(answers[0].contains(r#""status":"accepted""#), "{}", answers[0]);
+    // Read before the latest: it counts, and the latest stays the later one.
+    assert!(answers[1].contains(r#""status":"accepted""#), "{}", answers[1]);
+    assert_eq!(answers[2], "10010");
+
+    // An older company reading imported again (day 2) does not hide the declaration of day 3.
+    std::fs::write(&csv, billed(10_008, 2)).expect("csv");
+    assert!(import(&db, &csv).0);
+    let (child, addr) = serve(&db, &[]);
+    let answers = [latest(&addr).map(|r| r.to_string()).unwrap_or_default(), declare(&addr, 3, 10_009, 4)];
+    stop(child);
+    assert_eq!(answers[0], "10010", "after a restart");
+    assert!(answers[1].contains(r#""code":"reading_decreased""#), "measured against day 3's 10010: {}", answers[1]);
+
+    // A later company reading (day 5) is the latest.
+    std::fs::write(&csv, billed(10_020, 5)).expect("csv");
+    assert!(import(&db, &csv).0);
+    let (child, addr) = serve(&db, &[]);
+    let answers = [latest(&addr).map(|r| r.to_string()).unwrap_or_default(), declare(&addr, 4, 10_023, 6)];
+    stop(child);
+    assert_eq!(answers[0], "10020");
+    assert!(answers[1].contains(r#""status":"accepted""#), "{}", answers[1]);
+    assert!(answers[1].contains(r#""consumption_m3":3"#), "measured from the billed 10020: {}", answers[1]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

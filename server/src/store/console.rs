@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Dialect, METER_COLUMNS, SqlStore, db, meter_from_row, opt_u64};
+use super::sql::{Dialect, METER_BY_SUBSCRIPTION, SqlStore, db, meter_from_row, opt_u64};
 use super::{
     AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
     ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
@@ -277,7 +277,7 @@ impl SqlStore {
                 .await?;
             }
             ReviewDecision::Approve => {
-                let (Some(reading), Some(mut meter)) = (before.reading, meter) else {
+                let (Some(reading), Some(meter)) = (before.reading, meter) else {
                     tx.rollback().await.map_err(db)?;
                     return Ok(ReviewResult::CannotCount);
                 };
@@ -312,10 +312,6 @@ impl SqlStore {
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
-                }
-                if meter.last.is_none_or(|last| last.read_at <= point.read_at) {
-                    meter.last = Some(point);
-                    self.update_latest(&mut tx, &[&meter], now).await?;
                 }
                 self.append_billing(&mut tx, &[(request.seq, approval.consumption_m3)], now).await?;
             }
@@ -373,13 +369,20 @@ impl SqlStore {
         conn: &mut AnyConnection,
         subscription: &SubscriptionNumber,
     ) -> Result<Option<MeterRecord>, StoreError> {
-        let lock = match self.dialect {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE",
-        };
-        let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1{lock}");
-        let row =
-            sqlx::query(AssertSqlSafe(sql)).bind(subscription.as_str()).fetch_optional(&mut *conn).await.map_err(db)?;
+        if self.dialect == Dialect::Postgres {
+            sqlx::query("SELECT 1 FROM meters WHERE subscription = $1 FOR UPDATE")
+                .bind(subscription.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
+        // Read after the lock, by a statement of its own, so that it sees every declaration
+        // committed for the meter before the lock was granted.
+        let row = sqlx::query(AssertSqlSafe(METER_BY_SUBSCRIPTION.as_str()))
+            .bind(subscription.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
         row.as_ref().map(meter_from_row).transpose()
     }
 

@@ -15,6 +15,9 @@
 //! - the meters a transaction judged stay in memory for the next ones ([`Cache`]), until another
 //!   connection commits anything;
 //! - declarations and billing rows are inserted [`CHUNK`] to a statement;
+//! - a meter's latest reading is not written anywhere: it is found at the end of the meter's
+//!   entries in the chain index (`sql::METER_SELECT`), so a declaration dirties one page on a
+//!   random spot of the database (that index's) instead of two;
 //! - the write-ahead log is copied into the database by another thread ([`Checkpointer`]).
 
 use std::path::Path;
@@ -22,11 +25,11 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _};
-use shared::rules::{Chain, Source};
+use shared::rules::Chain;
 use time::OffsetDateTime;
 
 use super::sql::{
-    self, BILLED_POINT, CHAIN_FROM, Dialect, Known, METER_COLUMNS, MeterColumns, Raced, SET_CONSUMPTION,
+    self, BILLED_POINT, CHAIN_FROM, Dialect, Known, METER_BY_SUBSCRIPTION, MeterColumns, Raced, SET_CONSUMPTION,
     SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
 };
 use super::worker::Worker;
@@ -65,14 +68,6 @@ static APPEND_BILLING: LazyLock<[String; 2]> = LazyLock::new(|| {
     })
 });
 
-/// A meter's latest reading moved (the meter was read in the same transaction, so it exists).
-/// One row per run: a multi-row form (`UPDATE … FROM (VALUES …)`) costs SQLite more, not less.
-const SET_LATEST: &str = "UPDATE meters SET last_seq = $1, last_reading = $2, last_read_at_ms = $3, updated_at_ms = $4 WHERE subscription = $5";
-
-/// A meter by its subscription, in [`MeterColumns`]' order (the text is made once, not per group).
-static METER_BY_SUBSCRIPTION: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1"));
-
 /// The outcomes stored for the ids of the JSON array `$1`.
 static STORED_OUTCOMES: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {STORED_OUTCOME_COLUMNS} FROM declarations WHERE {}", Dialect::Sqlite.id_among_json())
@@ -98,8 +93,8 @@ pub(super) struct Direct {
 }
 
 /// What the declarations' connection remembers between transactions. SQLite has one writing
-/// process, and only this connection inserts declarations and moves meters' latest readings, so
-/// what it wrote stays true until another connection commits, which `PRAGMA data_version` tells
+/// process, and only this connection inserts declarations (which move meters' latest readings),
+/// so what it wrote stays true until another connection commits, which `PRAGMA data_version` tells
 /// (it changes on every commit by any other connection, in this process or another: an import, a
 /// review decision, a device token). Then the meters are read again.
 #[derive(Default)]
@@ -108,7 +103,7 @@ struct Cache {
     last_seq: Option<u64>,
     /// `PRAGMA data_version` when the meters below were read or written.
     data_version: Option<i64>,
-    /// Meters as stored, latest readings included, by subscription; at most [`CACHED_METERS`].
+    /// Meters as stored, with their latest readings, by subscription; at most [`CACHED_METERS`].
     meters: FastMap<String, MeterRecord>,
 }
 
@@ -257,7 +252,6 @@ impl Direct {
                 .and_then(|mut s| s.execute((consumption as i64, seq as i64)))
                 .map_err(classify)?;
         }
-        set_latest(tx, judged.touched(&known.meters).into_iter(), now)?;
         append_billing(tx, &judged.billed(), now)?;
         let last_seq = judged.last_seq().or(known_seq);
         Ok(Ok(Committed { last_seq, outcomes: judged.outcomes, meters: known.meters }))
@@ -327,27 +321,6 @@ fn insert_declarations(conn: &Connection, rows: &[sql::NewRow<'_>], now: OffsetD
         s.raw_bind_parameter(at + 20, r.office)
     })?;
     Ok(inserted == records.len())
-}
-
-/// Moves the latest reading of each meter the batch touched.
-#[inline(never)]
-fn set_latest<'a>(
-    conn: &Connection,
-    touched: impl Iterator<Item = &'a MeterRecord>,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
-    let mut set_latest = conn.prepare_cached(SET_LATEST).map_err(classify)?;
-    for meter in touched {
-        let Some(last) = meter.last else { continue };
-        let seq = match last.source {
-            Source::Declaration(seq) => Some(seq as i64),
-            Source::Billing => None,
-        };
-        set_latest
-            .execute((seq, last.reading as i64, unix_ms(last.read_at), unix_ms(now), meter.subscription.as_str()))
-            .map_err(classify)?;
-    }
-    Ok(())
 }
 
 /// Appends the readings that count to the billing feed, in sequence order.
@@ -425,6 +398,8 @@ fn meters(
                     r.get(6)?,
                     r.get(7)?,
                     r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
                 ))
             })
             .optional()

@@ -12,6 +12,7 @@
 //! writer's thread (`direct.rs`).
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use shared::rules::{self, Candidate, Chain, Decision, Point, Source};
@@ -199,8 +200,13 @@ pub(super) fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
 
-pub(super) const METER_COLUMNS: &str =
-    "subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, last_reading, last_read_at_ms";
+/// A meter with its latest counting declaration, in [`MeterColumns`]' order; callers add the
+/// `WHERE` on `m`. The latest declaration is the last in reading time (on a tie, the later
+/// stored), found at the end of the meter's entries in the `declarations_chain` index.
+pub(super) const METER_SELECT: &str = "SELECT m.subscription, m.meter_serial, m.digits, m.avg_daily_m3, \
+     m.max_hourly_m3, m.phone, m.billed_reading, m.billed_at_ms, d.seq, d.reading, d.read_at_ms \
+     FROM meters AS m LEFT JOIN declarations AS d ON d.seq = (SELECT seq FROM declarations \
+       WHERE subscription = m.subscription AND counts ORDER BY read_at_ms DESC, seq DESC LIMIT 1)";
 
 pub(super) fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     MeterColumns(
@@ -213,11 +219,14 @@ pub(super) fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
         row.try_get(6)?,
         row.try_get(7)?,
         row.try_get(8)?,
+        row.try_get(9)?,
+        row.try_get(10)?,
     )
     .into_record()
 }
 
-/// A meter row as read, in [`METER_COLUMNS`] order.
+/// A meter row as read, in [`METER_SELECT`]'s order: the registry's columns, the billed reading
+/// and time, then the latest counting declaration's seq, reading and time.
 pub(super) struct MeterColumns(
     pub(super) String,
     pub(super) String,
@@ -228,11 +237,18 @@ pub(super) struct MeterColumns(
     pub(super) Option<i64>,
     pub(super) Option<i64>,
     pub(super) Option<i64>,
+    pub(super) Option<i64>,
+    pub(super) Option<i64>,
 );
 
 impl MeterColumns {
     pub(super) fn into_record(self) -> Result<MeterRecord, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("meter row: {what}"));
+        let billed = last_point(None, self.6, self.7)?;
+        let declared = match self.8 {
+            Some(seq) => last_point(Some(seq), self.9, self.10)?,
+            None => None,
+        };
         Ok(MeterRecord {
             subscription: SubscriptionNumber::parse(&self.0).map_err(|_| corrupt("subscription"))?,
             meter_serial: MeterSerial::parse(&self.1).map_err(|_| corrupt("serial"))?,
@@ -240,8 +256,19 @@ impl MeterColumns {
             avg_daily_m3: self.3,
             max_hourly_m3: self.4,
             phone: self.5,
-            last: last_point(self.6, self.7, self.8)?,
+            last: latest(billed, declared),
         })
+    }
+}
+
+/// The meter's latest reading: its latest counting declaration, unless the billed reading is
+/// later in reading time. A declaration at the billed reading's very instant is the latest, as
+/// when it is judged ([`judge`] moves the latest to a declaration at or after it).
+pub(super) fn latest(billed: Option<Point>, declared: Option<Point>) -> Option<Point> {
+    match (billed, declared) {
+        (Some(billed), Some(declared)) if billed.read_at > declared.read_at => Some(billed),
+        (billed, None) => billed,
+        (_, declared) => declared,
     }
 }
 
@@ -339,6 +366,21 @@ pub(super) fn declared_point(seq: i64, reading: Option<i64>, read_at_ms: i64) ->
 /// Meter `$1`'s billed reading: (billed_reading, billed_at_ms).
 pub(super) const BILLED_POINT: &str = "SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1";
 
+/// A meter by its subscription (`$1`), with its latest reading.
+pub(super) static METER_BY_SUBSCRIPTION: LazyLock<String> =
+    LazyLock::new(|| format!("{METER_SELECT} WHERE m.subscription = $1"));
+
+/// PostgreSQL: the meters of the JSON array of subscriptions `$1`. `= ANY(ARRAY(…))` walks the
+/// primary key; `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
+const AMONG_JSON: &str = "m.subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))";
+
+/// PostgreSQL: locks the meters of [`AMONG_JSON`], in order.
+static LOCK_METERS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT 1 FROM meters AS m WHERE {AMONG_JSON} ORDER BY m.subscription FOR UPDATE"));
+
+/// PostgreSQL: the meters of [`AMONG_JSON`] with their latest readings.
+static METERS_AMONG: LazyLock<String> = LazyLock::new(|| format!("{METER_SELECT} WHERE {AMONG_JSON}"));
+
 /// A batch failed because another process stored one of its ids first: start again.
 pub(super) struct Raced;
 
@@ -378,18 +420,14 @@ impl SqlStore {
             return Ok(found);
         }
         // Locking the meters serialises declarations for one meter across processes; the sorted
-        // order keeps two batches from deadlocking. `= ANY(ARRAY(…))` walks the primary key;
-        // `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
-        let rows = sqlx::query(
-            "SELECT subscription, meter_serial, digits, avg_daily_m3, max_hourly_m3, phone, last_seq, \
-             last_reading, last_read_at_ms FROM meters \
-             WHERE subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
-             ORDER BY subscription FOR UPDATE",
-        )
-        .bind(json_text(&subscriptions)?)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+        // order keeps two batches from deadlocking.
+        let among = json_text(&subscriptions)?;
+        sqlx::query(AssertSqlSafe(LOCK_METERS.as_str())).bind(&among).execute(&mut *conn).await.map_err(db)?;
+        // Read once the locks are held, by a statement of its own: its snapshot holds every
+        // declaration committed for these meters (a row lock waited on inside the same
+        // statement would refresh the meter's row, not the declarations joined to it).
+        let rows =
+            sqlx::query(AssertSqlSafe(METERS_AMONG.as_str())).bind(among).fetch_all(&mut *conn).await.map_err(db)?;
         for row in rows {
             let meter = meter_from_row(&row)?;
             found.insert(meter.subscription.to_string(), meter);
@@ -493,24 +531,9 @@ impl SqlStore {
                 .await
                 .map_err(db)?;
         }
-        self.update_latest(&mut tx, &judged.touched(&known.meters), now).await?;
         self.append_billing(&mut tx, &judged.billed(), now).await?;
         tx.commit().await.map_err(db)?;
         Ok(Ok(judged.outcomes))
-    }
-
-    /// Moves each touched meter's latest reading: an upsert on the primary key, so both databases
-    /// find each row by its index.
-    pub(super) async fn update_latest(
-        &self,
-        conn: &mut AnyConnection,
-        meters: &[&MeterRecord],
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        if let Some(json) = latest_json(meters, now)? {
-            sqlx::query(self.dialect.upsert_latest()).bind(json).execute(&mut *conn).await.map_err(db)?;
-        }
-        Ok(())
     }
 }
 
@@ -574,30 +597,6 @@ pub(super) fn billing_json(
         .map(|(&(seq, consumption), position)| (position, seq as i64, opt_i64(consumption), unix_ms(now)))
         .collect();
     json_text(&rows)
-}
-
-/// The latest readings of `meters` (those that have one), as the JSON text
-/// [`Dialect::upsert_latest`] unpacks; `None` when there is nothing to write.
-pub(super) fn latest_json(meters: &[&MeterRecord], now: OffsetDateTime) -> Result<Option<String>, StoreError> {
-    let records: Vec<LatestRecord> = meters
-        .iter()
-        .filter_map(|m| {
-            let last = m.last?;
-            Some(LatestRecord {
-                subscription: m.subscription.to_string(),
-                meter_serial: m.meter_serial.to_string(),
-                digits: i64::from(m.digits),
-                updated_at_ms: unix_ms(now),
-                last_seq: match last.source {
-                    Source::Declaration(seq) => Some(seq as i64),
-                    Source::Billing => None,
-                },
-                last_reading: last.reading as i64,
-                last_read_at_ms: unix_ms(last.read_at),
-            })
-        })
-        .collect();
-    if records.is_empty() { Ok(None) } else { json_text(&records).map(Some) }
 }
 
 /// The declaration rows to insert, as the JSON text [`INSERT_DECLARATIONS`] unpacks.
@@ -704,18 +703,6 @@ impl serde::Serialize for DeclarationRecord<'_> {
     }
 }
 
-/// A meter's latest reading, as the JSON array the meter upsert unpacks.
-#[derive(serde::Serialize)]
-struct LatestRecord {
-    subscription: String,
-    meter_serial: String,
-    digits: i64,
-    updated_at_ms: i64,
-    last_seq: Option<i64>,
-    last_reading: i64,
-    last_read_at_ms: i64,
-}
-
 /// Bulk statements take their rows as one JSON parameter that the database unpacks: one
 /// statement text per kind (prepared once), no per-value binding, any number of rows.
 pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String, StoreError> {
@@ -729,31 +716,6 @@ impl Dialect {
         match self {
             Dialect::Sqlite => "id IN (SELECT value FROM json_each($1))",
             Dialect::Postgres => "id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))",
-        }
-    }
-
-    pub(super) fn upsert_latest(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => {
-                "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, \
-                   last_read_at_ms) \
-                 SELECT value ->> 'subscription', value ->> 'meter_serial', value ->> 'digits', \
-                   value ->> 'updated_at_ms', value ->> 'last_seq', value ->> 'last_reading', value ->> 'last_read_at_ms' \
-                 FROM jsonb_each($1) WHERE true \
-                 ON CONFLICT (subscription) DO UPDATE SET last_seq = excluded.last_seq, \
-                   last_reading = excluded.last_reading, last_read_at_ms = excluded.last_read_at_ms, \
-                   updated_at_ms = excluded.updated_at_ms"
-            }
-            Dialect::Postgres => {
-                "INSERT INTO meters (subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, \
-                   last_read_at_ms) \
-                 SELECT subscription, meter_serial, digits, updated_at_ms, last_seq, last_reading, last_read_at_ms \
-                 FROM jsonb_to_recordset($1::jsonb) AS x(subscription text, meter_serial text, digits bigint, \
-                   updated_at_ms bigint, last_seq bigint, last_reading bigint, last_read_at_ms bigint) \
-                 ON CONFLICT (subscription) DO UPDATE SET last_seq = excluded.last_seq, \
-                   last_reading = excluded.last_reading, last_read_at_ms = excluded.last_read_at_ms, \
-                   updated_at_ms = excluded.updated_at_ms"
-            }
         }
     }
 }
@@ -787,13 +749,6 @@ pub(super) struct Judged<'a> {
 }
 
 impl Judged<'_> {
-    /// The meters whose chain gained a reading, with their new latest.
-    pub(super) fn touched<'m>(&self, meters: &'m FastMap<String, MeterRecord>) -> Vec<&'m MeterRecord> {
-        let counted: BTreeSet<&str> =
-            self.rows.iter().filter(|r| r.decision.counts()).map(|r| r.item.subscription.as_str()).collect();
-        counted.iter().filter_map(|sub| meters.get(*sub)).collect()
-    }
-
     /// The readings that join the billing feed: (seq, consumption).
     pub(super) fn billed(&self) -> Vec<(u64, Option<u64>)> {
         self.rows.iter().filter(|r| r.decision.counts()).map(|r| (r.seq, r.decision.consumption_m3)).collect()
@@ -954,17 +909,11 @@ impl Store for SqlStore {
             let billed_at = row.last_read_at.map(unix_ms);
             sqlx::query(
                 "INSERT INTO meters (subscription, meter_serial, digits, billed_reading, billed_at_ms, avg_daily_m3, phone, \
-                   last_seq, last_reading, last_read_at_ms, updated_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $4, $5, $8) \
+                   updated_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (subscription) DO UPDATE SET meter_serial = excluded.meter_serial, digits = excluded.digits, \
                    billed_reading = excluded.billed_reading, billed_at_ms = excluded.billed_at_ms, \
-                   avg_daily_m3 = excluded.avg_daily_m3, phone = excluded.phone, updated_at_ms = excluded.updated_at_ms, \
-                   last_seq = CASE WHEN meters.last_read_at_ms IS NULL OR excluded.billed_at_ms >= meters.last_read_at_ms \
-                     THEN NULL ELSE meters.last_seq END, \
-                   last_reading = CASE WHEN meters.last_read_at_ms IS NULL OR excluded.billed_at_ms >= meters.last_read_at_ms \
-                     THEN excluded.billed_reading ELSE meters.last_reading END, \
-                   last_read_at_ms = CASE WHEN meters.last_read_at_ms IS NULL OR excluded.billed_at_ms >= meters.last_read_at_ms \
-                     THEN excluded.billed_at_ms ELSE meters.last_read_at_ms END",
+                   avg_daily_m3 = excluded.avg_daily_m3, phone = excluded.phone, updated_at_ms = excluded.updated_at_ms",
             )
             .bind(row.subscription.to_string())
             .bind(row.meter_serial.to_string())
@@ -983,8 +932,7 @@ impl Store for SqlStore {
     }
 
     async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError> {
-        let sql = format!("SELECT {METER_COLUMNS} FROM meters WHERE subscription = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let row = sqlx::query(AssertSqlSafe(METER_BY_SUBSCRIPTION.as_str()))
             .bind(subscription.to_string())
             .fetch_optional(&self.pool)
             .await
