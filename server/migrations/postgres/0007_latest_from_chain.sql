@@ -6,3 +6,9 @@
 ALTER TABLE meters DROP COLUMN last_seq;
 ALTER TABLE meters DROP COLUMN last_reading;
 ALTER TABLE meters DROP COLUMN last_read_at_ms;
+
+-- The latest declaration is the chain's last entry in (reading time, seq). PostgreSQL orders
+-- equal keys by where their rows lie, not by seq, so seq joins the key: the latest is then one
+-- step back from the end of the meter's entries, with no sort.
+DROP INDEX declarations_chain;
+CREATE INDEX declarations_chain ON declarations (subscription, read_at_ms, seq) WHERE counts;

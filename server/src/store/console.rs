@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Dialect, METER_BY_SUBSCRIPTION, SqlStore, db, meter_from_row, opt_u64};
+use super::sql::{Dialect, SqlStore, db, meter_from_row, opt_u64};
 use super::{
     AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
     ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
@@ -378,7 +378,7 @@ impl SqlStore {
         }
         // Read after the lock, by a statement of its own, so that it sees every declaration
         // committed for the meter before the lock was granted.
-        let row = sqlx::query(AssertSqlSafe(METER_BY_SUBSCRIPTION.as_str()))
+        let row = sqlx::query(AssertSqlSafe(self.dialect.meter_by_subscription()))
             .bind(subscription.as_str())
             .fetch_optional(&mut *conn)
             .await

@@ -16,7 +16,7 @@
 //!   connection commits anything;
 //! - declarations and billing rows are inserted [`CHUNK`] to a statement;
 //! - a meter's latest reading is not written anywhere: it is found at the end of the meter's
-//!   entries in the chain index (`sql::METER_SELECT`), so a declaration dirties one page on a
+//!   entries in the chain index (`Dialect::meter_select`), so a declaration dirties one page on a
 //!   random spot of the database (that index's) instead of two;
 //! - the write-ahead log is copied into the database by another thread ([`Checkpointer`]).
 
@@ -29,8 +29,8 @@ use shared::rules::Chain;
 use time::OffsetDateTime;
 
 use super::sql::{
-    self, BILLED_POINT, CHAIN_FROM, Dialect, Known, METER_BY_SUBSCRIPTION, MeterColumns, Raced, SET_CONSUMPTION,
-    SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
+    self, BILLED_POINT, CHAIN_FROM, Dialect, Known, MeterColumns, Raced, SET_CONSUMPTION, SQLITE_NEXT_POSITION,
+    SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
 };
 use super::worker::Worker;
 use super::{FastMap, Incoming, MeterRecord, Outcome, StoreError, last_point, unix_ms};
@@ -384,7 +384,7 @@ fn meters(
         }
         let statement = match &mut statement {
             Some(statement) => statement,
-            None => statement.insert(conn.prepare_cached(&METER_BY_SUBSCRIPTION).map_err(classify)?),
+            None => statement.insert(conn.prepare_cached(Dialect::Sqlite.meter_by_subscription()).map_err(classify)?),
         };
         let columns = statement
             .query_row([subscription], |r| {

@@ -200,13 +200,43 @@ pub(super) fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
 
-/// A meter with its latest counting declaration, in [`MeterColumns`]' order; callers add the
-/// `WHERE` on `m`. The latest declaration is the last in reading time (on a tie, the later
-/// stored), found at the end of the meter's entries in the `declarations_chain` index.
-pub(super) const METER_SELECT: &str = "SELECT m.subscription, m.meter_serial, m.digits, m.avg_daily_m3, \
-     m.max_hourly_m3, m.phone, m.billed_reading, m.billed_at_ms, d.seq, d.reading, d.read_at_ms \
-     FROM meters AS m LEFT JOIN declarations AS d ON d.seq = (SELECT seq FROM declarations \
-       WHERE subscription = m.subscription AND counts ORDER BY read_at_ms DESC, seq DESC LIMIT 1)";
+/// A meter with its latest counting declaration, in [`MeterColumns`]' order: the registry's
+/// columns of `meters AS m`, then `d`, the latest declaration. Callers add the `WHERE` on `m`;
+/// [`Dialect::meter_select`] adds how each database finds `d`.
+const METER_FIELDS: &str = "SELECT m.subscription, m.meter_serial, m.digits, m.avg_daily_m3, m.max_hourly_m3, \
+     m.phone, m.billed_reading, m.billed_at_ms, d.seq, d.reading, d.read_at_ms FROM meters AS m";
+
+/// The latest counting declaration of meter `m`: the last in reading time (on a tie, the later
+/// stored), one step back from the end of the meter's entries in the `declarations_chain` index.
+const LATEST_OF_M: &str = "FROM declarations WHERE subscription = m.subscription AND counts \
+     ORDER BY read_at_ms DESC, seq DESC LIMIT 1";
+
+impl Dialect {
+    /// [`METER_FIELDS`] with the join that finds `d`. SQLite has no `LATERAL`; its join on the
+    /// latest's `seq` is a look-up by rowid. PostgreSQL plans that same join as a hash join over
+    /// every declaration while the table's statistics are young, so it takes `LATERAL` instead.
+    fn meter_select(self) -> String {
+        match self {
+            Dialect::Sqlite => {
+                format!("{METER_FIELDS} LEFT JOIN declarations AS d ON d.seq = (SELECT seq {LATEST_OF_M})")
+            }
+            Dialect::Postgres => {
+                format!("{METER_FIELDS} LEFT JOIN LATERAL (SELECT seq, reading, read_at_ms {LATEST_OF_M}) AS d ON true")
+            }
+        }
+    }
+
+    /// A meter by its subscription (`$1`), with its latest reading.
+    pub(super) fn meter_by_subscription(self) -> &'static str {
+        static TEXTS: LazyLock<[String; 2]> = LazyLock::new(|| {
+            [Dialect::Sqlite, Dialect::Postgres].map(|d| format!("{} WHERE m.subscription = $1", d.meter_select()))
+        });
+        match self {
+            Dialect::Sqlite => &TEXTS[0],
+            Dialect::Postgres => &TEXTS[1],
+        }
+    }
+}
 
 pub(super) fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     MeterColumns(
@@ -225,7 +255,7 @@ pub(super) fn meter_from_row(row: &AnyRow) -> Result<MeterRecord, StoreError> {
     .into_record()
 }
 
-/// A meter row as read, in [`METER_SELECT`]'s order: the registry's columns, the billed reading
+/// A meter row as read, in [`METER_FIELDS`]' order: the registry's columns, the billed reading
 /// and time, then the latest counting declaration's seq, reading and time.
 pub(super) struct MeterColumns(
     pub(super) String,
@@ -366,10 +396,6 @@ pub(super) fn declared_point(seq: i64, reading: Option<i64>, read_at_ms: i64) ->
 /// Meter `$1`'s billed reading: (billed_reading, billed_at_ms).
 pub(super) const BILLED_POINT: &str = "SELECT billed_reading, billed_at_ms FROM meters WHERE subscription = $1";
 
-/// A meter by its subscription (`$1`), with its latest reading.
-pub(super) static METER_BY_SUBSCRIPTION: LazyLock<String> =
-    LazyLock::new(|| format!("{METER_SELECT} WHERE m.subscription = $1"));
-
 /// PostgreSQL: the meters of the JSON array of subscriptions `$1`. `= ANY(ARRAY(…))` walks the
 /// primary key; `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
 const AMONG_JSON: &str = "m.subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))";
@@ -379,7 +405,8 @@ static LOCK_METERS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT 1 FROM meters AS m WHERE {AMONG_JSON} ORDER BY m.subscription FOR UPDATE"));
 
 /// PostgreSQL: the meters of [`AMONG_JSON`] with their latest readings.
-static METERS_AMONG: LazyLock<String> = LazyLock::new(|| format!("{METER_SELECT} WHERE {AMONG_JSON}"));
+static METERS_AMONG: LazyLock<String> =
+    LazyLock::new(|| format!("{} WHERE {AMONG_JSON}", Dialect::Postgres.meter_select()));
 
 /// A batch failed because another process stored one of its ids first: start again.
 pub(super) struct Raced;
@@ -932,7 +959,7 @@ impl Store for SqlStore {
     }
 
     async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(METER_BY_SUBSCRIPTION.as_str()))
+        let row = sqlx::query(AssertSqlSafe(self.dialect.meter_by_subscription()))
             .bind(subscription.to_string())
             .fetch_optional(&self.pool)
             .await
