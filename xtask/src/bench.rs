@@ -10,6 +10,12 @@
 //! hour after the previous one, so the server does the full work of judging, storing and
 //! committing each declaration durably.
 //!
+//! The bare handler and the one-declaration requests run the same number of closed-loop clients
+//! (`--connections`, 64 unless told). A client waits for each answer before it sends again, so
+//! the one-declaration rate is at most the clients over the time a declaration takes to become
+//! durable: with group commit, more clients make larger groups and a higher rate, while the bare
+//! handler has used all the CPU it can get from 64 on. `--connections` shows that curve.
+//!
 //! On PostgreSQL the sync scenarios run a second time through two `kontor serve` instances on
 //! the same database, to show what a second instance buys on this machine.
 
@@ -35,10 +41,13 @@ struct Options {
     random_ids: bool,
     /// Runs per backend; more than one reports each figure's median.
     repeat: usize,
+    /// Closed-loop clients for the bare handler and the one-declaration requests.
+    connections: usize,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut options = Options { seconds: 10, backends: vec!["sqlite", "postgres"], random_ids: false, repeat: 1 };
+    let mut options =
+        Options { seconds: 10, backends: vec!["sqlite", "postgres"], random_ids: false, repeat: 1, connections: 64 };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -46,6 +55,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--repeat" => {
                 options.repeat = args.next().context("--repeat needs a number")?.parse()?;
                 anyhow::ensure!(options.repeat > 0, "--repeat takes 1 or more");
+            }
+            "--connections" => {
+                options.connections = args.next().context("--connections needs a number")?.parse()?;
+                anyhow::ensure!(options.connections > 0, "--connections takes 1 or more");
             }
             "--backend" => {
                 options.backends = match args.next().map(String::as_str) {
@@ -78,7 +91,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     for backend in &options.backends {
         let mut runs = Vec::with_capacity(options.repeat);
         for _ in 0..options.repeat {
-            runs.push(runtime.block_on(bench_backend(backend, options.seconds, options.random_ids))?);
+            runs.push(runtime.block_on(bench_backend(backend, &options))?);
         }
         rows.extend(medians(runs));
     }
@@ -106,6 +119,10 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     if options.repeat > 1 {
         println!("each figure: the median of {} runs (each run on a fresh database)", options.repeat);
     }
+    println!(
+        "clients: {} connections for the bare handler and one declaration/request, 4 for batches",
+        options.connections
+    );
     println!(
         "ids: {}",
         if options.random_ids { "random (UUIDv4)" } else { "time-ordered (UUIDv7, as the web app makes them)" }
@@ -256,7 +273,8 @@ pub(crate) fn admin_url() -> String {
     std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) -> anyhow::Result<Vec<Row>> {
+async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Result<Vec<Row>> {
+    let (seconds, random_ids, connections) = (options.seconds, options.random_ids, options.connections);
     let (url, dir, kontor) = prepare_store(backend, "bench")?;
     let billed = OffsetDateTime::now_utc() - time::Duration::days(60);
     let server = Server::start(&kontor, &url, &dir.join("server.log"))?;
@@ -269,14 +287,14 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
     let mut rows = Vec::new();
 
     let cpu = server.cpu_time();
-    let bare = load(&http, &[&server.base], 64, duration, |_| None).await;
+    let bare = load(&http, &[&server.base], connections, duration, |_| None).await;
     rows.push(bare.row(backend, "bare handler (GET /healthz)", 0, server.cpu_time() - cpu));
 
     // The bodies are made before the clock starts, so that the load client spends its core on
     // HTTP rather than on JSON, and the server is measured rather than the client.
     let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
     let cpu = server.cpu_time();
-    let single = send_bodies(&http, &[&server.base], 64, duration, &bodies).await;
+    let single = send_bodies(&http, &[&server.base], connections, duration, &bodies).await;
     rows.push(single.row(backend, "sync, 1 declaration/request", 1, server.cpu_time() - cpu));
 
     let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
@@ -291,7 +309,7 @@ async fn bench_backend(backend: &'static str, seconds: u64, random_ids: bool) ->
         let both = [server.base.as_str(), second.base.as_str()];
         let cpu = server.cpu_time() + second.cpu_time();
         let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
-        let single = send_bodies(&http, &both, 64, duration, &bodies).await;
+        let single = send_bodies(&http, &both, connections, duration, &bodies).await;
         let used = server.cpu_time() + second.cpu_time() - cpu;
         rows.push(single.row(backend, "sync, 1 declaration, 2 instances", 1, used));
         let cpu = server.cpu_time() + second.cpu_time();
