@@ -29,8 +29,8 @@ use shared::rules::Chain;
 use time::OffsetDateTime;
 
 use super::sql::{
-    self, BILLED_POINT, CHAIN_FROM, Dialect, Known, MeterColumns, Raced, SET_CONSUMPTION, SQLITE_NEXT_POSITION,
-    SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
+    self, BILLED_POINT, CHAIN_FROM, DECLARATION_COLUMNS, Dialect, Known, MeterColumns, Raced, SET_CONSUMPTION,
+    SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
 };
 use super::worker::Worker;
 use super::{FastMap, Incoming, MeterRecord, Outcome, StoreError, last_point, unix_ms};
@@ -46,10 +46,6 @@ fn multi_row_insert(table: &str, columns: &str, rows: usize, tail: &str) -> Stri
     let row = format!("({})", vec!["?"; width].join(", "));
     format!("INSERT INTO {table} ({columns}) VALUES {} {tail}", vec![row; rows].join(", "))
 }
-
-const DECLARATION_COLUMNS: &str = "seq, id, channel, device_id, subscription, meter_serial, reading, read_at_ms, \
-     read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, counts, \
-     fingerprint, sender, operator, office";
 
 /// [`CHUNK`] declarations, and one.
 static INSERT_DECLARATIONS: LazyLock<[String; 2]> = LazyLock::new(|| {

@@ -514,7 +514,7 @@ impl SqlStore {
         if rows.is_empty() {
             return Ok(Ok(()));
         }
-        let inserted = sqlx::query(INSERT_DECLARATIONS)
+        let inserted = sqlx::query(AssertSqlSafe(INSERT_DECLARATIONS.as_str()))
             .bind(declarations_json(rows, now)?)
             .execute(&mut *conn)
             .await
@@ -664,16 +664,24 @@ pub(super) fn declaration_records<'a>(rows: &[NewRow<'a>], now: OffsetDateTime) 
         .collect()
 }
 
+/// The columns a new declaration fills, in [`DeclarationRecord`]'s order (both databases' inserts
+/// name them from here).
+pub(super) const DECLARATION_COLUMNS: &str = "seq, id, channel, device_id, subscription, meter_serial, reading, \
+     read_at_ms, read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, \
+     counts, fingerprint, sender, operator, office";
+
 /// PostgreSQL: inserts the declaration rows of [`declarations_json`] (SQLite binds them row by
 /// row, `direct.rs`).
-const INSERT_DECLARATIONS: &str = "INSERT INTO declarations (seq, id, channel, device_id, subscription, meter_serial, \
-     reading, read_at_ms, read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, \
-     duplicate_of, counts, fingerprint, sender, operator, office) \
-     SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
-       (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
-       (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20 \
-     FROM jsonb_array_elements($1::jsonb) AS rows(r) \
-     ON CONFLICT (id) DO NOTHING";
+static INSERT_DECLARATIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO declarations ({DECLARATION_COLUMNS}) \
+         SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
+           (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
+           (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20 \
+         FROM jsonb_array_elements($1::jsonb) AS rows(r) \
+         ON CONFLICT (id) DO NOTHING"
+    )
+});
 
 /// A declaration row for a bulk insert. It is written as a JSON array, in column order: a
 /// database finds an array element by position faster than an object member by name.
