@@ -7,10 +7,8 @@
 //! length) and stored once per client-made id; it gets a complaint number of its own.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use shared::wire::{
     ApiErrorCode, ComplaintCode, ComplaintResult, ComplaintStatus, ComplaintSubmission, ComplaintsRequest,
     ComplaintsResponse, ErrorBody, MAX_COMPLAINTS, MAX_UPDATE_IDS, UpdatesRequest, UpdatesResponse,
@@ -19,7 +17,7 @@ use shared::{ComplaintNumber, Lang, SubscriptionNumber, TrackingCode};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::http::{ApiError, json_body};
+use crate::http::{ApiError, HeadersAndBody, json_body};
 use crate::store::{Channel, Filed, NewComplaint, Staff, Store, StoreError};
 
 /// Checks a complaint against the registry and the store; the complaint to file, or why not.
@@ -109,8 +107,7 @@ fn result(id: uuid::Uuid, filed: Result<Filed, ComplaintCode>, lang: Lang) -> Co
 ))]
 pub async fn file(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    HeadersAndBody { headers, body }: HeadersAndBody,
 ) -> Result<Json<ComplaintsResponse>, ApiError> {
     let (lang, body) = json_body(&headers, body)?;
     let request: ComplaintsRequest = serde_json::from_slice(&body).map_err(|_| ApiError::envelope(&body, lang))?;
@@ -145,8 +142,7 @@ pub async fn file(
 ))]
 pub async fn updates(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    HeadersAndBody { headers, body }: HeadersAndBody,
 ) -> Result<Json<UpdatesResponse>, ApiError> {
     let (lang, body) = json_body(&headers, body)?;
     let request: UpdatesRequest = serde_json::from_slice(&body).map_err(|_| ApiError::envelope(&body, lang))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -142,6 +142,41 @@ fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
     }
 }
 
+/// About what one result of a sync answer takes as JSON (its message in Persian included).
+const ANSWER_BYTES_PER_RESULT: usize = 400;
+
+/// `value` as a JSON response, written into a buffer of `expected` bytes to start with: axum's
+/// `Json` starts at 128 bytes and grows the buffer, copying it each time, as the text is written.
+fn json_answer(value: &impl serde::Serialize, expected: usize) -> Response {
+    let mut text = Vec::with_capacity(expected.max(128));
+    match serde_json::to_writer(&mut text, value) {
+        Ok(()) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "writing an answer failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A request's headers and its body (at most the body limit), for the handlers that read both.
+/// The headers are moved out of the request: axum's own `HeaderMap` extractor copies every one
+/// of them, which was ~1 % of the server's time on one-declaration syncs.
+pub struct HeadersAndBody {
+    pub headers: HeaderMap,
+    pub body: Result<Bytes, BytesRejection>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for HeadersAndBody {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await;
+        Ok(Self { headers, body })
+    }
+}
+
 /// The request's language and its body, which must be JSON and at most 1 MiB.
 pub(crate) fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(Lang, Bytes), ApiError> {
     let lang = lang_of(headers);
@@ -197,8 +232,7 @@ async fn openapi() -> Response {
 pub async fn verify(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    HeadersAndBody { headers, body }: HeadersAndBody,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let (lang, body) = json_body(&headers, body)?;
     let request: VerifyRequest = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
@@ -275,9 +309,8 @@ struct IdOnly {
 pub async fn sync(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<SyncResponse>, ApiError> {
+    HeadersAndBody { headers, body }: HeadersAndBody,
+) -> Result<Response, ApiError> {
     let (lang, body) = json_body(&headers, body)?;
     let envelope: Envelope = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
     if envelope.submissions.is_empty() || envelope.submissions.len() > MAX_BATCH {
@@ -358,7 +391,8 @@ pub async fn sync(
             },
         })
         .collect();
-    Ok(Json(SyncResponse { results, server_time: OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET) }))
+    let answer = SyncResponse { results, server_time: OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET) };
+    Ok(json_answer(&answer, ANSWER_BYTES_PER_RESULT * answer.results.len()))
 }
 
 fn usable_id(raw: &RawValue) -> Option<Uuid> {

@@ -8,17 +8,15 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use shared::wire::{ApiErrorCode, ErrorBody, SmsInbound, SmsReply};
 use shared::{Lang, TrackingCode, sms};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AppState;
-use crate::http::ApiError;
+use crate::http::{ApiError, HeadersAndBody};
 use crate::replies::{ReplySender, Retry, send_in_background};
 use crate::store::{Channel, Incoming, PhoneDeclaration};
 
@@ -43,8 +41,7 @@ pub struct SmsConfig {
 ))]
 pub async fn inbound(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    HeadersAndBody { headers, body }: HeadersAndBody,
 ) -> Result<Json<SmsReply>, ApiError> {
     let lang = Lang::Fa;
     let Some(config) = state.sms.as_ref() else {
