@@ -5,8 +5,10 @@
 //! - `cargo xtask dist`: the release web app into `dist/pwa`; `cargo xtask size`: its weight;
 //! - `cargo xtask bench`: the throughput and latency benchmark.
 //! - `cargo xtask load`: a sustained open-loop load of mixed traffic (`load.rs`).
+//! - `cargo xtask count`: instructions per one-declaration request, under callgrind (`count.rs`).
 
 mod bench;
+mod count;
 mod dist;
 mod load;
 mod tools;
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
         Some("load") => load::load(&args[1..]),
+        Some("count") => count::count(&args[1..]),
         Some("dist") => dist::dist(),
         Some("size") => dist::size(),
         _ => {
@@ -30,8 +33,11 @@ fn main() -> ExitCode {
             );
             eprintln!("  dist          build the release web app into dist/pwa");
             eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
-            eprintln!("  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4] [--repeat N]");
+            eprintln!(
+                "  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4] [--repeat N] [--connections N]"
+            );
             eprintln!("  load [--seconds 60] [--rate 1000] [--backend sqlite|postgres]   sustained mixed load");
+            eprintln!("  count [--requests 1000]   instructions per one-declaration request (callgrind)");
             return ExitCode::from(2);
         }
     };
