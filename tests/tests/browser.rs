@@ -514,13 +514,18 @@ async fn two_tabs_send_the_outbox_once() {
 
 /// Waits until the page's address contains `part`, boundedly (no script needed).
 async fn wait_for_url(client: &Client, part: &str) {
+    wait_for_address(client, part, |url| url.contains(part)).await;
+}
+
+/// Waits until the page's address passes `wanted` (`what` names it in the failure), boundedly.
+async fn wait_for_address(client: &Client, what: &str, wanted: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let url = client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-        if url.contains(part) {
+        if wanted(&url) {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {part}; at {url}");
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; at {url}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -541,7 +546,11 @@ async fn console_sign_in(client: &Client, base: &str, username: &str) {
     type_into(client, "username", username).await;
     type_into(client, "password", "correct horse battery").await;
     click(client, "form.card button[type=submit]").await;
-    wait_for_url(client, "/office/").await;
+    // The sign-in page's own address holds "/office/" too: wait for the redirect away from it.
+    wait_for_address(client, "the console after signing in", |url| {
+        url.contains("/office/") && !url.contains("/office/login")
+    })
+    .await;
     assert!(!client.current_url().await.expect("url").as_str().contains("login"), "signed in");
 }
 
