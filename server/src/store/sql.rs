@@ -1243,3 +1243,26 @@ impl Store for SqlStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use shared::rules::{Point, Source};
+    use time::macros::datetime;
+
+    use super::latest;
+
+    #[test]
+    fn the_latest_reading_is_the_later_of_billed_and_declared() {
+        let billed = Point { source: Source::Billing, reading: 1_000, read_at: datetime!(2026-10-01 00:00 UTC) };
+        let at = |seq, reading, read_at| Point { source: Source::Declaration(seq), reading, read_at };
+        let before = at(1, 990, datetime!(2026-09-20 00:00 UTC));
+        let same = at(2, 1_000, datetime!(2026-10-01 00:00 UTC));
+        let after = at(3, 1_010, datetime!(2026-10-05 00:00 UTC));
+        assert_eq!(latest(None, None), None);
+        assert_eq!(latest(Some(billed), None), Some(billed));
+        assert_eq!(latest(None, Some(before)), Some(before));
+        assert_eq!(latest(Some(billed), Some(before)), Some(billed), "a newer company reading");
+        assert_eq!(latest(Some(billed), Some(after)), Some(after));
+        assert_eq!(latest(Some(billed), Some(same)), Some(same), "a declaration at the billed instant");
+    }
+}
