@@ -115,6 +115,18 @@ impl Chain {
     }
 }
 
+/// The later of two readings in reading time; on a tie, `then`, as in a [`Chain`] that `then`
+/// joined after `first`. A meter's latest reading is `later(its billed reading, its last
+/// counting declaration)`, and a reading that starts to count becomes the latest by
+/// `later(latest, it)`.
+pub fn later(first: Option<Point>, then: Option<Point>) -> Option<Point> {
+    match (first, then) {
+        (Some(first), Some(then)) if first.read_at > then.read_at => Some(first),
+        (first, None) => first,
+        (_, then) => then,
+    }
+}
+
 /// A declaration to judge.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -305,6 +317,20 @@ mod tests {
 
     fn chain(points: &[(Source, u64, i64)]) -> Chain {
         Chain::new(points.iter().map(|&(s, r, d)| point(s, r, d)).collect())
+    }
+
+    #[test]
+    fn the_latest_reading_is_the_later_of_billed_and_declared() {
+        let billed = point(Source::Billing, 1_000, 10);
+        let before = point(Source::Declaration(1), 990, 15);
+        let same = point(Source::Declaration(2), 1_000, 10);
+        let after = point(Source::Declaration(3), 1_010, 5);
+        assert_eq!(later(None, None), None);
+        assert_eq!(later(Some(billed), None), Some(billed));
+        assert_eq!(later(None, Some(before)), Some(before));
+        assert_eq!(later(Some(billed), Some(before)), Some(billed), "a newer company reading");
+        assert_eq!(later(Some(billed), Some(after)), Some(after));
+        assert_eq!(later(Some(billed), Some(same)), Some(same), "a declaration at the billed instant");
     }
 
     fn candidate(reading: u64, read_at: OffsetDateTime) -> Candidate {

@@ -286,19 +286,8 @@ impl MeterColumns {
             avg_daily_m3: self.3,
             max_hourly_m3: self.4,
             phone: self.5,
-            last: latest(billed, declared),
+            last: rules::later(billed, declared),
         })
-    }
-}
-
-/// The meter's latest reading: its latest counting declaration, unless the billed reading is
-/// later in reading time. A declaration at the billed reading's very instant is the latest, as
-/// when it is judged ([`judge`] moves the latest to a declaration at or after it).
-pub(super) fn latest(billed: Option<Point>, declared: Option<Point>) -> Option<Point> {
-    match (billed, declared) {
-        (Some(billed), Some(declared)) if billed.read_at > declared.read_at => Some(billed),
-        (billed, None) => billed,
-        (_, declared) => declared,
     }
 }
 
@@ -904,9 +893,7 @@ pub(super) fn judge<'a>(
                                 read_at: item.read_at,
                             };
                             chain.insert(point);
-                            if meter.last.is_none_or(|last| last.read_at <= item.read_at) {
-                                meter.last = Some(point);
-                            }
+                            meter.last = rules::later(meter.last, Some(point));
                             if let Some(update) = decision.next_consumption {
                                 consumption_updates.push(update);
                             }
@@ -1241,28 +1228,5 @@ impl Store for SqlStore {
             .await
             .map_err(db)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use shared::rules::{Point, Source};
-    use time::macros::datetime;
-
-    use super::latest;
-
-    #[test]
-    fn the_latest_reading_is_the_later_of_billed_and_declared() {
-        let billed = Point { source: Source::Billing, reading: 1_000, read_at: datetime!(2026-10-01 00:00 UTC) };
-        let at = |seq, reading, read_at| Point { source: Source::Declaration(seq), reading, read_at };
-        let before = at(1, 990, datetime!(2026-09-20 00:00 UTC));
-        let same = at(2, 1_000, datetime!(2026-10-01 00:00 UTC));
-        let after = at(3, 1_010, datetime!(2026-10-05 00:00 UTC));
-        assert_eq!(latest(None, None), None);
-        assert_eq!(latest(Some(billed), None), Some(billed));
-        assert_eq!(latest(None, Some(before)), Some(before));
-        assert_eq!(latest(Some(billed), Some(before)), Some(billed), "a newer company reading");
-        assert_eq!(latest(Some(billed), Some(after)), Some(after));
-        assert_eq!(latest(Some(billed), Some(same)), Some(same), "a declaration at the billed instant");
     }
 }
