@@ -188,6 +188,26 @@ fn an_in_memory_database_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `kontor serve` process, stopped with SIGTERM when dropped, so that a failed assertion does
+/// not leave it running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Syncs one declaration for the meter 1234567890 / AB123456; the whole response.
+fn declare(addr: &str, id: &str, reading: u64, at: &str) -> String {
+    let item = format!(
+        r#"{{"id":"{id}","subscription":"1234567890","meter_serial":"AB123456","reading":{reading},"read_at":"{at}"}}"#
+    );
+    let body = format!(r#"{{"device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10","submissions":[{item}]}}"#);
+    post_json(addr, "/api/v1/sync", "", &body)
+}
+
 /// The server keeps the meters it stores declarations for in memory; an import run by another
 /// process while it serves must still be what the next declaration is measured against.
 #[test]
@@ -201,23 +221,8 @@ fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
     std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10000,{},3.2,\n", day(0))).expect("csv");
     assert!(import(&db, &csv).0);
     let (child, addr) = serve(&db, &[]);
-    // Stopped whatever happens, so that a failed assertion does not leave it running.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-            let _ = self.0.wait();
-        }
-    }
-    let server = Stop(child);
-    let declare = |id: &str, reading: u64, at: &str| {
-        let item = format!(
-            r#"{{"id":"{id}","subscription":"1234567890","meter_serial":"AB123456","reading":{reading},"read_at":"{at}"}}"#
-        );
-        let body = format!(r#"{{"device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10","submissions":[{item}]}}"#);
-        post_json(&addr, "/api/v1/sync", "", &body)
-    };
-    let first = declare("0190a3c4-0000-7000-8000-000000000001", 10_003, &day(1));
+    let server = Running(child);
+    let first = declare(&addr, "0190a3c4-0000-7000-8000-000000000001", 10_003, &day(1));
     assert!(first.contains(r#""status":"accepted""#), "{first}");
 
     // The company reads the meter on day 2 and the registry is imported again, by another process.
@@ -226,7 +231,7 @@ fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
     assert!(ok, "{text}");
 
     // Below the company's reading of day 2, though above the declaration of day 1.
-    let second = declare("0190a3c4-0000-7000-8000-000000000002", 10_005, &day(3));
+    let second = declare(&addr, "0190a3c4-0000-7000-8000-000000000002", 10_005, &day(3));
     assert!(second.contains(r#""code":"reading_decreased""#), "measured against the imported reading: {second}");
 
     drop(server);
@@ -248,55 +253,44 @@ fn a_restarted_server_finds_each_meters_latest_reading() {
     let billed = |reading: u64, on: i64| format!("{HEADER}1234567890,AB123456,5,{reading},{},3.2,\n", day(on));
     std::fs::write(&csv, billed(10_000, 0)).expect("csv");
     assert!(import(&db, &csv).0);
-    let declare = |addr: &str, n: u32, reading: u64, on: i64| {
-        let item = format!(
-            r#"{{"id":"0190a3c4-0000-7000-8000-{n:012}","subscription":"1234567890","meter_serial":"AB123456","reading":{reading},"read_at":"{}"}}"#,
-            day(on)
-        );
-        let body = format!(r#"{{"device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10","submissions":[{item}]}}"#);
-        post_json(addr, "/api/v1/sync", "", &body)
-    };
+    let id = |n: u32| format!("0190a3c4-0000-7000-8000-{n:012}");
     let latest = |addr: &str| {
         let body = r#"{"subscription":"1234567890","meter_serial":"AB123456","device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10"}"#;
         let answer = post_json(addr, "/api/v1/meters/verify", "", body);
         let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         let value: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"));
-        value["meter"]["last_reading"].as_u64()
-    };
-    let stop = |mut child: std::process::Child| {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let _ = child.wait();
+        value["meter"]["last_reading"].as_u64().map(|r| r.to_string()).unwrap_or_default()
     };
 
     let (child, addr) = serve(&db, &[]);
-    let answers = [
-        declare(&addr, 1, 10_010, 3),
-        declare(&addr, 2, 10_004, 1),
-        latest(&addr).map(|r| r.to_string()).unwrap_or_default(),
-    ];
-    stop(child);
-    assert!(answers[0].contains(r#""status":"accepted""#), "{}", answers[0]);
+    let server = Running(child);
+    let first = declare(&addr, &id(1), 10_010, &day(3));
+    assert!(first.contains(r#""status":"accepted""#), "{first}");
     // Read before the latest: it counts, and the latest stays the later one.
-    assert!(answers[1].contains(r#""status":"accepted""#), "{}", answers[1]);
-    assert_eq!(answers[2], "10010");
+    let earlier = declare(&addr, &id(2), 10_004, &day(1));
+    assert!(earlier.contains(r#""status":"accepted""#), "{earlier}");
+    assert_eq!(latest(&addr), "10010");
+    drop(server);
 
     // An older company reading imported again (day 2) does not hide the declaration of day 3.
     std::fs::write(&csv, billed(10_008, 2)).expect("csv");
     assert!(import(&db, &csv).0);
     let (child, addr) = serve(&db, &[]);
-    let answers = [latest(&addr).map(|r| r.to_string()).unwrap_or_default(), declare(&addr, 3, 10_009, 4)];
-    stop(child);
-    assert_eq!(answers[0], "10010", "after a restart");
-    assert!(answers[1].contains(r#""code":"reading_decreased""#), "measured against day 3's 10010: {}", answers[1]);
+    let server = Running(child);
+    assert_eq!(latest(&addr), "10010", "after a restart");
+    let lower = declare(&addr, &id(3), 10_009, &day(4));
+    assert!(lower.contains(r#""code":"reading_decreased""#), "measured against day 3's 10010: {lower}");
+    drop(server);
 
     // A later company reading (day 5) is the latest.
     std::fs::write(&csv, billed(10_020, 5)).expect("csv");
     assert!(import(&db, &csv).0);
     let (child, addr) = serve(&db, &[]);
-    let answers = [latest(&addr).map(|r| r.to_string()).unwrap_or_default(), declare(&addr, 4, 10_023, 6)];
-    stop(child);
-    assert_eq!(answers[0], "10020");
-    assert!(answers[1].contains(r#""status":"accepted""#), "{}", answers[1]);
-    assert!(answers[1].contains(r#""consumption_m3":3"#), "measured from the billed 10020: {}", answers[1]);
+    let server = Running(child);
+    assert_eq!(latest(&addr), "10020");
+    let next = declare(&addr, &id(4), 10_023, &day(6));
+    assert!(next.contains(r#""status":"accepted""#), "{next}");
+    assert!(next.contains(r#""consumption_m3":3"#), "measured from the billed 10020: {next}");
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
