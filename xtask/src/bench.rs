@@ -18,7 +18,7 @@
 //! client waits for each answer before it sends again, so the one-declaration rate is at most the
 //! clients over the time a declaration takes to become durable: with group commit, more clients
 //! make larger groups and a higher rate, while the bare handler has used all the CPU it can get
-//! from 64 on. `--connections` shows that curve.
+//! from 64 on. `--connections 64,128,256` shows that curve: the pair is measured at each.
 //!
 //! On PostgreSQL the sync scenarios run a second time through two `kontor serve` instances on
 //! the same database, to show what a second instance buys on this machine.
@@ -45,13 +45,19 @@ struct Options {
     random_ids: bool,
     /// Runs per backend; more than one reports each figure's median.
     repeat: usize,
-    /// Closed-loop clients for the bare handler and the one-declaration requests.
-    connections: usize,
+    /// Closed-loop clients for the bare handler and the one-declaration requests: one pair of
+    /// rows for each number.
+    connections: Vec<usize>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut options =
-        Options { seconds: 10, backends: vec!["sqlite", "postgres"], random_ids: false, repeat: 1, connections: 64 };
+    let mut options = Options {
+        seconds: 10,
+        backends: vec!["sqlite", "postgres"],
+        random_ids: false,
+        repeat: 1,
+        connections: vec![64],
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -61,8 +67,10 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                 anyhow::ensure!(options.repeat > 0, "--repeat takes 1 or more");
             }
             "--connections" => {
-                options.connections = args.next().context("--connections needs a number")?.parse()?;
-                anyhow::ensure!(options.connections > 0, "--connections takes 1 or more");
+                let list = args.next().context("--connections needs a number, or numbers separated by commas")?;
+                options.connections =
+                    list.split(',').map(|n| n.trim().parse()).collect::<Result<_, _>>().context("--connections")?;
+                anyhow::ensure!(options.connections.iter().all(|&n| n > 0), "--connections takes 1 or more");
             }
             "--backend" => {
                 options.backends = match args.next().map(String::as_str) {
@@ -102,13 +110,13 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     // Server time per request or declaration: steadier than the rates on a shared machine, where
     // the load client and other tenants take what the server leaves.
     println!(
-        "\n{:<10} {:<32} {:>10} {:>10} {:>8} {:>8} {:>12} {:>12}",
+        "\n{:<10} {:<42} {:>10} {:>10} {:>8} {:>8} {:>12} {:>12}",
         "backend", "scenario", "decl/s", "req/s", "p50 ms", "p99 ms", "server cores", "server µs/op"
     );
     for r in &rows {
         let per = if r.declarations_per_sec > 0.0 { r.declarations_per_sec } else { r.requests_per_sec };
         println!(
-            "{:<10} {:<32} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>12.2} {:>12.1}",
+            "{:<10} {:<42} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>12.2} {:>12.1}",
             r.backend,
             r.scenario,
             r.declarations_per_sec,
@@ -125,7 +133,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     println!(
         "clients: {} connections for the bare handler and one declaration/request, 4 for batches",
-        options.connections
+        options.connections.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     );
     println!(
         "ids: {}",
@@ -139,7 +147,7 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
 
 /// One row per scenario, each figure the median of the runs' (a shared machine's noise moves single
 /// runs by a fifth). The notes are the last run's, but for the share of the bare handler's rate,
-/// taken from the medians.
+/// taken from the medians (of one run, its own figures).
 fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -161,16 +169,18 @@ fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
             }
         })
         .collect();
-    if runs.len() > 1
-        && let [bare, single, ..] = rows.as_mut_slice()
-    {
-        single.note = format!(
-            "{:.0} % of the bare handler's rate",
-            single.declarations_per_sec / bare.requests_per_sec.max(1.0) * 100.0
-        );
+    for i in 1..rows.len() {
+        if rows[i - 1].scenario.starts_with(BARE) && rows[i].scenario.starts_with(SINGLE) {
+            let share = rows[i].declarations_per_sec / rows[i - 1].requests_per_sec.max(1.0);
+            rows[i].note = format!("{:.0} % of the bare handler's rate", share * 100.0);
+        }
     }
     rows
 }
+
+/// The scenarios whose rates make the target's ratio.
+const BARE: &str = "bare handler (GET /healthz)";
+const SINGLE: &str = "sync, 1 declaration/request";
 
 struct Row {
     backend: &'static str,
@@ -278,7 +288,7 @@ pub(crate) fn admin_url() -> String {
 }
 
 async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Result<Vec<Row>> {
-    let (seconds, random_ids, connections) = (options.seconds, options.random_ids, options.connections);
+    let (seconds, random_ids) = (options.seconds, options.random_ids);
     let (url, dir, kontor) = prepare_store(backend, "bench")?;
     let billed = OffsetDateTime::now_utc() - time::Duration::days(60);
     let server = Server::start(&kontor, &url, &dir.join("server.log"))?;
@@ -292,26 +302,32 @@ async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Resu
 
     // The bodies are made before the clock starts, so that the load client spends its core on
     // HTTP rather than on JSON, and the server is measured rather than the client.
-    let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
-    // The bare handler and the one-declaration requests take turns, a slice each, so that both
-    // meet the same states of a shared machine (whose speed can change by a third from one
-    // minute to the next) and their ratio is a fair one.
-    let (mut bare, mut single) = (Measured::default(), Measured::default());
-    let (mut bare_cpu, mut single_cpu) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..slices(duration) {
-        let cpu = server.cpu_time();
-        bare.add(load(&http, &[&server.base], connections, SLICE, |_| None).await);
-        bare_cpu += server.cpu_time() - cpu;
-        let cpu = server.cpu_time();
-        let sent = bodies.clone();
-        single.add(load(&http, &[&server.base], connections, SLICE, move |_| Some(sent.next())).await);
-        single_cpu += server.cpu_time() - cpu;
-        // The log's flush and checkpoint of the last slice end before the bare handler's next.
-        tokio::time::sleep(SETTLE).await;
+    let made = SINGLE_CEILING * seconds * options.connections.len() as u64;
+    let bodies = Arc::new(Bodies::new(&counter, 1, made, start_read, random_ids));
+    for &connections in &options.connections {
+        // The bare handler and the one-declaration requests take turns, a slice each, so that
+        // both meet the same states of a shared machine and their ratio is a fair one.
+        let (mut bare, mut single) = (Measured::default(), Measured::default());
+        let (mut bare_cpu, mut single_cpu) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..slices(duration) {
+            let cpu = server.cpu_time();
+            bare.add(load(&http, &[&server.base], connections, SLICE, |_| None).await);
+            bare_cpu += server.cpu_time() - cpu;
+            let cpu = server.cpu_time();
+            let sent = bodies.clone();
+            single.add(load(&http, &[&server.base], connections, SLICE, move |_| Some(sent.next())).await);
+            single_cpu += server.cpu_time() - cpu;
+            // The log's flush and checkpoint of the last slice end before the bare handler's next.
+            tokio::time::sleep(SETTLE).await;
+        }
+        let label = |scenario: &str| match options.connections.len() {
+            1 => scenario.to_owned(),
+            _ => format!("{scenario}, {connections} clients"),
+        };
+        rows.push(bare.row(backend, &label(BARE), 0, bare_cpu));
+        rows.push(single.row(backend, &label(SINGLE), 1, single_cpu));
     }
     bodies.rewind();
-    rows.push(bare.row(backend, "bare handler (GET /healthz)", 0, bare_cpu));
-    rows.push(single.row(backend, "sync, 1 declaration/request", 1, single_cpu));
 
     let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
     let cpu = server.cpu_time();
@@ -325,7 +341,7 @@ async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Resu
         let both = [server.base.as_str(), second.base.as_str()];
         let cpu = server.cpu_time() + second.cpu_time();
         let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
-        let single = send_bodies(&http, &both, connections, duration, &bodies).await;
+        let single = send_bodies(&http, &both, options.connections[0], duration, &bodies).await;
         let used = server.cpu_time() + second.cpu_time() - cpu;
         rows.push(single.row(backend, "sync, 1 declaration, 2 instances", 1, used));
         let cpu = server.cpu_time() + second.cpu_time();
@@ -338,10 +354,6 @@ async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Resu
     let memory = server.peak_memory_kib().map_or_else(|| "unknown".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     if let Some(last) = rows.last_mut() {
         last.note = format!("server peak memory (VmHWM) {memory}");
-    }
-    let rate = single.declarations_per_sec(1) / bare.requests_per_sec().max(1.0);
-    if let Some(row) = rows.get_mut(1) {
-        row.note = format!("{:.0} % of the bare handler's rate", rate * 100.0);
     }
     drop(server);
     if backend == "postgres" {

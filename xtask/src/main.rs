@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             eprintln!("  dist          build the release web app into dist/pwa");
             eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
             eprintln!(
-                "  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4] [--repeat N] [--connections N]"
+                "  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4] [--repeat N] [--connections N[,N…]]"
             );
             eprintln!("  load [--seconds 60] [--rate 1000] [--backend sqlite|postgres]   sustained mixed load");
             eprintln!("  count [--requests 1000]   instructions per one-declaration request (callgrind)");
