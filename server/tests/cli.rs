@@ -199,6 +199,51 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// `kontor serve` on `db`, until dropped; its address.
+    fn start(db: &str) -> (Self, String) {
+        let (child, addr) = serve(db, &[]);
+        (Self(child), addr)
+    }
+}
+
+/// A scratch SQLite store whose registry holds one meter, 1234567890 / AB123456, and the days
+/// the declaring tests speak of: `day(n)` is n days after ten days ago.
+struct OneMeter {
+    dir: PathBuf,
+    db: String,
+    csv: PathBuf,
+    start: time::OffsetDateTime,
+}
+
+impl OneMeter {
+    fn new(name: &str) -> Self {
+        let dir = scratch(name);
+        let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+        let csv = dir.join("meters.csv");
+        Self { dir, db, csv, start: time::OffsetDateTime::now_utc() - time::Duration::days(10) }
+    }
+
+    fn day(&self, n: i64) -> String {
+        use time::format_description::well_known::Rfc3339;
+        (self.start + time::Duration::days(n)).format(&Rfc3339).expect("format")
+    }
+
+    /// Imports the registry (from another process) with the company's reading of day `on`.
+    fn bill(&self, reading: u64, on: i64) {
+        std::fs::write(&self.csv, format!("{HEADER}1234567890,AB123456,5,{reading},{},3.2,\n", self.day(on)))
+            .expect("csv");
+        let (ok, text) = import(&self.db, &self.csv);
+        assert!(ok, "{text}");
+    }
+}
+
+impl Drop for OneMeter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Syncs one declaration for the meter 1234567890 / AB123456; the whole response.
 fn declare(addr: &str, id: &str, reading: u64, at: &str) -> String {
     let item = format!(
@@ -212,30 +257,19 @@ fn declare(addr: &str, id: &str, reading: u64, at: &str) -> String {
 /// process while it serves must still be what the next declaration is measured against.
 #[test]
 fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
-    use time::format_description::well_known::Rfc3339;
-    let dir = scratch("reimport");
-    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
-    let csv = dir.join("meters.csv");
-    let now = time::OffsetDateTime::now_utc();
-    let day = |n: i64| (now - time::Duration::days(10 - n)).format(&Rfc3339).expect("format");
-    std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10000,{},3.2,\n", day(0))).expect("csv");
-    assert!(import(&db, &csv).0);
-    let (child, addr) = serve(&db, &[]);
-    let server = Running(child);
-    let first = declare(&addr, "0190a3c4-0000-7000-8000-000000000001", 10_003, &day(1));
+    let store = OneMeter::new("reimport");
+    store.bill(10_000, 0);
+    let (server, addr) = Running::start(&store.db);
+    let first = declare(&addr, "0190a3c4-0000-7000-8000-000000000001", 10_003, &store.day(1));
     assert!(first.contains(r#""status":"accepted""#), "{first}");
 
     // The company reads the meter on day 2 and the registry is imported again, by another process.
-    std::fs::write(&csv, format!("{HEADER}1234567890,AB123456,5,10010,{},3.2,\n", day(2))).expect("csv");
-    let (ok, text) = import(&db, &csv);
-    assert!(ok, "{text}");
+    store.bill(10_010, 2);
 
     // Below the company's reading of day 2, though above the declaration of day 1.
-    let second = declare(&addr, "0190a3c4-0000-7000-8000-000000000002", 10_005, &day(3));
+    let second = declare(&addr, "0190a3c4-0000-7000-8000-000000000002", 10_005, &store.day(3));
     assert!(second.contains(r#""code":"reading_decreased""#), "measured against the imported reading: {second}");
-
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A meter's latest reading is not stored beside the meter but found in its chain of
@@ -244,15 +278,8 @@ fn a_reimport_while_serving_is_what_the_next_declaration_meets() {
 /// again changes nothing.
 #[test]
 fn a_restarted_server_finds_each_meters_latest_reading() {
-    use time::format_description::well_known::Rfc3339;
-    let dir = scratch("latest");
-    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
-    let csv = dir.join("meters.csv");
-    let now = time::OffsetDateTime::now_utc();
-    let day = |n: i64| (now - time::Duration::days(10 - n)).format(&Rfc3339).expect("format");
-    let billed = |reading: u64, on: i64| format!("{HEADER}1234567890,AB123456,5,{reading},{},3.2,\n", day(on));
-    std::fs::write(&csv, billed(10_000, 0)).expect("csv");
-    assert!(import(&db, &csv).0);
+    let store = OneMeter::new("latest");
+    store.bill(10_000, 0);
     let id = |n: u32| format!("0190a3c4-0000-7000-8000-{n:012}");
     let latest = |addr: &str| {
         let body = r#"{"subscription":"1234567890","meter_serial":"AB123456","device_id":"8d7f5a52-7f4e-4f55-9a57-8c3b0e6f7a10"}"#;
@@ -262,35 +289,29 @@ fn a_restarted_server_finds_each_meters_latest_reading() {
         value["meter"]["last_reading"].as_u64().map(|r| r.to_string()).unwrap_or_default()
     };
 
-    let (child, addr) = serve(&db, &[]);
-    let server = Running(child);
-    let first = declare(&addr, &id(1), 10_010, &day(3));
+    let (server, addr) = Running::start(&store.db);
+    let first = declare(&addr, &id(1), 10_010, &store.day(3));
     assert!(first.contains(r#""status":"accepted""#), "{first}");
     // Read before the latest: it counts, and the latest stays the later one.
-    let earlier = declare(&addr, &id(2), 10_004, &day(1));
+    let earlier = declare(&addr, &id(2), 10_004, &store.day(1));
     assert!(earlier.contains(r#""status":"accepted""#), "{earlier}");
     assert_eq!(latest(&addr), "10010");
     drop(server);
 
     // An older company reading imported again (day 2) does not hide the declaration of day 3.
-    std::fs::write(&csv, billed(10_008, 2)).expect("csv");
-    assert!(import(&db, &csv).0);
-    let (child, addr) = serve(&db, &[]);
-    let server = Running(child);
+    store.bill(10_008, 2);
+    let (server, addr) = Running::start(&store.db);
     assert_eq!(latest(&addr), "10010", "after a restart");
-    let lower = declare(&addr, &id(3), 10_009, &day(4));
+    let lower = declare(&addr, &id(3), 10_009, &store.day(4));
     assert!(lower.contains(r#""code":"reading_decreased""#), "measured against day 3's 10010: {lower}");
     drop(server);
 
     // A later company reading (day 5) is the latest.
-    std::fs::write(&csv, billed(10_020, 5)).expect("csv");
-    assert!(import(&db, &csv).0);
-    let (child, addr) = serve(&db, &[]);
-    let server = Running(child);
+    store.bill(10_020, 5);
+    let (server, addr) = Running::start(&store.db);
     assert_eq!(latest(&addr), "10020");
-    let next = declare(&addr, &id(4), 10_023, &day(6));
+    let next = declare(&addr, &id(4), 10_023, &store.day(6));
     assert!(next.contains(r#""status":"accepted""#), "{next}");
     assert!(next.contains(r#""consumption_m3":3"#), "measured from the billed 10020: {next}");
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

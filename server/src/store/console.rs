@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Dialect, SqlStore, db, meter_from_row, opt_u64};
+use super::sql::{Dialect, LOCK_METERS, SqlStore, db, json_text, meter_from_row, opt_u64};
 use super::{
     AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
     ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
@@ -370,8 +370,9 @@ impl SqlStore {
         subscription: &SubscriptionNumber,
     ) -> Result<Option<MeterRecord>, StoreError> {
         if self.dialect == Dialect::Postgres {
-            sqlx::query("SELECT 1 FROM meters WHERE subscription = $1 FOR UPDATE")
-                .bind(subscription.as_str())
+            // The lock a batch of declarations takes, on this one meter.
+            sqlx::query(AssertSqlSafe(LOCK_METERS.as_str()))
+                .bind(json_text(&[subscription.as_str()])?)
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;

@@ -389,8 +389,8 @@ pub(super) const BILLED_POINT: &str = "SELECT billed_reading, billed_at_ms FROM 
 /// primary key; `IN (SELECT …)` over a JSON set is planned as a scan of every meter.
 const AMONG_JSON: &str = "m.subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))";
 
-/// PostgreSQL: locks the meters of [`AMONG_JSON`], in order.
-static LOCK_METERS: LazyLock<String> =
+/// PostgreSQL: locks the meters of [`AMONG_JSON`], in order (a batch's, or a review's one).
+pub(super) static LOCK_METERS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT 1 FROM meters AS m WHERE {AMONG_JSON} ORDER BY m.subscription FOR UPDATE"));
 
 /// PostgreSQL: the meters of [`AMONG_JSON`] with their latest readings.
