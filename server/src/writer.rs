@@ -31,8 +31,8 @@ const QUEUE: usize = 4_096;
 /// on, waking a thread whose processor has gone idle costs tens of microseconds (`perf bench
 /// sched pipe`: 86 µs a round trip across the two processors, 8 µs on one), and a request that
 /// arrives just after a group committed would otherwise pay that before its group starts. Looking
-/// for 200 µs after each group raised one-declaration requests from 45.8 % to 47.7 % of the bare
-/// handler's rate and batches from 89k to 96k declarations a second (means of twelve runs each,
+/// for 200 µs after each group raised one-declaration requests from 46.0 % to 47.7 % of the bare
+/// handler's rate and batches from 89k to 97k declarations a second (means of fifteen runs each,
 /// alternating, `cargo xtask bench --backend sqlite`); 500 µs did no better, and the log flusher
 /// looking the same way did worse. An idle server sleeps.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
