@@ -166,10 +166,15 @@ fn at_best(rows: &[Row], backend: &str) -> String {
         (Some((bare, bare_at)), Some((single, single_at))) => format!(
             "each at its best client count: 1 declaration/request {single:.0}/s ({single_at}), bare handler \
              {bare:.0}/s ({bare_at}): {:.0} %",
-            single / bare.max(1.0) * 100.0
+            percent_of(single, bare)
         ),
         _ => "no pair of rates to compare".into(),
     }
+}
+
+/// The one-declaration rate as a percentage of the bare handler's: the target's ratio.
+fn percent_of(single: f64, bare: f64) -> f64 {
+    single / bare.max(1.0) * 100.0
 }
 
 /// One row per scenario, each figure the median of the runs' (a shared machine's noise moves single
@@ -198,8 +203,8 @@ fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
         .collect();
     for i in 1..rows.len() {
         if rows[i - 1].scenario.starts_with(BARE) && rows[i].scenario.starts_with(SINGLE) {
-            let share = rows[i].declarations_per_sec / rows[i - 1].requests_per_sec.max(1.0);
-            rows[i].note = format!("{:.0} % of the bare handler's rate", share * 100.0);
+            let share = percent_of(rows[i].declarations_per_sec, rows[i - 1].requests_per_sec);
+            rows[i].note = format!("{share:.0} % of the bare handler's rate");
         }
     }
     rows
