@@ -6,6 +6,11 @@
 //! UNIQUE index's inserts at its right edge. `--ids v4` measures random ids, which a third-party
 //! client may send; they cost a random index page per declaration.
 //!
+//! The server's CPU time is read from `/proc` around each scenario, in all and by thread name:
+//! per declaration, the HTTP runtime's threads (`tokio-rt-worker`: requests read and answered)
+//! beside SQLite's writer (`kontor-writer`: judging and storing) and log flusher
+//! (`kontor-flush`), which tells where a durable request's cost lies without a profiler.
+//!
 //! Every declaration is distinct and plausible: meter `i mod METERS` gets one more cubic metre an
 //! hour after the previous one, so the server does the full work of judging, storing and
 //! committing each declaration durably.
@@ -24,6 +29,7 @@
 //! On PostgreSQL the sync scenarios run a second time through two `kontor serve` instances on
 //! the same database, to show what a second instance buys on this machine.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -115,7 +121,6 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         "backend", "scenario", "decl/s", "req/s", "p50 ms", "p99 ms", "server cores", "server µs/op"
     );
     for r in &rows {
-        let per = if r.declarations_per_sec > 0.0 { r.declarations_per_sec } else { r.requests_per_sec };
         println!(
             "{:<10} {:<42} {:>10.0} {:>10.0} {:>8.2} {:>8.2} {:>12.2} {:>12.1}",
             r.backend,
@@ -125,10 +130,22 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
             r.p50_ms,
             r.p99_ms,
             r.server_cpu_share,
-            r.server_cpu_share * 1e6 / per.max(1.0)
+            r.micros_per_op(r.server_cpu_share)
         );
     }
     println!("server µs/op: the server's CPU time per declaration (per request for the bare handler)");
+    println!("\nserver µs/op by thread (tokio-rt-worker: HTTP and the handlers; threads under 0.1 µs left out)");
+    for r in &rows {
+        let mut threads: Vec<(&String, f64)> = r
+            .threads
+            .iter()
+            .map(|(name, cores)| (name, r.micros_per_op(*cores)))
+            .filter(|(_, us)| *us >= 0.1)
+            .collect();
+        threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let threads: Vec<String> = threads.iter().map(|(name, us)| format!("{name} {us:.1}")).collect();
+        println!("{:<10} {:<42} {}", r.backend, r.scenario, threads.join(", "));
+    }
     if options.repeat > 1 {
         println!("each figure: the median of {} runs (each run on a fresh database)", options.repeat);
     }
@@ -197,6 +214,14 @@ fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
                 p50_ms: column(|r| r.p50_ms),
                 p99_ms: column(|r| r.p99_ms),
                 server_cpu_share: column(|r| r.server_cpu_share),
+                threads: last[i]
+                    .threads
+                    .keys()
+                    .map(|name| {
+                        let cores = runs.iter().map(|run| run[i].threads.get(name).copied().unwrap_or(0.0)).collect();
+                        (name.clone(), median(cores))
+                    })
+                    .collect(),
                 note: last[i].note.clone(),
             }
         })
@@ -223,7 +248,55 @@ struct Row {
     p99_ms: f64,
     /// Cores the server kept busy (the load client uses the rest of the machine).
     server_cpu_share: f64,
+    /// The same, by the name of the server's thread that used them.
+    threads: BTreeMap<String, f64>,
     note: String,
+}
+
+impl Row {
+    /// `cores` spent per declaration (per request for the bare handler), in microseconds.
+    fn micros_per_op(&self, cores: f64) -> f64 {
+        let per = if self.declarations_per_sec > 0.0 { self.declarations_per_sec } else { self.requests_per_sec };
+        cores * 1e6 / per.max(1.0)
+    }
+}
+
+/// CPU time a server has used (user + system): in all, and by thread name, threads of one name
+/// summed. A thread that has ended counts in the total only.
+#[derive(Default)]
+struct CpuTime {
+    total: Duration,
+    threads: BTreeMap<String, Duration>,
+}
+
+impl CpuTime {
+    /// What was used between `earlier` and this.
+    fn since(&self, earlier: &CpuTime) -> CpuTime {
+        let threads = self
+            .threads
+            .iter()
+            .map(|(name, t)| (name.clone(), t.saturating_sub(earlier.threads.get(name).copied().unwrap_or_default())))
+            .collect();
+        CpuTime { total: self.total.saturating_sub(earlier.total), threads }
+    }
+
+    fn add(&mut self, other: &CpuTime) {
+        self.total += other.total;
+        for (name, t) in &other.threads {
+            *self.threads.entry(name.clone()).or_default() += *t;
+        }
+    }
+}
+
+/// The command name and the CPU time (user + system) of a `/proc/…/stat` line.
+fn stat_times(stat: &str) -> Option<(String, Duration)> {
+    let (head, after) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    // Fields after the command name, which is in parentheses: utime and stime are 14 and 15, in
+    // ticks of 10 ms.
+    let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let ticks = fields.get(11)? + fields.get(12)?;
+    Some((name, Duration::from_millis(ticks * 10)))
 }
 
 pub(crate) struct Server {
@@ -252,14 +325,18 @@ impl Server {
         Ok(Self { child, base: format!("http://127.0.0.1:{port}") })
     }
 
-    /// CPU time the server process has used so far (user + system).
-    fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<u64> = after.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
-        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+    /// CPU time the server process has used so far, in all and by thread.
+    fn cpu_time(&self) -> CpuTime {
+        let proc = format!("/proc/{}", self.child.id());
+        let read = |path: std::path::PathBuf| stat_times(&std::fs::read_to_string(path).unwrap_or_default());
+        let mut threads = BTreeMap::new();
+        for task in std::fs::read_dir(format!("{proc}/task")).into_iter().flatten().flatten() {
+            if let Some((name, time)) = read(task.path().join("stat")) {
+                *threads.entry(name).or_insert(Duration::ZERO) += time;
+            }
+        }
+        let total = read(format!("{proc}/stat").into()).map_or(Duration::ZERO, |(_, time)| time);
+        CpuTime { total, threads }
     }
 
     pub(crate) fn peak_memory_kib(&self) -> Option<u64> {
@@ -340,15 +417,15 @@ async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Resu
         // The bare handler and the one-declaration requests take turns, a slice each, so that
         // both meet the same states of a shared machine and their ratio is a fair one.
         let (mut bare, mut single) = (Measured::default(), Measured::default());
-        let (mut bare_cpu, mut single_cpu) = (Duration::ZERO, Duration::ZERO);
+        let (mut bare_cpu, mut single_cpu) = (CpuTime::default(), CpuTime::default());
         for _ in 0..slices(duration) {
             let cpu = server.cpu_time();
             bare.add(load(&http, &[&server.base], connections, SLICE, |_| None).await);
-            bare_cpu += server.cpu_time() - cpu;
+            bare_cpu.add(&server.cpu_time().since(&cpu));
             let cpu = server.cpu_time();
             let sent = bodies.clone();
             single.add(load(&http, &[&server.base], connections, SLICE, move |_| Some(sent.next())).await);
-            single_cpu += server.cpu_time() - cpu;
+            single_cpu.add(&server.cpu_time().since(&cpu));
             // The log's flush and checkpoint of the last slice end before the bare handler's next.
             tokio::time::sleep(SETTLE).await;
         }
@@ -356,31 +433,31 @@ async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Resu
             1 => scenario.to_owned(),
             _ => format!("{scenario}, {connections} clients"),
         };
-        rows.push(bare.row(backend, &label(BARE), 0, bare_cpu));
-        rows.push(single.row(backend, &label(SINGLE), 1, single_cpu));
+        rows.push(bare.row(backend, &label(BARE), 0, &bare_cpu));
+        rows.push(single.row(backend, &label(SINGLE), 1, &single_cpu));
     }
     bodies.rewind();
 
     let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
     let cpu = server.cpu_time();
     let batched = send_bodies(&http, &[&server.base], 4, duration, &bodies).await;
-    rows.push(batched.row(backend, "sync, 500 declarations/request", 500, server.cpu_time() - cpu));
+    rows.push(batched.row(backend, "sync, 500 declarations/request", 500, &server.cpu_time().since(&cpu)));
 
     if backend == "postgres" {
         // What a second instance on the same database buys: the same load spread over two.
         let second = Server::start(&kontor, &url, &dir.join("server-2.log"))?;
         wait_ready(&http, &second.base).await?;
         let both = [server.base.as_str(), second.base.as_str()];
-        let cpu = server.cpu_time() + second.cpu_time();
+        let cpu = (server.cpu_time(), second.cpu_time());
         let bodies = Arc::new(Bodies::new(&counter, 1, SINGLE_CEILING * seconds, start_read, random_ids));
         let single = send_bodies(&http, &both, options.connections[0], duration, &bodies).await;
-        let used = server.cpu_time() + second.cpu_time() - cpu;
-        rows.push(single.row(backend, "sync, 1 declaration, 2 instances", 1, used));
-        let cpu = server.cpu_time() + second.cpu_time();
+        let used = both_since(&server, &second, &cpu);
+        rows.push(single.row(backend, "sync, 1 declaration, 2 instances", 1, &used));
+        let cpu = (server.cpu_time(), second.cpu_time());
         let bodies = Arc::new(Bodies::new(&counter, 500, BATCH_CEILING * seconds / 500, start_read, random_ids));
         let batched = send_bodies(&http, &both, 4, duration, &bodies).await;
-        let used = server.cpu_time() + second.cpu_time() - cpu;
-        rows.push(batched.row(backend, "sync, 500 declarations, 2 instances", 500, used));
+        let used = both_since(&server, &second, &cpu);
+        rows.push(batched.row(backend, "sync, 500 declarations, 2 instances", 500, &used));
     }
 
     let memory = server.peak_memory_kib().map_or_else(|| "unknown".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
@@ -392,6 +469,13 @@ async fn bench_backend(backend: &'static str, options: &Options) -> anyhow::Resu
         let _ = psql(&admin_url(), "DROP DATABASE IF EXISTS kontor_bench WITH (FORCE)");
     }
     Ok(rows)
+}
+
+/// What two servers used together since `earlier` (theirs, in the same order).
+fn both_since(first: &Server, second: &Server, earlier: &(CpuTime, CpuTime)) -> CpuTime {
+    let mut used = first.cpu_time().since(&earlier.0);
+    used.add(&second.cpu_time().since(&earlier.1));
+    used
 }
 
 fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
@@ -539,7 +623,7 @@ impl Measured {
         self.latencies[index].as_secs_f64() * 1000.0
     }
 
-    fn row(&self, backend: &'static str, scenario: &str, per_request: u64, server_cpu: Duration) -> Row {
+    fn row(&self, backend: &'static str, scenario: &str, per_request: u64, server_cpu: &CpuTime) -> Row {
         let mut note = String::new();
         if self.errors > 0 || self.not_accepted > 0 {
             note = format!("{} failed requests, {} declarations not accepted", self.errors, self.not_accepted);
@@ -551,7 +635,12 @@ impl Measured {
             requests_per_sec: self.requests_per_sec(),
             p50_ms: self.percentile_ms(0.50),
             p99_ms: self.percentile_ms(0.99),
-            server_cpu_share: server_cpu.as_secs_f64() / self.elapsed.as_secs_f64(),
+            server_cpu_share: server_cpu.total.as_secs_f64() / self.elapsed.as_secs_f64(),
+            threads: server_cpu
+                .threads
+                .iter()
+                .map(|(name, t)| (name.clone(), t.as_secs_f64() / self.elapsed.as_secs_f64()))
+                .collect(),
             note,
         }
     }
@@ -622,4 +711,36 @@ async fn load(
     measured.elapsed = started.elapsed();
     measured.latencies.sort();
     measured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threads_name_and_time_are_read_from_its_stat_line() {
+        // A name may hold spaces and parentheses; the last `)` ends it. utime 150, stime 50 ticks.
+        let line = "4242 (kontor (x) w) S 1 4242 4242 0 -1 4194368 900 0 0 0 150 50 0 0 20 0 7 0 100 0 0";
+        assert_eq!(stat_times(line), Some(("kontor (x) w".to_owned(), Duration::from_secs(2))));
+        assert_eq!(stat_times("4242 kontor S"), None, "no parenthesised name");
+        assert_eq!(stat_times(""), None);
+    }
+
+    #[test]
+    fn what_was_used_since_is_taken_thread_by_thread() {
+        let at = |total: u64, threads: &[(&str, u64)]| CpuTime {
+            total: Duration::from_millis(total),
+            threads: threads.iter().map(|(n, t)| ((*n).to_owned(), Duration::from_millis(*t))).collect(),
+        };
+        let earlier = at(100, &[("tokio-rt-worker", 60), ("kontor-writer", 40), ("gone", 5)]);
+        let later = at(180, &[("tokio-rt-worker", 100), ("kontor-writer", 70), ("kontor-flush", 10)]);
+        let mut used = later.since(&earlier);
+        assert_eq!(used.total, Duration::from_millis(80));
+        assert_eq!(used.threads.get("kontor-writer"), Some(&Duration::from_millis(30)));
+        assert_eq!(used.threads.get("kontor-flush"), Some(&Duration::from_millis(10)), "a new thread counts whole");
+        assert_eq!(used.threads.get("gone"), None, "an ended thread counts in the total only");
+        used.add(&at(20, &[("kontor-writer", 5)]));
+        assert_eq!(used.total, Duration::from_millis(100));
+        assert_eq!(used.threads.get("kontor-writer"), Some(&Duration::from_millis(35)));
+    }
 }
