@@ -418,8 +418,8 @@ fn refused(refusal: Refused, lang: Lang) -> ApiError {
     match refusal {
         Refused::Wait(wait) => ApiError::rate_limited(lang, wait),
         Refused::Store(e) => {
-            tracing::error!(error = %crate::writer::error_chain(&e), "reading the identity limits failed");
-            ApiError::from_write(&WriteError::from(&e), lang)
+            tracing::error!(error = %crate::writer::error_chain(&*e), "reading the identity limits failed");
+            ApiError::from_write(&WriteError::from(&*e), lang)
         }
     }
 }

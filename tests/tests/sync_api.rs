@@ -20,6 +20,7 @@ tests::on_both_backends!(
     verify_a_meter,
     a_device_token_covers_its_own_meter,
     identity_guessing_is_limited,
+    checks_at_once_are_each_judged_by_their_own_keys,
     messages_follow_accept_language,
     health_readiness_and_openapi,
 );
@@ -414,6 +415,30 @@ async fn identity_guessing_is_limited(backend: Backend) {
         )
         .await;
     assert_eq!(status, 200);
+    server.finish().await;
+}
+
+/// On PostgreSQL the checks that arrive together are read by one query: each must still be
+/// answered by its own keys' counters, not by another's in the same read.
+async fn checks_at_once_are_each_judged_by_their_own_keys(backend: Backend) {
+    let server = std::sync::Arc::new(TestServer::start(backend).await);
+    for i in 0..5 {
+        let guess = json!({"subscription": SUB, "meter_serial": format!("GUESS{i}"), "device_id": Uuid::new_v4()});
+        assert_eq!(server.post("/api/v1/meters/verify", &guess).await.0, 404);
+    }
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let server = server.clone();
+        let (sub, serial) = if i % 2 == 0 { (SUB, SERIAL) } else { (SUB_WRAP, SERIAL_WRAP) };
+        let body = json!({"subscription": sub, "meter_serial": serial, "device_id": Uuid::new_v4()});
+        tasks.push(tokio::spawn(async move { (sub, server.post("/api/v1/meters/verify", &body).await.0) }));
+    }
+    for task in tasks {
+        let (sub, status) = task.await.expect("request task");
+        let expected = if sub == SUB { 429 } else { 200 };
+        assert_eq!(status, expected, "subscription {sub}");
+    }
+    let Ok(server) = std::sync::Arc::try_unwrap(server) else { panic!("tasks still hold the server") };
     server.finish().await;
 }
 
