@@ -101,9 +101,9 @@ const READ_BATCH: usize = 1_024;
 
 /// Reads the shared counters for the checks in `queue`: whichever arrived while the last query
 /// ran are read by one query over all their keys, and each check is answered with its own keys'
-/// windows still open at its own time. Every check is read by a query that
-/// began after it was asked, so none is answered from older rows than a query of its own would
-/// have read. Ends when the limiter is dropped.
+/// windows still open at its own time. Every check is read by a query that began after it was
+/// asked, so none is answered from older rows than a query of its own would have read. Ends when
+/// the limiter is dropped.
 async fn read_windows(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Read>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
