@@ -13,6 +13,11 @@ use server::store::{AuditEntry, OperatorRecord, Role, SqlStore, Store};
 use server::{ServeOptions, billing, demo, import};
 use time::OffsetDateTime;
 
+/// mimalloc rather than glibc's allocator: a request's allocations and frees cost a tenth fewer
+/// instructions in all (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The SQLite file used when no database is named.
 const DEFAULT_DATABASE: &str = "sqlite://data/kontor.db?mode=rwc";
 
