@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, StoreError, unix_ms};
+use crate::store::{FailureWindow, Store, StoreError, unix_ms};
 
 /// Whose failures are counted.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,15 +83,12 @@ enum Counters {
     Shared { store: Arc<dyn Store>, scope: &'static str, recorded: AtomicU64, reads: OnceLock<mpsc::Sender<Read>> },
 }
 
-/// Stored windows, as (key, window start in Unix ms, failures).
-type Windows = Vec<(String, i64, u32)>;
-
 /// One check of the shared counters, waiting to be read.
 struct Read {
     names: Vec<String>,
     /// Windows that started at or before this have ended for this check.
     since_ms: i64,
-    reply: oneshot::Sender<Result<Windows, Arc<StoreError>>>,
+    reply: oneshot::Sender<Result<Vec<FailureWindow>, Arc<StoreError>>>,
 }
 
 /// Checks waiting for the reader before new ones wait for room.
@@ -121,8 +118,7 @@ async fn read_windows(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Read>) {
         match store.failure_windows(&names, since_ms).await {
             Ok(rows) => {
                 // One row per key (the table's primary key).
-                let by_name: HashMap<&str, &(String, i64, u32)> =
-                    rows.iter().map(|row| (row.0.as_str(), row)).collect();
+                let by_name: HashMap<&str, &FailureWindow> = rows.iter().map(|row| (row.0.as_str(), row)).collect();
                 for read in batch {
                     let mine = read
                         .names

@@ -348,6 +348,9 @@ pub struct Counts {
 /// The maps of the write path, keyed by a batch's subscriptions and ids or by meters that exist:
 /// foldhash, seeded per process, instead of the standard SipHash, which cost a twentieth of the
 /// SQLite writer's instructions (`server/examples/apply_cost.rs` under callgrind).
+/// An identity-failure window as stored: (key, window start in Unix ms, failures).
+pub type FailureWindow = (String, i64, u32);
+
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[async_trait]
@@ -471,8 +474,8 @@ pub trait Store: Send + Sync + 'static {
     /// guarantee may live in one process's memory.
     fn shared_by_instances(&self) -> bool;
     /// Identity failures counted in the store: of the keys named, those whose window started
-    /// after `since_ms`, as (key, window start in Unix ms, failures).
-    async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<(String, i64, u32)>, StoreError>;
+    /// after `since_ms`.
+    async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<FailureWindow>, StoreError>;
     /// Counts one failure against `key` in one statement, starting its window again when the
     /// stored one began `window_ms` or more before `now_ms`.
     async fn record_failure(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<(), StoreError>;

@@ -26,9 +26,9 @@ use super::console::{STORED_COLUMNS, stored_from_row};
 use super::direct::Direct;
 use super::flusher::Flusher;
 use super::{
-    AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, FastMap, Filed, Identity, Incoming, MeterRecord,
-    NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store, StoreError,
-    StoredDeclaration, SubscriberRow, from_unix_ms, last_point, unix_ms,
+    AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, FailureWindow, FastMap, Filed, Identity, Incoming,
+    MeterRecord, NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store,
+    StoreError, StoredDeclaration, SubscriberRow, from_unix_ms, last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -1179,7 +1179,7 @@ impl Store for SqlStore {
         self.dialect == Dialect::Postgres
     }
 
-    async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<(String, i64, u32)>, StoreError> {
+    async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<FailureWindow>, StoreError> {
         let sql = match self.dialect {
             Dialect::Sqlite => {
                 "SELECT key, window_started_ms, failures FROM identity_failures \
