@@ -1,13 +1,14 @@
 //! The `kontor` command line as an operator uses it: importing the registry (all or nothing,
 //! bad rows reported by line), and a server process that stops cleanly on SIGTERM.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KONTOR: &str = env!("CARGO_BIN_EXE_kontor");
+use common::KONTOR;
 const HEADER: &str = "subscription,meter_serial,meter_digits,last_reading,last_read_at,avg_daily_m3,phone\n";
 
 fn scratch(name: &str) -> PathBuf {
@@ -28,30 +29,15 @@ fn import(db: &str, csv: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Asks a running server for `path` over plain HTTP/1.1; answers the status line.
+/// Asks a running server for `path`; answers the status line.
 fn get(addr: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    let response = common::exchange(addr, "GET", path, "", "")?;
     response.lines().next().map(str::to_owned)
 }
 
-/// POSTs a JSON body over plain HTTP/1.1; answers the whole response.
+/// POSTs a JSON body with `headers`; answers the whole response.
 fn post_json(addr: &str, path: &str, headers: &str, body: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    response
+    common::exchange(addr, "POST", path, headers, body).unwrap_or_else(|| panic!("no answer from {addr}{path}"))
 }
 
 #[test]

@@ -85,19 +85,27 @@ impl Instance {
     }
 }
 
-/// One HTTP/1.1 request on its own connection; the status and the JSON body (`Null` if none).
-pub fn request(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
+/// One HTTP/1.1 request on its own connection, with `headers` (each line ending in `\r\n`) besides
+/// the JSON content type; the whole response as sent, or `None` if the server could not be
+/// reached or did not answer within 30 s.
+pub fn exchange(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         {headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// One HTTP/1.1 request on its own connection; the status and the JSON body (`Null` if none).
+pub fn request(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, Value)> {
+    let response = exchange(addr, method, path, "", body)?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
     let json = response.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
     Some((status, json))
