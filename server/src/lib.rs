@@ -21,7 +21,7 @@ pub mod tokens;
 pub mod writer;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -50,15 +50,15 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub writer: Writer,
-    pub limiter: Arc<IdentityLimiter>,
+    pub limiter: IdentityLimiter,
     /// The built web app, served under `/pwa/` when the folder exists.
-    pub web_root: Option<Arc<Path>>,
+    pub web_root: Option<PathBuf>,
     /// The SMS channel, when configured.
-    pub sms: Option<Arc<sms::SmsConfig>>,
+    pub sms: Option<sms::SmsConfig>,
     /// The staff console's settings and sign-in limits.
-    pub console: Arc<console::Console>,
+    pub console: console::Console,
     /// The token the billing system sends; the billing hand-off is off without it.
-    pub billing_token: Option<Arc<str>>,
+    pub billing_token: Option<String>,
 }
 
 /// How to run the server, besides its listener and store.
@@ -84,13 +84,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (writer, writer_task) = Writer::spawn(store.clone());
     let state = AppState(Arc::new(Shared {
-        limiter: Arc::new(IdentityLimiter::for_store(options.limits, &store, "api")),
-        console: Arc::new(console::Console::new(options.console, &store)),
+        limiter: IdentityLimiter::for_store(options.limits, &store, "api"),
+        console: console::Console::new(options.console, &store),
         store,
         writer,
-        web_root: options.web_root.map(Arc::from),
-        sms: options.sms.map(Arc::new),
-        billing_token: options.billing_token.filter(|t| !t.is_empty()).map(Arc::from),
+        web_root: options.web_root,
+        sms: options.sms,
+        billing_token: options.billing_token.filter(|t| !t.is_empty()),
     }));
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));

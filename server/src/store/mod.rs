@@ -345,12 +345,12 @@ pub struct Counts {
     pub meters: u64,
 }
 
-/// The maps of the write path, keyed by a batch's subscriptions and ids or by meters that exist:
-/// foldhash, seeded per process, instead of the standard SipHash, which cost a twentieth of the
-/// SQLite writer's instructions (`server/examples/apply_cost.rs` under callgrind).
 /// An identity-failure window as stored: (key, window start in Unix ms, failures).
 pub type FailureWindow = (String, i64, u32);
 
+/// The maps of the write path, keyed by a batch's subscriptions and ids or by meters that exist:
+/// foldhash, seeded per process, instead of the standard SipHash, which cost a twentieth of the
+/// SQLite writer's instructions (`server/examples/apply_cost.rs` under callgrind).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[async_trait]
