@@ -38,7 +38,10 @@ use super::{FastMap, Incoming, MeterRecord, Outcome, StoreError, last_point, uni
 
 /// Rows per multi-row insert: one statement run stores this many rows, so its set-up (cursors
 /// opened on the table and each index, then closed) is paid once for them, and the cursors
-/// stay where the last row went, where the next one usually goes too.
+/// stay where the last row went, where the next one usually goes too. The rows left over go one
+/// to a statement: runs of 8 and 2 for them (14 rows as 8 + 2 + 2 + 2) cost more, not less, by
+/// callgrind on `apply_cost` (46.1k instructions a declaration against 44.8k in groups of 14,
+/// 38.4k against 38.1k in groups of 100).
 const CHUNK: usize = 32;
 
 /// `INSERT INTO {table} ({columns}) VALUES (?, …), … {tail}` for `rows` rows.
