@@ -172,9 +172,11 @@ fn several_instances_on_one_postgres_keep_every_guarantee() {
     runtime.block_on(async {
         let store = SqlStore::connect(&database).await.expect("open the store");
         let mut stored = 0;
+        let mut counted = Vec::new();
         for meter in 0..METERS {
             let declarations = store.declarations_of(&subscription(meter)).await.expect("read back");
             stored += declarations.len();
+            counted.extend(declarations.iter().filter(|d| d.counts).map(|d| d.seq));
             let mut counting: Vec<_> = declarations.iter().filter(|d| d.counts).collect();
             counting.sort_by_key(|d| d.read_at);
             let mut previous = 10_000;
@@ -186,6 +188,15 @@ fn several_instances_on_one_postgres_keep_every_guarantee() {
             }
         }
         assert_eq!(stored, items.len(), "every declaration stored exactly once");
+        // The billing feed, written by overlapping transactions of three processes: every counting
+        // reading once, at positions 1, 2, 3… without a gap.
+        let feed = store.billing_feed(0, 100_000).await.expect("the billing feed");
+        let positions: Vec<u64> = feed.iter().map(|e| e.position).collect();
+        assert_eq!(positions, (1..=counted.len() as u64).collect::<Vec<_>>(), "feed positions run without a gap");
+        let mut billed: Vec<u64> = feed.iter().map(|e| e.seq).collect();
+        billed.sort_unstable();
+        counted.sort_unstable();
+        assert_eq!(billed, counted, "every counting reading is in the feed once");
         let retried: usize =
             instances.iter().map(|i| i.log_text().matches("the database asked to retry").count()).sum();
         println!("{} declarations through {INSTANCES} instances; {retried} serialisation retries", items.len());

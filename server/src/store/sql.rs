@@ -393,6 +393,17 @@ const AMONG_JSON: &str = "m.subscription = ANY(ARRAY(SELECT jsonb_array_elements
 pub(super) static LOCK_METERS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT 1 FROM meters AS m WHERE {AMONG_JSON} ORDER BY m.subscription FOR UPDATE"));
 
+/// PostgreSQL: locks the meters of [`AMONG_JSON`] as [`LOCK_METERS`] does, then hands out `$2`
+/// sequence numbers. The filter takes the locks before the numbers, and even when `$2` is 0.
+static LOCK_AND_NUMBER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH locked AS MATERIALIZED ({}) \
+         SELECT nextval(pg_get_serial_sequence('declarations', 'seq')) FROM generate_series(1, $2::bigint) \
+         WHERE (SELECT count(*) FROM locked) >= 0",
+        LOCK_METERS.as_str()
+    )
+});
+
 /// PostgreSQL: the meters of [`AMONG_JSON`] with their latest readings.
 static METERS_AMONG: LazyLock<String> =
     LazyLock::new(|| format!("{} WHERE {AMONG_JSON}", Dialect::Postgres.meter_select()));
@@ -425,8 +436,36 @@ impl SqlStore {
         Ok(found)
     }
 
-    /// The batch's meters on PostgreSQL, locked until the commit.
-    async fn meters_for_update(
+    /// Locks the batch's meters on PostgreSQL until the commit and hands out `count` sequence
+    /// numbers, in one round trip.
+    async fn lock_and_number(
+        &self,
+        conn: &mut AnyConnection,
+        subscriptions: &BTreeSet<String>,
+        count: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        if subscriptions.is_empty() && count == 0 {
+            return Ok(Vec::new());
+        }
+        // Locking the meters serialises declarations for one meter across processes; the sorted
+        // order keeps two batches from deadlocking.
+        let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(LOCK_AND_NUMBER.as_str()))
+            .bind(json_text(&subscriptions)?)
+            .bind(count as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        if seqs.len() != count {
+            return Err(StoreError::Corrupt(format!("asked for {count} sequence numbers, got {}", seqs.len())));
+        }
+        Ok(seqs.into_iter().map(|s| s as u64).collect())
+    }
+
+    /// The batch's meters on PostgreSQL, read once [`Self::lock_and_number`] holds their locks,
+    /// by a statement of its own: its snapshot holds every declaration committed for these meters
+    /// (a row lock waited on inside the same statement would refresh the meter's row, not the
+    /// declarations joined to it).
+    async fn locked_meters(
         &self,
         conn: &mut AnyConnection,
         subscriptions: &BTreeSet<String>,
@@ -435,15 +474,11 @@ impl SqlStore {
         if subscriptions.is_empty() {
             return Ok(found);
         }
-        // Locking the meters serialises declarations for one meter across processes; the sorted
-        // order keeps two batches from deadlocking.
-        let among = json_text(&subscriptions)?;
-        sqlx::query(AssertSqlSafe(LOCK_METERS.as_str())).bind(&among).execute(&mut *conn).await.map_err(db)?;
-        // Read once the locks are held, by a statement of its own: its snapshot holds every
-        // declaration committed for these meters (a row lock waited on inside the same
-        // statement would refresh the meter's row, not the declarations joined to it).
-        let rows =
-            sqlx::query(AssertSqlSafe(METERS_AMONG.as_str())).bind(among).fetch_all(&mut *conn).await.map_err(db)?;
+        let rows = sqlx::query(AssertSqlSafe(METERS_AMONG.as_str()))
+            .bind(json_text(&subscriptions)?)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
         for row in rows {
             let meter = meter_from_row(&row)?;
             found.insert(meter.subscription.to_string(), meter);
@@ -479,36 +514,28 @@ impl SqlStore {
         Ok(Chain::new(points))
     }
 
-    /// The next `count` sequence numbers on PostgreSQL (SQLite's single writer counts them itself).
-    async fn allocate_seqs(&self, conn: &mut AnyConnection, count: usize) -> Result<Vec<u64>, StoreError> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT nextval(pg_get_serial_sequence('declarations', 'seq')) FROM generate_series(1, $1)",
-        )
-        .bind(count as i64)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        Ok(seqs.into_iter().map(|s| s as u64).collect())
-    }
-
-    async fn insert_rows(
+    /// Inserts a judged batch's declarations and appends those that count to the billing feed,
+    /// in one statement on PostgreSQL. `Err(Raced)` when another process stored one of the ids
+    /// first (the caller rolls back).
+    async fn insert_judged(
         &self,
         conn: &mut AnyConnection,
-        rows: &[NewRow<'_>],
+        judged: &Judged<'_>,
         now: OffsetDateTime,
     ) -> Result<Result<(), Raced>, StoreError> {
-        if rows.is_empty() {
+        if judged.rows.is_empty() {
             return Ok(Ok(()));
         }
-        let inserted = sqlx::query(AssertSqlSafe(INSERT_DECLARATIONS.as_str()))
-            .bind(declarations_json(rows, now)?)
-            .execute(&mut *conn)
+        let billed = judged.billed();
+        let inserted: i64 = sqlx::query_scalar(AssertSqlSafe(INSERT_AND_BILL.as_str()))
+            .bind(declarations_json(&judged.rows, now)?)
+            .bind(billed_json(&billed)?)
+            .bind(billed.len() as i64)
+            .bind(unix_ms(now))
+            .fetch_one(&mut *conn)
             .await
             .map_err(db)?;
-        Ok(if inserted.rows_affected() == rows.len() as u64 { Ok(()) } else { Err(Raced) })
+        Ok(if inserted == judged.rows.len() as i64 { Ok(()) } else { Err(Raced) })
     }
 
     /// One attempt at a batch on PostgreSQL (SQLite's is [`super::direct::Direct::apply_once`]).
@@ -523,7 +550,9 @@ impl SqlStore {
     ) -> Result<Result<Vec<Outcome>, Raced>, StoreError> {
         let mut tx = self.begin_write().await?;
         let stored = if look_up { self.stored_outcomes(&mut tx, &ids_of(batch)).await? } else { FastMap::default() };
-        let meters = self.meters_for_update(&mut tx, &wanted(batch, &stored)).await?;
+        let wanted = wanted(batch, &stored);
+        let seqs = self.lock_and_number(&mut tx, &wanted, fresh_count(batch, &stored)).await?;
+        let meters = self.locked_meters(&mut tx, &wanted).await?;
         let mut chains = FastMap::default();
         for (sub, from) in chain_starts(batch, &meters) {
             let chain = match from {
@@ -532,13 +561,14 @@ impl SqlStore {
             };
             chains.insert(sub, chain);
         }
-        let seqs = self.allocate_seqs(&mut tx, fresh_count(batch, &stored)).await?;
         let mut known = Known { stored, meters, chains };
         let judged = judge(batch, &mut known, seqs, now)?;
-        if let Err(raced) = self.insert_rows(&mut tx, &judged.rows, now).await? {
+        if let Err(raced) = self.insert_judged(&mut tx, &judged, now).await? {
             tx.rollback().await.map_err(db)?;
             return Ok(Err(raced));
         }
+        // Rare (a declaration landing before later ones): after the insert, since the later one
+        // may be of this batch.
         for &(seq, consumption) in &judged.consumption_updates {
             sqlx::query(SET_CONSUMPTION)
                 .bind(consumption as i64)
@@ -547,16 +577,16 @@ impl SqlStore {
                 .await
                 .map_err(db)?;
         }
-        self.append_billing(&mut tx, &judged.billed(), now).await?;
         tx.commit().await.map_err(db)?;
         Ok(Ok(judged.outcomes))
     }
 }
 
 impl SqlStore {
-    /// Adds readings that now count to the billing feed. The last statement before a commit: on
-    /// PostgreSQL it locks the position counter until the commit, so that positions become
-    /// visible in the order they were handed out (see the migration).
+    /// Adds readings that now count to the billing feed (a reviewer's approval; a batch's join it
+    /// in [`INSERT_AND_BILL`] on PostgreSQL, in `direct.rs` on SQLite). On PostgreSQL it locks
+    /// the position counter until the commit, so that positions become visible in the order they
+    /// were handed out (see the migration): the last statement before the commit.
     pub(super) async fn append_billing(
         &self,
         conn: &mut AnyConnection,
@@ -566,31 +596,68 @@ impl SqlStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let count = entries.len() as i64;
-        let first: i64 = match self.dialect {
+        match self.dialect {
             // One writer: the next positions are ours.
-            Dialect::Sqlite => sqlx::query_scalar(SQLITE_NEXT_POSITION).fetch_one(&mut *conn).await.map_err(db)?,
-            Dialect::Postgres => {
-                let last: i64 =
-                    sqlx::query_scalar("UPDATE billing_position SET last = last + $1 WHERE id = 1 RETURNING last")
-                        .bind(count)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(db)?;
-                last - count + 1
+            Dialect::Sqlite => {
+                let first: i64 = sqlx::query_scalar(SQLITE_NEXT_POSITION).fetch_one(&mut *conn).await.map_err(db)?;
+                sqlx::query(SQLITE_APPEND_BILLING)
+                    .bind(billing_json(entries, first, now)?)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
             }
-        };
-        let sql = match self.dialect {
-            Dialect::Sqlite => SQLITE_APPEND_BILLING,
             Dialect::Postgres => {
-                "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
-                 SELECT (r ->> 0)::bigint, (r ->> 1)::bigint, (r ->> 2)::bigint, (r ->> 3)::bigint \
-                 FROM jsonb_array_elements($1::jsonb) AS rows(r) ON CONFLICT (seq) DO NOTHING"
+                sqlx::query(AssertSqlSafe(APPEND_BILLING.as_str()))
+                    .bind(billed_json(entries)?)
+                    .bind(entries.len() as i64)
+                    .bind(unix_ms(now))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
             }
-        };
-        sqlx::query(sql).bind(billing_json(entries, first, now)?).execute(&mut *conn).await.map_err(db)?;
+        }
         Ok(())
     }
+}
+
+/// PostgreSQL: takes `count` positions from `billing_position` and appends the readings of the
+/// [`billed_json`] parameter `rows` at them, added at `at` (parameters named `$N`), in one
+/// statement's CTEs `p` and `b`. The position row stays locked until the commit, so positions
+/// become visible in the order they were handed out (see the migration). `gate` is a condition
+/// that holds the lock back until a CTE before it has run.
+fn billing_ctes(rows: &str, count: &str, at: &str, gate: &str) -> String {
+    format!(
+        "p AS (UPDATE billing_position SET last = last + {count}::bigint \
+           WHERE id = 1 AND {count}::bigint > 0 {gate} RETURNING last), \
+         b AS (INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
+           SELECT p.last - {count}::bigint + e.n, (e.r ->> 0)::bigint, (e.r ->> 1)::bigint, {at}::bigint \
+           FROM p, jsonb_array_elements({rows}::jsonb) WITH ORDINALITY AS e(r, n) \
+           ON CONFLICT (seq) DO NOTHING RETURNING 1)"
+    )
+}
+
+/// PostgreSQL: [`billing_ctes`] alone (a reviewer's approval): `$1` rows, `$2` their count, `$3`
+/// the time.
+static APPEND_BILLING: LazyLock<String> =
+    LazyLock::new(|| format!("WITH {} SELECT count(*) FROM b", billing_ctes("$1", "$2", "$3", "")));
+
+/// PostgreSQL: a judged batch in one statement: inserts the declarations of [`declarations_json`]
+/// (`$1`, as [`INSERT_DECLARATIONS`]), then appends the readings that count (`$2`, `$3` of them,
+/// added at `$4`) to the billing feed, and answers how many declarations were inserted (fewer
+/// than sent when another process stored one of the ids first). The billing CTEs wait for the
+/// insert: an id conflict waits for the other transaction, which must not find the position row
+/// already locked by this one (a deadlock).
+static INSERT_AND_BILL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH d AS ({} RETURNING 1), inserted AS (SELECT count(*) AS n FROM d), {} SELECT n FROM inserted",
+        INSERT_DECLARATIONS.as_str(),
+        billing_ctes("$2", "$3", "$4", "AND (SELECT n FROM inserted) >= 0")
+    )
+});
+
+/// Billing feed readings as JSON `[[seq, consumption], …]`, for PostgreSQL's [`billing_ctes`].
+fn billed_json(entries: &[(u64, Option<u64>)]) -> Result<String, StoreError> {
+    json_text(&entries.iter().map(|&(seq, consumption)| (seq as i64, opt_i64(consumption))).collect::<Vec<_>>())
 }
 
 /// SQLite: the first free position of the billing feed (one writer: the next ones are ours).
