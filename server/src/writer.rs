@@ -6,11 +6,10 @@
 //! has committed and the store has made it durable ([`Store::sync_then`]: on SQLite the log's
 //! flusher thread answers as soon as its flush ends), so an acknowledged declaration is on disk.
 //! On SQLite one transaction runs at a time, which also serialises each meter's declarations,
-//! and the next one starts while the disk flushes the last one; on PostgreSQL a few
-//! overlap when they are large ([`OVERLAP_MIN`]), and the store locks the meter rows of each
-//! transaction instead. A reviewer's
-//! decision moves a meter's chain too, so it goes through the same queue, in a transaction of its
-//! own.
+//! and the next one starts while the disk flushes the last one; on PostgreSQL a few overlap
+//! (small ones only while the server is lightly loaded, [`OVERLAP_MIN`]), and the store locks
+//! the meter rows of each transaction instead. A reviewer's decision moves a meter's chain too,
+//! so it goes through the same queue, in a transaction of its own.
 //!
 //! On SQLite the writer's thread keeps looking for the next request for a moment after each
 //! group ([`SPIN`]) before it sleeps, so that a request arriving then does not wait for a sleeping
@@ -26,15 +25,22 @@ use crate::store::{Incoming, Outcome, ReviewRequest, ReviewResult, Store, StoreE
 /// The most declarations one transaction takes from the queue before it commits.
 const MAX_GROUP: usize = 4_000;
 /// Where transactions overlap (PostgreSQL), the fewest declarations a group must hold to start
-/// while another is in flight; a smaller one waits for it, and gathers meanwhile. Overlapping
-/// pays for large groups, whose work the database spreads over both processors, but it split the
-/// one-declaration requests into a large group and a group of one or two behind it, each paying
-/// a whole transaction (median group 1 request, mean 12, 2.7 ms each, from the writer's debug
-/// log). With this rule one-declaration requests rose from 11.0k/s to 13.0–13.3k/s and batches
-/// kept their 58–62k declarations a second (alternating runs, `cargo xtask bench --seconds 4
-/// --backend postgres`); 32 did as well as 128 for single requests. One transaction at a time
-/// throughout gave the same single rate but batches fell to 42k/s.
+/// while another is in flight once the server is busy ([`BUSY`]); a smaller one waits for it,
+/// and gathers meanwhile. Overlapping pays for large groups, whose work the database spreads
+/// over both processors, but it split the one-declaration requests into a large group and a
+/// group of one or two behind it, each paying a whole transaction (median group 1 request, mean
+/// 12, 2.7 ms each, from the writer's debug log). With this rule one-declaration requests rose
+/// from 11.0k/s to 13.0–13.3k/s and batches kept their 58–62k declarations a second (alternating
+/// runs, `cargo xtask bench --seconds 4 --backend postgres`); 32 did as well as 128 for single
+/// requests. One transaction at a time throughout gave the same single rate but batches fell to
+/// 42k/s.
 const OVERLAP_MIN: usize = 128;
+/// The recent groups' average size from which a small group waits ([`OVERLAP_MIN`]). Below it
+/// the server is lightly loaded, and overlapping costs no throughput while it saves the wait:
+/// holding small groups back at any load raised one-declaration requests' p50 from 1.1 to
+/// 1.3–1.7 ms under `cargo xtask load --backend postgres` (1,000 mixed requests a second); with
+/// this condition it stays at 1.1 ms, and the bench's 64 clients keep the rate above.
+const BUSY: f64 = 8.0;
 /// How many requests may wait for the writer before new ones are refused with 503.
 const QUEUE: usize = 4_096;
 /// How long the writer's own thread (SQLite's) keeps looking for the next request, giving way to
@@ -157,6 +163,8 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Work>) {
     let spin = store.writes_on_own_thread();
     let overlap_min = if store.concurrent_writes() > 1 { OVERLAP_MIN } else { 0 };
     let mut closed = false;
+    // The declarations of a recent group, on average (a moving average over about eight groups).
+    let mut typical = 0.0_f64;
     loop {
         // Take a slot before gathering: while every slot is busy, requests queue up and the
         // next group is larger.
@@ -191,9 +199,9 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Work>) {
                 Err(_) => break,
             }
         }
-        // A small group waits for the transaction in flight instead of overlapping it, gathering
-        // meanwhile (see [`OVERLAP_MIN`]).
-        while total < overlap_min && !in_flight.is_empty() {
+        // Under load, a small group waits for the transaction in flight instead of overlapping
+        // it, gathering meanwhile (see [`OVERLAP_MIN`]).
+        while total < overlap_min && typical >= BUSY && !in_flight.is_empty() {
             tokio::select! {
                 _ = in_flight.join_next() => {}
                 work = queue.recv(), if held.is_none() && !closed => match work {
@@ -206,6 +214,7 @@ async fn run(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Work>) {
                 },
             }
         }
+        typical += (total as f64 - typical) / 8.0;
         let store = store.clone();
         in_flight.spawn(async move { commit_group(store.as_ref(), jobs, slot).await });
         while in_flight.try_join_next().is_some() {}
