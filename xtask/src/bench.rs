@@ -378,7 +378,7 @@ pub(crate) fn prepare_store(
     }
     file.flush()?;
     drop(file);
-    let kontor = root.join("target/release/kontor");
+    let kontor = tools::release_binary("kontor");
     let status = Command::new(&kontor)
         .args(["import-subscribers", "--database", &url])
         .arg(&csv)

@@ -55,7 +55,7 @@ fn run(extra: &[String]) -> anyhow::Result<()> {
     tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
     let mut args = vec!["serve", "--demo"];
     args.extend(extra.iter().map(String::as_str));
-    tools::exec(tools::workspace_root().join("target/release/kontor"), &args)
+    tools::exec(tools::release_binary("kontor"), &args)
 }
 
 fn test() -> anyhow::Result<()> {

@@ -13,6 +13,13 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// A binary of the release build: under `CARGO_TARGET_DIR` when it is set (relative to the
+/// workspace root, as cargo takes it there), else under the workspace's `target`.
+pub fn release_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    workspace_root().join(target).join("release").join(name)
+}
+
 fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
@@ -186,7 +193,7 @@ pub fn rerun_in_release(command: &str, args: &[String]) -> Option<anyhow::Result
         cargo(&["build", "--release", "-p", "xtask"])?;
         let mut forwarded = vec![command];
         forwarded.extend(args.iter().map(String::as_str));
-        exec(workspace_root().join("target/release/xtask"), &forwarded)
+        exec(release_binary("xtask"), &forwarded)
     };
     Some(run())
 }
