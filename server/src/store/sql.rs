@@ -437,11 +437,12 @@ impl SqlStore {
     }
 
     /// Locks the batch's meters on PostgreSQL until the commit and hands out `count` sequence
-    /// numbers, in one round trip.
+    /// numbers, in one round trip. `among` is `subscriptions` as the JSON the statements take.
     async fn lock_and_number(
         &self,
         conn: &mut AnyConnection,
         subscriptions: &BTreeSet<String>,
+        among: &str,
         count: usize,
     ) -> Result<Vec<u64>, StoreError> {
         if subscriptions.is_empty() && count == 0 {
@@ -450,7 +451,7 @@ impl SqlStore {
         // Locking the meters serialises declarations for one meter across processes; the sorted
         // order keeps two batches from deadlocking.
         let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(LOCK_AND_NUMBER.as_str()))
-            .bind(json_text(&subscriptions)?)
+            .bind(among)
             .bind(count as i64)
             .fetch_all(&mut *conn)
             .await
@@ -469,16 +470,14 @@ impl SqlStore {
         &self,
         conn: &mut AnyConnection,
         subscriptions: &BTreeSet<String>,
+        among: &str,
     ) -> Result<FastMap<String, MeterRecord>, StoreError> {
         let mut found = FastMap::with_capacity_and_hasher(subscriptions.len(), Default::default());
         if subscriptions.is_empty() {
             return Ok(found);
         }
-        let rows = sqlx::query(AssertSqlSafe(METERS_AMONG.as_str()))
-            .bind(json_text(&subscriptions)?)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query(AssertSqlSafe(METERS_AMONG.as_str())).bind(among).fetch_all(&mut *conn).await.map_err(db)?;
         for row in rows {
             let meter = meter_from_row(&row)?;
             found.insert(meter.subscription.to_string(), meter);
@@ -551,8 +550,9 @@ impl SqlStore {
         let mut tx = self.begin_write().await?;
         let stored = if look_up { self.stored_outcomes(&mut tx, &ids_of(batch)).await? } else { FastMap::default() };
         let wanted = wanted(batch, &stored);
-        let seqs = self.lock_and_number(&mut tx, &wanted, fresh_count(batch, &stored)).await?;
-        let meters = self.locked_meters(&mut tx, &wanted).await?;
+        let among = json_text(&wanted)?;
+        let seqs = self.lock_and_number(&mut tx, &wanted, &among, fresh_count(batch, &stored)).await?;
+        let meters = self.locked_meters(&mut tx, &wanted, &among).await?;
         let mut chains = FastMap::default();
         for (sub, from) in chain_starts(batch, &meters) {
             let chain = match from {
