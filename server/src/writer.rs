@@ -51,7 +51,10 @@ const QUEUE: usize = 4_096;
 /// for 200 µs after each group raised one-declaration requests from 46.0 % to 47.7 % of the bare
 /// handler's rate and batches from 89k to 97k declarations a second (means of fifteen runs each,
 /// alternating, `cargo xtask bench --backend sqlite`); 500 µs did no better, and the log flusher
-/// looking the same way did worse. An idle server sleeps.
+/// looking the same way did worse. An idle server sleeps. On a later machine (Intel, `perf bench
+/// sched pipe` 8.4 µs) looking cost about 1.5 µs of server time a declaration and changed neither
+/// rate: 41.6 % of the bare handler with it, 40.4 % without, batches 131–153k against
+/// 130–151k (five alternating pairs, `--seconds 6`), so it stays.
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Why the writer could not store a request's declarations. Nothing of the request was stored.
