@@ -27,13 +27,52 @@ struct Driver {
     url: String,
 }
 
-impl Drop for Driver {
-    /// Ends chromedriver and the browsers it started (its process group), also when a test
-    /// failed before it could close its session.
-    fn drop(&mut self) {
+impl Driver {
+    /// Ends chromedriver and the browsers it started (its process group); once is enough.
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Driver {
+    /// Also when a test failed before it could close its session.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Chromium for one test: a chromedriver and a browser profile of the test's own, removed when
+/// the test ends, passing or failing, once the browsers are gone.
+struct Chromium {
+    driver: Driver,
+    profile: PathBuf,
+}
+
+impl Chromium {
+    fn start(name: &str) -> Self {
+        Self { profile: fresh_profile(name), driver: start_driver() }
+    }
+
+    /// A browser session on the test's profile: a second one sees what the first one stored.
+    async fn open(&self) -> Client {
+        self.open_with(json!({})).await
+    }
+
+    /// A browser session with these Chromium preferences.
+    async fn open_with(&self, prefs: Value) -> Client {
+        browser_with(&self.driver, &self.profile, prefs).await
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        self.driver.stop();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -50,12 +89,6 @@ fn start_driver() -> Driver {
     Driver { child, url: format!("http://127.0.0.1:{port}") }
 }
 
-/// A browser session on `profile`, so that a second session sees what the first one stored.
-async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
-    browser_with(driver, profile, json!({})).await
-}
-
-/// A browser session with these Chromium preferences.
 async fn browser_with(driver: &Driver, profile: &std::path::Path, prefs: Value) -> Client {
     let args = [
         "--headless",
@@ -121,6 +154,12 @@ async fn declare(client: &Client, reading: &str) {
         .await;
 }
 
+/// Opens the web app at `url` and waits until its first screen is up.
+async fn open_app(client: &Client, url: &str) {
+    client.goto(url).await.expect("open the app");
+    wait_for(client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+}
+
 /// The release build in `dist/pwa`, which every browser test serves.
 fn built_app() -> PathBuf {
     let web_root = workspace().join("dist/pwa");
@@ -154,14 +193,12 @@ async fn screenshot(client: &Client, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
-    let profile = fresh_profile("offline");
-    let driver = start_driver();
+    let chromium = Chromium::start("offline");
     let app = format!("{}/pwa/", server.base);
 
     // First visit, online: add the meter, declare, see the tracking code.
-    let client = browser(&driver, &profile).await;
-    client.goto(&app).await.expect("open the app");
-    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    let client = chromium.open().await;
+    open_app(&client, &app).await;
     let page: Value = client
         .execute("return [document.documentElement.dir, document.documentElement.lang]", vec![])
         .await
@@ -200,7 +237,7 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     client.close().await.expect("close the browser");
 
     // A new browser on the same profile still holds them.
-    let client = browser(&driver, &profile).await;
+    let client = chromium.open().await;
     client.goto(&app).await.expect("open in a new browser");
     wait_for(
         &client,
@@ -238,7 +275,6 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     let readings: Vec<Option<u64>> = stored.iter().map(|d| d.reading).collect();
     assert_eq!(readings, [Some(10_050), Some(10_051), Some(10_052), Some(10_053)], "each stored exactly once");
     assert!(stored.iter().all(|d| d.status == Status::Accepted));
-    let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
 
@@ -280,9 +316,8 @@ async fn a_new_version_waits_for_the_subscriber_then_takes_over() {
     let _ = std::fs::remove_dir_all(&web_root);
     copy_dir(&built, &web_root);
     let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(web_root.clone())).await;
-    let profile = fresh_profile("update");
-    let driver = start_driver();
-    let client = browser(&driver, &profile).await;
+    let chromium = Chromium::start("update");
+    let client = chromium.open().await;
     client.goto(&format!("{}/pwa/", server.base)).await.expect("open the app");
     wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
     let sw_path = web_root.join("sw.js");
@@ -326,7 +361,6 @@ async fn a_new_version_waits_for_the_subscriber_then_takes_over() {
     )
     .await;
     client.close().await.expect("close the browser");
-    let _ = std::fs::remove_dir_all(&profile);
     let _ = std::fs::remove_dir_all(&web_root);
     server.finish().await;
 }
@@ -434,11 +468,9 @@ async fn a_lost_response_is_retried_and_stored_once() {
     let proxy = LossyProxy::new(&server.base);
     let proxy_base = proxy.serve().await;
 
-    let profile = fresh_profile("lost");
-    let driver = start_driver();
-    let client = browser(&driver, &profile).await;
-    client.goto(&format!("{proxy_base}/pwa/")).await.expect("open the app");
-    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    let chromium = Chromium::start("lost");
+    let client = chromium.open().await;
+    open_app(&client, &format!("{proxy_base}/pwa/")).await;
     add_meter(&client, SUB).await;
 
     // The server stores the declaration, but its answer never reaches the phone.
@@ -464,7 +496,6 @@ async fn a_lost_response_is_retried_and_stored_once() {
     assert_eq!(shared::digits::parse_number(&shown, false).ok(), expected.parse::<u64>().ok(), "{shown} vs {expected}");
     assert_eq!(server.store.declarations_of(SUB).await.expect("read back").len(), 1);
     client.close().await.expect("close the browser");
-    let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
 
@@ -473,11 +504,9 @@ async fn two_tabs_send_the_outbox_once() {
     let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
     let proxy = LossyProxy::new(&server.base);
     let app = format!("{}/pwa/", proxy.serve().await);
-    let profile = fresh_profile("tabs");
-    let driver = start_driver();
-    let client = browser(&driver, &profile).await;
-    client.goto(&app).await.expect("open the app");
-    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    let chromium = Chromium::start("tabs");
+    let client = chromium.open().await;
+    open_app(&client, &app).await;
     add_meter(&client, SUB).await;
 
     // The server is away: two readings wait in the outbox.
@@ -508,7 +537,6 @@ async fn two_tabs_send_the_outbox_once() {
     assert_eq!(proxy.syncs.load(Ordering::SeqCst), 1, "one sync carried both readings");
     assert_eq!(server.store.declarations_of(SUB).await.expect("read back").len(), 2);
     client.close().await.expect("close the browser");
-    let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
 
@@ -561,12 +589,11 @@ async fn the_console_works_with_javascript_off() {
     for (name, role) in [("clerk", Role::Office), ("rev", Role::Reviewer)] {
         server.add_operator(name, role, "Pishkhan 12", "correct horse battery").await;
     }
-    let profile = fresh_profile("console");
-    let driver = start_driver();
+    let chromium = Chromium::start("console");
     // An operator's browser in Persian, with scripts off.
     let no_script =
         json!({"profile.managed_default_content_settings.javascript": 2, "intl.accept_languages": "fa-IR,fa"});
-    let client = browser_with(&driver, &profile, no_script).await;
+    let client = chromium.open_with(no_script).await;
 
     // A citizen at the counter: the operator types their numbers and the reading, and reads out
     // the tracking code.
@@ -632,7 +659,6 @@ async fn the_console_works_with_javascript_off() {
     );
 
     client.close().await.expect("close the browser");
-    let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
 
@@ -640,11 +666,9 @@ async fn the_console_works_with_javascript_off() {
 async fn a_reviewers_decision_reaches_the_phone() {
     use server::store::Role;
     let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
-    let profile = fresh_profile("decision");
-    let driver = start_driver();
-    let client = browser(&driver, &profile).await;
-    client.goto(&format!("{}/pwa/", server.base)).await.expect("open the app");
-    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    let chromium = Chromium::start("decision");
+    let client = chromium.open().await;
+    open_app(&client, &format!("{}/pwa/", server.base)).await;
     add_meter(&client, SUB).await;
 
     // 600 m³ in thirty days at 3 m³ a day: the app warns, the subscriber saves anyway, and the
@@ -675,7 +699,6 @@ async fn a_reviewers_decision_reaches_the_phone() {
     wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 1", "kept across reloads")
         .await;
     client.close().await.expect("close the browser");
-    let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
 
@@ -714,9 +737,8 @@ async fn leave_a_first_version_outbox(client: &Client, base: &str) {
 async fn a_complaint_filed_offline_gets_an_answer_back() {
     use server::store::Role;
     let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
-    let profile = fresh_profile("complaint");
-    let driver = start_driver();
-    let client = browser(&driver, &profile).await;
+    let chromium = Chromium::start("complaint");
+    let client = chromium.open().await;
     let app = format!("{}/pwa/", server.base);
 
     // A phone that queued a reading under the app's first version: the upgrade keeps it, and
@@ -784,6 +806,5 @@ async fn a_complaint_filed_offline_gets_an_answer_back() {
     assert_eq!(text, answer);
     screenshot(&client, "complaint-answered").await;
     client.close().await.expect("close the browser");
-    let _ = std::fs::remove_dir_all(&profile);
     server.finish().await;
 }
