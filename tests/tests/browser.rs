@@ -54,8 +54,20 @@ struct Chromium {
 }
 
 impl Chromium {
+    /// A chromedriver on a free port, and an empty profile folder named for the test.
     fn start(name: &str) -> Self {
-        Self { profile: fresh_profile(name), driver: start_driver() }
+        let profile = std::env::temp_dir().join(format!("kontor-browser-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let child = Command::new(&path)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("chromedriver is needed for the browser tests ({path}): {e}"));
+        Self { driver: Driver { child, url: format!("http://127.0.0.1:{port}") }, profile }
     }
 
     /// A browser session on the test's profile: a second one sees what the first one stored.
@@ -65,7 +77,30 @@ impl Chromium {
 
     /// A browser session with these Chromium preferences.
     async fn open_with(&self, prefs: Value) -> Client {
-        browser_with(&self.driver, &self.profile, prefs).await
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=400,1000",
+        ];
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", self.profile.display()));
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), json!({"args": args, "binary": "/usr/bin/chromium", "prefs": prefs}));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&self.driver.url).await {
+                Ok(client) => return client,
+                Err(e) if Instant::now() > deadline => panic!("no browser session: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 }
 
@@ -73,46 +108,6 @@ impl Drop for Chromium {
     fn drop(&mut self) {
         self.driver.stop();
         let _ = std::fs::remove_dir_all(&self.profile);
-    }
-}
-
-fn start_driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-    let path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let child = Command::new(&path)
-        .arg(format!("--port={port}"))
-        .process_group(0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("chromedriver is needed for the browser tests ({path}): {e}"));
-    Driver { child, url: format!("http://127.0.0.1:{port}") }
-}
-
-async fn browser_with(driver: &Driver, profile: &std::path::Path, prefs: Value) -> Client {
-    let args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=400,1000",
-    ];
-    let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    args.push(format!("--user-data-dir={}", profile.display()));
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), json!({"args": args, "binary": "/usr/bin/chromium", "prefs": prefs}));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector).capabilities(caps.clone()).connect(&driver.url).await {
-            Ok(client) => return client,
-            Err(e) if Instant::now() > deadline => panic!("no browser session: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
     }
 }
 
@@ -165,13 +160,6 @@ fn built_app() -> PathBuf {
     let web_root = workspace().join("dist/pwa");
     assert!(web_root.join("index.html").exists(), "build the app first: cargo xtask dist");
     web_root
-}
-
-/// An empty browser profile folder of this test run.
-fn fresh_profile(name: &str) -> PathBuf {
-    let profile = std::env::temp_dir().join(format!("kontor-browser-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    profile
 }
 
 /// Adds the test meter on the "My meters" screen and waits until it is listed.
