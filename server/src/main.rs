@@ -54,6 +54,10 @@ enum Command {
         /// GET /api/v1/billing/readings; that endpoint is off without it.
         #[arg(long, env = "KONTOR_BILLING_TOKEN", hide_env_values = true)]
         billing_token: Option<String>,
+        /// Threads serving HTTP; by default one per processor, less one on SQLite, whose writer
+        /// has a thread of its own.
+        #[arg(long, env = "KONTOR_HTTP_THREADS")]
+        http_threads: Option<std::num::NonZeroUsize>,
     },
     /// Write the readings that count for billing after a cursor, in feed order, to stdout; the
     /// cursor to continue from goes to stderr.
@@ -150,13 +154,26 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let processors = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = match &cli.command {
+        Command::Serve { http_threads: Some(threads), .. } => threads.get(),
+        Command::Serve { database, .. } => server::http_threads(database, processors),
+        _ => processors,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    if matches!(cli.command, Command::Serve { .. }) {
+        tracing::info!(http_threads = threads, processors, "runtime started");
+    }
     runtime.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, database, demo, web_root, sms, ivr_listen, billing_token } => {
+        Command::Serve { listen, database, demo, web_root, sms, ivr_listen, billing_token, http_threads: _ } => {
             let sms = sms.config()?;
             let ivr = match ivr_listen {
                 Some(address) => Some(

@@ -94,7 +94,7 @@ fn serve(db: &str, extra: &[&str]) -> (std::process::Child, String) {
 fn serve_answers_and_stops_on_sigterm() {
     let dir = scratch("serve");
     let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
-    let (mut child, addr) = serve(&db, &["--demo"]);
+    let (mut child, addr) = serve(&db, &["--demo", "--http-threads", "2"]);
     assert_eq!(get(&addr, "/pwa/kontor.wasm").as_deref(), Some("HTTP/1.1 404 Not Found"), "no HTML for a missing file");
     assert_eq!(get(&addr, "/office/login").as_deref(), Some("HTTP/1.1 200 OK"), "the console is served");
 
@@ -159,6 +159,13 @@ fn operators_are_created_from_stdin_and_exports_start_empty() {
     let (ok, _, err) = kontor(&["export-readings", "--database", &db, "--since", "x"], "");
     assert!(!ok && err.contains("--since"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serving_on_no_http_threads_is_refused() {
+    let (ok, _, err) = kontor(&["serve", "--http-threads", "0"], "");
+    assert!(!ok, "kontor does not start");
+    assert!(err.contains("--http-threads"), "and names the flag: {err}");
 }
 
 #[test]

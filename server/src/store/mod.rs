@@ -21,7 +21,7 @@ use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits, sms
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use sql::SqlStore;
+pub use sql::{Dialect, SqlStore};
 
 /// What can go wrong in the store. Handlers answer `503` for [`StoreError::Unavailable`] (the
 /// client keeps its outbox and retries) and `500` for the rest.
