@@ -54,7 +54,9 @@ const QUEUE: usize = 4_096;
 /// looking the same way did worse. An idle server sleeps. On a later machine (Intel, `perf bench
 /// sched pipe` 8.4 µs) looking cost about 1.5 µs of server time a declaration and changed neither
 /// rate: 41.6 % of the bare handler with it, 40.4 % without, batches 131–153k against
-/// 130–151k (five alternating pairs, `--seconds 6`), so it stays.
+/// 130–151k (five alternating pairs, `--seconds 6`), so it stays. Once the HTTP threads left the
+/// writer a processor (`crate::http_threads`), looking gave 52 % and not looking 51 % (four
+/// alternating pairs, `--seconds 4`, the same machine).
 const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// Why the writer could not store a request's declarations. Nothing of the request was stored.
