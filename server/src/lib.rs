@@ -75,11 +75,11 @@ pub struct ServeOptions {
 }
 
 /// How many threads serve HTTP when not told (`kontor serve --http-threads`), on a machine with
-/// `processors` of them. On SQLite the group-commit writer has a thread of its own that is busy
-/// whenever declarations arrive (`crate::writer`), so the HTTP threads leave it a processor: one
-/// fewer than the processors, and at least one. On PostgreSQL the writer is a task among the
-/// handlers and the database does its work in processes of its own, so there is one per
-/// processor.
+/// `processors` of them. Where the group-commit writer has a thread of its own (SQLite,
+/// [`store::Dialect::writes_on_own_thread`]), that thread is busy whenever declarations arrive
+/// (`crate::writer`), so the HTTP threads leave it a processor: one fewer than the processors, and
+/// at least one. On PostgreSQL the writer is a task among the handlers and the database does its
+/// work in processes of its own, so there is one per processor.
 ///
 /// On two processors shared with the load client, one HTTP thread instead of two raised
 /// one-declaration requests on SQLite from 19.6k to 21.2k a second (from 43.9 % to 50.2 % of the
@@ -94,10 +94,8 @@ pub struct ServeOptions {
 /// the writer's, the flusher's and the checkpoints' threads hold both processors now holds up
 /// every request instead of half of them.
 pub fn http_threads(database_url: &str, processors: usize) -> usize {
-    match store::Dialect::from_url(database_url) {
-        Some(store::Dialect::Sqlite) => processors.saturating_sub(1).max(1),
-        _ => processors.max(1),
-    }
+    let own_writer = store::Dialect::from_url(database_url).is_some_and(store::Dialect::writes_on_own_thread);
+    processors.saturating_sub(usize::from(own_writer)).max(1)
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains the requests in flight and lets

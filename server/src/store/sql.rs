@@ -48,6 +48,13 @@ impl Dialect {
             None
         }
     }
+
+    /// Whether this database's declarations are stored on the calling thread, so that the writer
+    /// needs a thread of its own: SQLite's are (`Direct` blocks it for the transaction); the
+    /// PostgreSQL driver's sockets belong to the shared runtime's reactor.
+    pub fn writes_on_own_thread(self) -> bool {
+        self == Self::Sqlite
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -1109,10 +1116,7 @@ impl Store for SqlStore {
     }
 
     fn writes_on_own_thread(&self) -> bool {
-        // SQLite's declarations are stored on the calling thread (`Direct` blocks it for the
-        // transaction), which must not be one of the shared runtime's; PostgreSQL's sockets
-        // belong to the shared runtime's reactor.
-        self.direct.is_some()
+        self.dialect.writes_on_own_thread()
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
