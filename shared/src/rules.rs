@@ -190,6 +190,46 @@ fn forward_use(meter: &MeterContext, from: u64, to: u64) -> (u64, bool) {
     if to >= from { (to - from, false) } else { ((to + meter.wrap()).saturating_sub(from), true) }
 }
 
+/// How a meter went from one counting reading to a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It moved forward by this many cubic metres (or stood still).
+    Up(u64),
+    /// It passed its last reading and started again from zero: this many cubic metres in all.
+    Rollover(u64),
+    /// It shows less than before and cannot have wrapped: one of the two readings is wrong.
+    Decrease,
+}
+
+impl Step {
+    /// The gas the step measures, unless it is a decrease.
+    pub fn used(self) -> Option<u64> {
+        match self {
+            Self::Up(m3) | Self::Rollover(m3) => Some(m3),
+            Self::Decrease => None,
+        }
+    }
+}
+
+/// The part of a meter's dial, at each end, where a wrap is plausible: the last tenth before the
+/// wrap and the first tenth after it.
+fn near_wrap(meter: &MeterContext) -> u64 {
+    (meter.wrap() / 10).max(1)
+}
+
+/// Reading `to`, `hours` after reading `from`, on `meter`. A lower reading is a rollover only
+/// when `from` is in the last tenth of the dial, `to` in the first tenth, and the meter can pass
+/// the gas across the wrap in the time between; anything else lower is a decrease.
+pub fn step(meter: &MeterContext, from: u64, to: u64, hours: f64) -> Step {
+    let (used, wrapped) = forward_use(meter, from, to);
+    if !wrapped {
+        return Step::Up(used);
+    }
+    let edge = near_wrap(meter);
+    let near = from >= meter.wrap().saturating_sub(edge) && to < edge;
+    if near && physically_possible(meter, used, hours) { Step::Rollover(used) } else { Step::Decrease }
+}
+
 fn hours_between(earlier: OffsetDateTime, later: OffsetDateTime) -> f64 {
     ((later - earlier).whole_seconds().max(0) as f64) / 3600.0
 }
@@ -221,8 +261,7 @@ pub fn reconcile(meter: &MeterContext, chain: &Chain, candidate: &Candidate, now
     // A repeat of an accepted declaration sits right beside it in reading time.
     for neighbour in [prev, next].into_iter().flatten() {
         if let Source::Declaration(seq) = neighbour.source
-            && neighbour.reading == reading
-            && (neighbour.read_at - candidate.read_at).abs() <= DUPLICATE_WINDOW
+            && repeats(reading, candidate.read_at, neighbour.reading, neighbour.read_at)
         {
             return Decision { duplicate_of: Some(seq), ..Decision::of(Code::DuplicateDeclaration) };
         }
@@ -237,27 +276,31 @@ pub fn reconcile(meter: &MeterContext, chain: &Chain, candidate: &Candidate, now
     };
     if let Some(prev) = prev {
         let hours = hours_between(prev.read_at, candidate.read_at);
-        let (used, wrapped) = forward_use(meter, prev.reading, reading);
-        if wrapped {
-            if !physically_possible(meter, used, hours) || is_unusual(meter, used, hours) {
-                return Decision::of(Code::ReadingDecreased);
+        match step(meter, prev.reading, reading, hours) {
+            Step::Decrease => return Decision::of(Code::ReadingDecreased),
+            Step::Rollover(used) => {
+                if is_unusual(meter, used, hours) {
+                    return Decision::of(Code::ReadingDecreased);
+                }
+                decision = Decision::of(Code::Rollover).with_consumption(used);
             }
-            decision = Decision::of(Code::Rollover).with_consumption(used);
-        } else if !physically_possible(meter, used, hours) {
-            return Decision::of(Code::ImpossibleConsumption).with_consumption(used);
-        } else if is_unusual(meter, used, hours) {
-            return Decision::of(Code::UnusualConsumption).with_consumption(used);
-        } else {
-            decision.consumption_m3 = Some(used);
+            Step::Up(used) if !physically_possible(meter, used, hours) => {
+                return Decision::of(Code::ImpossibleConsumption).with_consumption(used);
+            }
+            Step::Up(used) if is_unusual(meter, used, hours) => {
+                return Decision::of(Code::UnusualConsumption).with_consumption(used);
+            }
+            Step::Up(used) => decision.consumption_m3 = Some(used),
         }
     }
     if let Some(next) = next {
         let hours = hours_between(candidate.read_at, next.read_at);
-        // A wrap between this reading and the next one shows up as an impossible amount of gas.
-        let (used, _) = forward_use(meter, reading, next.reading);
-        if !physically_possible(meter, used, hours) {
-            return Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::OutOfOrder) };
-        }
+        let used = match step(meter, reading, next.reading, hours) {
+            Step::Up(used) if physically_possible(meter, used, hours) => used,
+            Step::Rollover(used) => used,
+            // The next reading would be lower, or more gas than the meter can pass.
+            _ => return Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::OutOfOrder) },
+        };
         if let Source::Declaration(seq) = next.source {
             decision.next_consumption = Some((seq, used));
         }
@@ -267,12 +310,19 @@ pub fn reconcile(meter: &MeterContext, chain: &Chain, candidate: &Candidate, now
 
 /// A declaration whose sender could not be tied to the subscription (an SMS or a call from a
 /// number the registry does not hold for it): whatever the rules decided short of a rejection goes
-/// to staff, and nothing joins the chain until they approve it.
+/// to staff, and nothing joins the chain until they approve it. A repeat of a reading that already
+/// counts stays a repeat: it adds nothing, so there is nothing for staff to decide.
 pub fn from_unverified_sender(decision: Decision) -> Decision {
-    if decision.status == Status::Rejected {
+    if decision.status == Status::Rejected || decision.duplicate_of.is_some() {
         return decision;
     }
     Decision { consumption_m3: decision.consumption_m3, ..Decision::of(Code::UnverifiedSender) }
+}
+
+/// Whether a declaration of `reading` read at `at` repeats a stored one of `other` read at
+/// `other_at`: the same number, read within [`DUPLICATE_WINDOW`] of each other.
+pub fn repeats(reading: u64, at: OffsetDateTime, other: u64, other_at: OffsetDateTime) -> bool {
+    reading == other && (other_at - at).abs() <= DUPLICATE_WINDOW
 }
 
 /// What approving a declaration that was held for review changes along its meter's chain.
@@ -280,21 +330,68 @@ pub fn from_unverified_sender(decision: Decision) -> Decision {
 pub struct Approval {
     /// Cubic metres since the previous counting reading, where there is one.
     pub consumption_m3: Option<u64>,
-    /// The next counting declaration's consumption, now measured from this one.
+    /// The next counting declaration's consumption, now measured from this one:
+    /// `(its sequence number, its new consumption)`.
     pub next_consumption: Option<(u64, u64)>,
+    /// The counting declaration this one repeats (the same reading, read close by): approving it
+    /// adds nothing to the chain or the bill.
+    pub repeat_of: Option<u64>,
+}
+
+/// Why a held declaration cannot be approved as the chain stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Conflict {
+    /// It is lower than the counting reading before it, and not a plausible rollover.
+    BelowPrevious(Point),
+    /// The counting reading after it is lower, and not a plausible rollover.
+    AboveNext(Point),
 }
 
 /// A reviewer approves `point` (not yet in `chain`): it joins the chain, and consumption is
 /// measured between it and its neighbours in reading time. The reviewer has looked at the
-/// numbers, so nothing is judged again; a reading below its predecessor counts as a wrap.
-pub fn approve(meter: &MeterContext, chain: &Chain, point: &Point) -> Approval {
+/// numbers, so use is not judged again; but a chain that would go down is refused: one of the
+/// readings is wrong, and the reviewer voids that one first (or rejects this one). A repeat of a
+/// counting neighbour is recognised and adds nothing.
+pub fn approve(meter: &MeterContext, chain: &Chain, point: &Point) -> Result<Approval, Conflict> {
     let (prev, next) = chain.neighbours(point.read_at);
-    let consumption_m3 = prev.map(|prev| forward_use(meter, prev.reading, point.reading).0);
-    let next_consumption = next.and_then(|next| match next.source {
-        Source::Declaration(seq) => Some((seq, forward_use(meter, point.reading, next.reading).0)),
-        Source::Billing => None,
-    });
-    Approval { consumption_m3, next_consumption }
+    for neighbour in [prev, next].into_iter().flatten() {
+        if let Source::Declaration(seq) = neighbour.source
+            && repeats(point.reading, point.read_at, neighbour.reading, neighbour.read_at)
+        {
+            return Ok(Approval { consumption_m3: None, next_consumption: None, repeat_of: Some(seq) });
+        }
+    }
+    let consumption_m3 = match prev {
+        Some(prev) => match step(meter, prev.reading, point.reading, hours_between(prev.read_at, point.read_at)) {
+            Step::Decrease => return Err(Conflict::BelowPrevious(*prev)),
+            step => step.used(),
+        },
+        None => None,
+    };
+    let next_consumption = match next {
+        Some(next) => match step(meter, point.reading, next.reading, hours_between(point.read_at, next.read_at)) {
+            Step::Decrease => return Err(Conflict::AboveNext(*next)),
+            step => match next.source {
+                Source::Declaration(seq) => step.used().map(|used| (seq, used)),
+                Source::Billing => None,
+            },
+        },
+        None => None,
+    };
+    Ok(Approval { consumption_m3, next_consumption, repeat_of: None })
+}
+
+/// Staff void the counting declaration `seq` of `chain` (a wrong reading that was accepted): it
+/// leaves the chain, and the next counting declaration, if any, is measured from the one before
+/// it instead: `(its sequence number, its new consumption)`, or none to re-measure. The chain was
+/// consistent, so the gap it leaves is too; across a wrap the gas is counted forward.
+pub fn void(meter: &MeterContext, chain: &Chain, seq: u64) -> Option<(u64, Option<u64>)> {
+    let points = chain.points();
+    let at = points.iter().position(|p| p.source == Source::Declaration(seq))?;
+    let Source::Declaration(next_seq) = points.get(at + 1)?.source else { return None };
+    let next = &points[at + 1];
+    let consumption = at.checked_sub(1).map(|i| forward_use(meter, points[i].reading, next.reading).0);
+    Some((next_seq, consumption))
 }
 
 #[cfg(test)]
@@ -439,16 +536,85 @@ mod tests {
         // Held for unusual use between the billed reading and a later declaration.
         let held = point(Declaration(12), 10_250, 10);
         let a = approve(&meter(), &c, &held);
-        assert_eq!(a, Approval { consumption_m3: Some(250), next_consumption: Some((9, 50)) });
+        assert_eq!(a, Ok(Approval { consumption_m3: Some(250), next_consumption: Some((9, 50)), repeat_of: None }));
         // The newest reading: nothing after it.
         let latest = point(Declaration(13), 10_400, 0);
-        assert_eq!(approve(&meter(), &c, &latest), Approval { consumption_m3: Some(100), next_consumption: None });
+        let a = approve(&meter(), &c, &latest);
+        assert_eq!(a, Ok(Approval { consumption_m3: Some(100), next_consumption: None, repeat_of: None }));
         // A decrease the reviewer confirmed as a wrap past 99999.
         let wrapped = chain(&[(Billing, 99_990, 5)]);
         let a = approve(&meter(), &wrapped, &point(Declaration(2), 15, 0));
-        assert_eq!(a.consumption_m3, Some(25));
+        assert_eq!(a.map(|a| a.consumption_m3), Ok(Some(25)));
         // No history: nothing to measure from.
-        assert_eq!(approve(&meter(), &Chain::default(), &latest).consumption_m3, None);
+        assert_eq!(approve(&meter(), &Chain::default(), &latest).map(|a| a.consumption_m3), Ok(None));
+    }
+
+    #[test]
+    fn approval_never_makes_a_chain_go_down() {
+        // A six-digit meter: 456,200 held, then 451,900 accepted after it. Approving 456,200
+        // would make the later reading a drop of 4,300 m³, not a wrap of 995,700.
+        let six = MeterContext { digits: 6, ..meter() };
+        let c = chain(&[(Billing, 450_000, 30), (Declaration(5), 451_900, 1)]);
+        let held = point(Declaration(4), 456_200, 2);
+        let next = c.points()[1];
+        assert_eq!(approve(&six, &c, &held), Err(Conflict::AboveNext(next)));
+        // Below the reading before it, far from the wrap: refused, naming that reading.
+        let low = point(Declaration(6), 449_000, 20);
+        assert_eq!(approve(&six, &c, &low), Err(Conflict::BelowPrevious(c.points()[0])));
+    }
+
+    #[test]
+    fn approving_a_repeat_adds_nothing() {
+        let c = chain(&[(Billing, 10_000, 30), (Declaration(9), 10_300, 1)]);
+        let again = point(Declaration(12), 10_300, 0);
+        let a = approve(&meter(), &c, &again);
+        assert_eq!(a, Ok(Approval { consumption_m3: None, next_consumption: None, repeat_of: Some(9) }));
+    }
+
+    #[test]
+    fn rollover_only_near_the_wrap_and_within_physics() {
+        let five = meter();
+        let six = MeterContext { digits: 6, ..meter() };
+        let check = |m: &MeterContext, from: u64, to: u64, hours: f64, expected: Step| {
+            assert_eq!(step(m, from, to, hours), expected, "{from} -> {to} in {hours} h");
+        };
+        check(&five, 10_000, 10_000, 1.0, Step::Up(0));
+        check(&five, 10_000, 10_050, 1.0, Step::Up(50));
+        // 24 hours at 6 m³/h is 144 m³, plus a cubic metre of rounding.
+        check(&five, 99_950, 94, 24.0, Step::Rollover(144));
+        check(&five, 99_950, 95, 24.0, Step::Rollover(145));
+        check(&five, 99_950, 96, 24.0, Step::Decrease);
+        // The last tenth of the dial before the wrap, the first tenth after it.
+        check(&five, 90_000, 0, 24.0 * 90.0, Step::Rollover(10_000));
+        check(&five, 89_999, 0, 24.0 * 90.0, Step::Decrease);
+        check(&five, 99_999, 9_999, 24.0 * 90.0, Step::Rollover(10_000));
+        check(&five, 99_999, 10_000, 24.0 * 90.0, Step::Decrease);
+        check(&six, 456_200, 451_900, 24.0, Step::Decrease);
+        check(&six, 999_990, 5, 24.0, Step::Rollover(15));
+        assert_eq!(Step::Decrease.used(), None);
+        assert_eq!(Step::Rollover(7).used(), Some(7));
+    }
+
+    #[test]
+    fn voiding_measures_the_next_from_the_one_before() {
+        let c = chain(&[(Billing, 10_000, 30), (Declaration(3), 10_500, 20), (Declaration(4), 10_100, 10)]);
+        // 10,500 was a typo between 10,000 and 10,100.
+        assert_eq!(void(&meter(), &c, 3), Some((4, Some(100))));
+        // The newest reading: nothing after it to re-measure.
+        assert_eq!(void(&meter(), &c, 4), None);
+        // Not in the chain.
+        assert_eq!(void(&meter(), &c, 99), None);
+        // No reading before it: the next one has nothing to be measured from.
+        let c = chain(&[(Declaration(1), 10, 20), (Declaration(2), 20, 10)]);
+        assert_eq!(void(&meter(), &c, 1), Some((2, None)));
+    }
+
+    #[test]
+    fn a_repeat_from_an_unverified_sender_stays_a_repeat() {
+        let c = chain(&[(Billing, 10_000, 30), (Declaration(7), 10_090, 1)]);
+        let d = reconcile(&meter(), &c, &candidate(10_090, NOW), NOW);
+        assert_eq!(from_unverified_sender(d), d);
+        assert_eq!(d.duplicate_of, Some(7));
     }
 
     #[test]
