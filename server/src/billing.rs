@@ -1,9 +1,13 @@
 //! The billing hand-off: `GET /api/v1/billing/readings` pages through the billing feed for the
 //! billing system, and `kontor export-readings` writes it as CSV or JSON lines.
 //!
-//! The feed (see the store's `billing_feed` migration) holds every reading that counts for
-//! billing once, in the order it started to count; a cursor is a position in it, so paging from
-//! the last cursor handed out never skips or repeats a reading, even while new ones arrive.
+//! The feed (see the store's `billing_feed` migrations) holds an entry for every reading when it
+//! starts to count for billing, and another whenever its consumption changes later (a
+//! correction) or staff void it, in the order they happened; a cursor is a position in it, so
+//! paging from the last cursor handed out never skips or repeats an entry, even while new ones
+//! arrive. The billing system reads it in order and keeps each tracking code's latest entry: per
+//! meter, those entries' consumption adds up to the gas the meter passed since its billed
+//! reading.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -40,18 +44,37 @@ pub fn parse_cursor(cursor: Option<&str>) -> Option<u64> {
     }
 }
 
-/// One page of the feed after `after`, and the cursor to continue from.
-pub async fn page(store: &dyn Store, after: u64, limit: u32) -> Result<(Vec<BillingEntry>, u64, bool), StoreError> {
+/// What a page of the feed can be refused for.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// The cursor is past the feed's end: this server never handed it out.
+    #[error("cursor {0} is past the end of the billing feed ({1}): it was not handed out by this server")]
+    UnknownCursor(u64, u64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of the feed after `after`, and the cursor to continue from. A cursor past the end is
+/// refused rather than answered with an empty page: a billing system pointed at another server,
+/// or at a database restored from an older backup, must hear that it would miss entries.
+pub async fn page(store: &dyn Store, after: u64, limit: u32) -> Result<(Vec<BillingEntry>, u64, bool), PageError> {
     let limit = limit.clamp(1, MAX_PAGE);
     // One more than asked tells whether more are waiting.
     let mut entries = store.billing_feed(after, limit + 1).await?;
+    if entries.is_empty() && after > 0 {
+        let end = store.billing_end().await?;
+        if after > end {
+            return Err(PageError::UnknownCursor(after, end));
+        }
+    }
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let next = entries.last().map_or(after, |e| e.position);
     Ok((entries, next, more))
 }
 
-/// Accepted readings for the billing system, in a stable order, resumable from a cursor.
+/// The billing feed: readings that count, their corrections and voids, in a stable order,
+/// resumable from a cursor. Keep each tracking code's latest entry.
 #[utoipa::path(get, path = "/api/v1/billing/readings", params(PageQuery), responses(
     (status = 200, description = "A page of the feed; continue from `next`", body = BillingPage),
     (status = 400, description = "`after` is not a cursor this server handed out", body = ErrorBody),
@@ -79,8 +102,13 @@ pub async fn readings(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidCursor, lang));
     };
     let store = state.store.as_ref();
-    let (entries, next, more) =
-        page(store, after, query.limit.unwrap_or(DEFAULT_PAGE)).await.map_err(|e| ApiError::from_store(&e, lang))?;
+    let (entries, next, more) = match page(store, after, query.limit.unwrap_or(DEFAULT_PAGE)).await {
+        Ok(page) => page,
+        Err(PageError::UnknownCursor(..)) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidCursor, lang));
+        }
+        Err(PageError::Store(e)) => return Err(ApiError::from_store(&e, lang)),
+    };
     let detail = format!("api: after {after}, {} reading(s), next {next}", entries.len());
     let entry = AuditEntry { at: OffsetDateTime::now_utc(), username: "billing", action: "export", detail: &detail };
     store.audit(&entry).await.map_err(|e| ApiError::from_store(&e, lang))?;
@@ -124,6 +152,9 @@ pub async fn export(
             "consumption_m3",
             "channel",
             "approved_on_review",
+            "kind",
+            "replaces",
+            "replaced_consumption_m3",
         ])?;
     }
     let mut count = 0u64;
@@ -147,6 +178,9 @@ pub async fn export(
                     &consumption,
                     &r.channel,
                     if r.approved_on_review { "true" } else { "false" },
+                    r.kind.as_str(),
+                    r.replaces.as_deref().unwrap_or(""),
+                    &r.replaced_consumption_m3.map(|c| c.to_string()).unwrap_or_default(),
                 ])?;
             }
             count += 1;

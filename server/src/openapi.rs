@@ -53,6 +53,7 @@ use utoipa::OpenApi;
         shared::wire::ReviewUpdate,
         shared::wire::ComplaintAnswer,
         shared::wire::BillingReading,
+        shared::wire::BillingKind,
         shared::wire::ErrorBody,
         shared::wire::ErrorDetail,
         shared::wire::ApiErrorCode,

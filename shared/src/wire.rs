@@ -329,7 +329,44 @@ pub struct BillingPage {
     pub more: bool,
 }
 
-/// One reading for billing.
+/// What a billing feed entry says of its reading (its tracking code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BillingKind {
+    /// The reading starts to count (accepted, or approved on review): its first entry.
+    #[default]
+    Reading,
+    /// Its consumption changed after it joined the feed (an earlier reading arrived later, a held
+    /// reading was approved before it, staff voided the reading before it): this entry's
+    /// `consumption_m3` replaces the one of the entry named by `replaces`.
+    Correction,
+    /// Staff voided the reading: it no longer counts and carries no consumption.
+    Void,
+}
+
+impl BillingKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reading => "reading",
+            Self::Correction => "correction",
+            Self::Void => "void",
+        }
+    }
+
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        Some(match s {
+            "reading" => Self::Reading,
+            "correction" => Self::Correction,
+            "void" => Self::Void,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the billing feed. Read the feed in order: a later entry for a tracking code
+/// replaces the earlier one, so that per meter the `consumption_m3` of each tracking code's latest
+/// entry adds up to the gas the meter passed since its billed reading.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BillingReading {
@@ -343,14 +380,24 @@ pub struct BillingReading {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub read_at: OffsetDateTime,
-    /// Cubic metres since the meter's previous counting reading, as known when this one joined
-    /// the feed (absent when it had none).
+    /// Cubic metres since the meter's previous counting reading, as known when this entry was
+    /// added (absent when it had none, and for a void).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumption_m3: Option<u64>,
     /// `app`, `sms`, `ivr` or `office`.
     pub channel: String,
     /// Whether staff approved it after it was held for review.
     pub approved_on_review: bool,
+    /// `reading` for a reading's first entry, `correction` or `void` for one that replaces it.
+    #[serde(default)]
+    pub kind: BillingKind,
+    /// The cursor of the entry of the same tracking code that this one replaces (absent for a
+    /// first entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// The `consumption_m3` of the entry replaced, for the record (absent when it had none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_consumption_m3: Option<u64>,
 }
 
 /// `POST /api/v1/sms/inbound`: one message from the SMS gateway, as JSON or form fields.

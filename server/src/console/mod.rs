@@ -36,7 +36,8 @@ use self::pages::{DeclareForm, Frame, tr};
 use crate::AppState;
 use crate::limits::{IdentityLimiter, Key, Limits, Refused};
 use crate::store::{
-    AuditEntry, Incoming, NewSession, ReviewDecision, ReviewRequest, ReviewResult, Session, Staff, Store, StoreError,
+    AuditEntry, Incoming, MeterRecord, NewSession, ReviewDecision, ReviewRequest, ReviewResult, Session, Staff, Store,
+    StoreError, StoredDeclaration,
 };
 use crate::tokens::{new_token, same_secret, token_hash};
 use crate::writer::WriteError;
@@ -657,15 +658,64 @@ async fn review_body(
         Err(_) => None,
     };
     let mut chain = state.store.declarations_of(&declaration.subscription).await.map_err(|e| store_failed(lang, &e))?;
+    let effect = effect(&declaration, meter.as_ref(), &chain);
     // The newest dozen in reading time is what a reviewer compares against.
     let keep = chain.len().saturating_sub(12);
     chain.drain(..keep);
     chain.reverse();
     let body = view! {
         {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
-        {pages::review(lang, &signed.session.csrf, &declaration, meter.as_ref(), &chain)}
+        {pages::review(lang, &signed.session.csrf, &declaration, meter.as_ref(), &chain, &effect)}
     };
     Ok(html(status, &signed.frame(tr(lang, "بررسی رقم", "Review a declaration")), body))
+}
+
+/// What deciding on `d` would do, worked out by `shared::rules` from its meter's declarations
+/// (`all`, every one of the meter's) and billed reading: the figures a reviewer sees before
+/// choosing.
+fn effect(d: &StoredDeclaration, meter: Option<&MeterRecord>, all: &[StoredDeclaration]) -> pages::Effect {
+    use shared::rules::{self, Chain, Conflict, Point, Source};
+    let (Some(meter), Some(reading)) = (meter, d.reading) else { return pages::Effect::Nothing };
+    let counting = |except: Option<u64>| {
+        let declared = all.iter().filter(|x| x.counts && Some(x.seq) != except).filter_map(|x| {
+            x.reading.map(|reading| Point { source: Source::Declaration(x.seq), reading, read_at: x.read_at })
+        });
+        Chain::new(meter.billed.into_iter().chain(declared).collect())
+    };
+    let change = |next: u64, becomes: Option<u64>| {
+        all.iter().find(|x| x.seq == next).and_then(|x| {
+            Some(pages::NextChange { reading: x.reading?, read_at: x.read_at, was: x.consumption_m3, becomes })
+        })
+    };
+    let context = meter.context();
+    if d.pending_review() {
+        let point = Point { source: Source::Declaration(d.seq), reading, read_at: d.read_at };
+        let chain = counting(Some(d.seq));
+        return match rules::approve(&context, &chain, &point) {
+            Ok(approval) => match approval.repeat_of {
+                Some(of) => pages::Effect::Repeat {
+                    of: shared::TrackingCode::from_sequence(of).map(|c| c.to_string()).unwrap_or_default(),
+                },
+                None => {
+                    let (prev, _) = chain.neighbours(d.read_at);
+                    pages::Effect::Approve {
+                        consumption: approval.consumption_m3,
+                        from: prev.map(|p| (p.reading, p.read_at)),
+                        next: approval.next_consumption.and_then(|(next, m3)| change(next, Some(m3))),
+                    }
+                }
+            },
+            Err(Conflict::AboveNext(p)) => pages::Effect::Conflict { reading: p.reading, at: p.read_at, after: true },
+            Err(Conflict::BelowPrevious(p)) => {
+                pages::Effect::Conflict { reading: p.reading, at: p.read_at, after: false }
+            }
+        };
+    }
+    if d.counts && d.void.is_none() {
+        let next = rules::void(&context, &counting(None), d.seq).and_then(|(next, m3)| change(next, m3));
+        return pages::Effect::Void { next };
+    }
+    pages::Effect::Nothing
 }
 
 async fn review_page(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Page {
@@ -695,11 +745,20 @@ async fn decide(
     let decision = match form.decision.as_str() {
         "approve" => ReviewDecision::Approve,
         "reject" if !reason.is_empty() => ReviewDecision::Reject { reason },
+        "void" if !reason.is_empty() => ReviewDecision::Void { reason },
         "reject" => {
             let error = tr(
                 lang,
                 "برای رد، دلیل را بنویسید؛ مشترک آن را می‌بیند.",
                 "Give a reason to reject; the subscriber will see it.",
+            );
+            return review_body(&state, &signed, seq, StatusCode::UNPROCESSABLE_ENTITY, Some(error)).await;
+        }
+        "void" => {
+            let error = tr(
+                lang,
+                "برای باطل کردن، دلیل را بنویسید؛ در گزارش رویدادها می‌ماند و مشترک آن را می‌بیند.",
+                "Give a reason to void; it stays in the audit log and the subscriber will see it.",
             );
             return review_body(&state, &signed, seq, StatusCode::UNPROCESSABLE_ENTITY, Some(error)).await;
         }
@@ -720,6 +779,22 @@ async fn decide(
         }
         ReviewResult::NotPending(_) => {
             let error = tr(lang, "این مورد پیش‌تر تصمیم گرفته شده است.", "This one was already decided.");
+            review_body(&state, &signed, seq, StatusCode::CONFLICT, Some(error)).await
+        }
+        ReviewResult::NotCounting(_) => {
+            let error = tr(
+                lang,
+                "این رقم شمرده نمی‌شود (یا پیش‌تر باطل شده است) و باطل کردن ندارد.",
+                "This reading does not count (or was voided already): there is nothing to void.",
+            );
+            review_body(&state, &signed, seq, StatusCode::CONFLICT, Some(error)).await
+        }
+        ReviewResult::Conflict(..) => {
+            let error = tr(
+                lang,
+                "تأیید انجام نشد: کنتور با این رقم به عقب می‌رفت. توضیح زیر را ببینید.",
+                "Not approved: with this reading the meter would go back. See below.",
+            );
             review_body(&state, &signed, seq, StatusCode::CONFLICT, Some(error)).await
         }
         ReviewResult::CannotCount => {

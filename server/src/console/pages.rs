@@ -213,6 +213,12 @@ pub fn declare(lang: Lang, csrf: &str, form: &DeclareForm, error: Option<String>
 }
 
 fn status_text(lang: Lang, d: &StoredDeclaration) -> &'static str {
+    if d.void.is_some() {
+        return tr(lang, "باطل شد", "voided");
+    }
+    if d.status == Status::NeedsReview && d.review.is_none() && d.duplicate_of.is_some() {
+        return tr(lang, "تکرار رقمی در انتظار بررسی", "repeat of a reading waiting for review");
+    }
     match (&d.review, d.status) {
         (Some(r), _) if r.approved => tr(lang, "پس از بررسی پذیرفته شد", "approved on review"),
         (Some(_), _) => tr(lang, "پس از بررسی رد شد", "rejected on review"),
@@ -223,6 +229,9 @@ fn status_text(lang: Lang, d: &StoredDeclaration) -> &'static str {
 }
 
 fn status_class(d: &StoredDeclaration) -> &'static str {
+    if d.void.is_some() {
+        return "rejected";
+    }
     match (&d.review, d.status) {
         (Some(r), _) if r.approved => "accepted",
         (Some(_), _) | (None, Status::Rejected) => "rejected",
@@ -300,13 +309,111 @@ pub fn declarations(lang: Lang, rows: &[StoredDeclaration], link_review: bool) -
     table(lang, headings, rows)
 }
 
-/// One held declaration, its meter's recent readings, and the decision form.
+/// A reading after the one decided on, whose consumption a decision changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextChange {
+    pub reading: u64,
+    pub read_at: OffsetDateTime,
+    pub was: Option<u64>,
+    pub becomes: Option<u64>,
+}
+
+/// What a staff decision would do along the meter's chain and to the bill, shown beside the
+/// buttons before anyone presses one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Approving counts `consumption` m³, measured from the reading `from` (none before it:
+    /// nothing to measure from), and re-measures `next`.
+    Approve { consumption: Option<u64>, from: Option<(u64, OffsetDateTime)>, next: Option<NextChange> },
+    /// Approving adds nothing: the same reading counts already, under this tracking code.
+    Repeat { of: String },
+    /// Approving would make the chain go down against the reading of `at`: it is refused.
+    Conflict { reading: u64, at: OffsetDateTime, after: bool },
+    /// Voiding takes the reading out of the chain and the bill and re-measures `next`.
+    Void { next: Option<NextChange> },
+    /// Nothing to decide.
+    Nothing,
+}
+
+/// The sentence that says how the next reading's consumption changes.
+fn next_change(lang: Lang, next: &NextChange) -> String {
+    let m3 = |v: Option<u64>| v.map_or_else(|| tr(lang, "بدون مصرف", "no consumption").to_owned(), |v| {
+        format!("{} {}", digits(lang, v), tr(lang, "مترمکعب", "m³"))
+    });
+    match lang {
+        Lang::Fa => format!(
+            "رقم بعدی ({}، {}) به‌جای {} با {} در قبض می‌آید.",
+            digits(lang, next.reading),
+            when(lang, next.read_at),
+            m3(next.was),
+            m3(next.becomes)
+        ),
+        Lang::En => format!(
+            "The next reading ({}, {}) is billed at {} instead of {}.",
+            next.reading,
+            when(lang, next.read_at),
+            m3(next.becomes),
+            m3(next.was)
+        ),
+    }
+}
+
+/// What `effect` says, as sentences.
+fn effect_text(lang: Lang, effect: &Effect) -> Vec<String> {
+    let m3 = |v: u64| format!("{} {}", digits(lang, v), tr(lang, "مترمکعب", "m³"));
+    match effect {
+        Effect::Approve { consumption, from, next } => {
+            let mut lines = vec![match (consumption, from) {
+                (Some(c), Some((r, at))) => match lang {
+                    Lang::Fa => format!("با تأیید، {} از رقم {} ({}) در قبض می‌آید.", m3(*c), digits(lang, r), when(lang, *at)),
+                    Lang::En => format!("Approving bills {} since the reading {} of {}.", m3(*c), r, when(lang, *at)),
+                },
+                _ => tr(lang, "با تأیید، این رقم شمرده می‌شود؛ رقمی پیش از آن نیست که مصرف از آن سنجیده شود.",
+                    "Approving counts this reading; there is no earlier reading to measure consumption from.").to_owned(),
+            }];
+            lines.extend(next.as_ref().map(|n| next_change(lang, n)));
+            lines.push(tr(lang, "با رد، چیزی در قبض نمی‌آید و دلیل به مشترک گفته می‌شود.",
+                "Rejecting bills nothing; the subscriber is told the reason.").to_owned());
+            lines
+        }
+        Effect::Repeat { of } => vec![match lang {
+            Lang::Fa => format!("همین رقم با کد رهگیری {} شمرده شده است: تأیید چیزی به قبض نمی‌افزاید.", digits(lang, of)),
+            Lang::En => format!("The same reading counts already, tracking code {of}: approving adds nothing to the bill."),
+        }],
+        Effect::Conflict { reading, at, after } => vec![match (lang, after) {
+            (Lang::Fa, true) => format!(
+                "تأیید ممکن نیست: رقم بعدی ({}، {}) از این کمتر است و کنتور به عقب نمی‌رود. اگر آن رقم اشتباه است اول آن را باطل کنید؛ وگرنه این را رد کنید.",
+                digits(lang, reading), when(lang, *at)),
+            (Lang::Fa, false) => format!(
+                "تأیید ممکن نیست: این رقم از رقم پیشین ({}، {}) کمتر است و کنتور دور نزده است. اگر آن رقم اشتباه است اول آن را باطل کنید؛ وگرنه این را رد کنید.",
+                digits(lang, reading), when(lang, *at)),
+            (Lang::En, true) => format!(
+                "This cannot be approved: the next reading ({reading}, {}) is lower, and a meter does not go back. If that reading is wrong, void it first; otherwise reject this one.",
+                when(lang, *at)),
+            (Lang::En, false) => format!(
+                "This cannot be approved: it is lower than the reading before it ({reading}, {}) and the meter has not wrapped. If that reading is wrong, void it first; otherwise reject this one.",
+                when(lang, *at)),
+        }],
+        Effect::Void { next } => {
+            let mut lines = vec![tr(lang, "با باطل کردن، این رقم دیگر شمرده نمی‌شود و اصلاحیه‌ای برای صورتحساب فرستاده می‌شود.",
+                "Voiding stops this reading counting, and the billing feed gets a correction.").to_owned()];
+            lines.extend(next.as_ref().map(|n| next_change(lang, n)));
+            lines
+        }
+        Effect::Nothing => Vec::new(),
+    }
+}
+
+/// One declaration, its meter's recent readings, what a decision would do, and the forms: approve
+/// and reject for a held one, void for one that counts. Approve and reject are separate forms, so
+/// that Enter in the reason field can only reject, with the reason.
 pub fn review(
     lang: Lang,
     csrf: &str,
     d: &StoredDeclaration,
     meter: Option<&MeterRecord>,
     chain: &[StoredDeclaration],
+    effect: &Effect,
 ) -> impl IntoView + use<> {
     let csrf = csrf.to_owned();
     let action = format!("/office/review/{}", d.seq);
@@ -315,6 +422,11 @@ pub fn review(
     let channel = channel_name(lang, &d.channel);
     let sender = d.sender.clone();
     let pending = d.pending_review();
+    let approvable = !matches!(effect, Effect::Conflict { .. });
+    let voidable = d.counts && d.void.is_none();
+    let lines: Vec<_> = effect_text(lang, effect).into_iter().map(|line| view! { <li>{line}</li> }).collect();
+    let has_lines = !lines.is_empty();
+    let void_reason = d.void.as_ref().map(|v| (v.reason.clone(), v.by.clone(), when(lang, v.at)));
     view! {
         {outcome_summary(lang, d, ())}
         <dl class="card">
@@ -329,18 +441,43 @@ pub fn review(
                 <dt>{tr(lang, "میانگین مصرف روزانه", "Average daily use")}</dt>
                 <dd>{a}" "{tr(lang, "مترمکعب", "m³")}</dd>
             })}
+            {void_reason.map(|(reason, by, at)| view! {
+                <dt>{tr(lang, "باطل شده", "Voided")}</dt>
+                <dd>{reason}" — "<bdi>{by}</bdi>" — "{at}</dd>
+            })}
         </dl>
         <h2>{tr(lang, "رقم‌های این کنتور", "This meter's readings")}</h2>
         {declarations(lang, chain, true)}
-        {pending.then(|| view! {
+        {has_lines.then(|| view! {
+            <section class="card effect" aria-labelledby="effect">
+                <h2 id="effect">{tr(lang, "اثر تصمیم", "What a decision does")}</h2>
+                <ul>{lines}</ul>
+            </section>
+        })}
+        {(pending && approvable).then(|| view! {
             <form method="post" action=action.clone() class="card decide">
                 <input type="hidden" name="csrf" value=csrf.clone() />
                 <button type="submit" name="decision" value="approve">{tr(lang, "تأیید", "Approve")}</button>
+            </form>
+        })}
+        {pending.then(|| view! {
+            <form method="post" action=action.clone() class="card decide">
+                <input type="hidden" name="csrf" value=csrf.clone() />
                 <label>
                     {tr(lang, "دلیل رد", "Reason for rejecting")}
-                    <input name="reason" maxlength="500" />
+                    <input name="reason" maxlength="500" required />
                 </label>
                 <button type="submit" name="decision" value="reject">{tr(lang, "رد", "Reject")}</button>
+            </form>
+        })}
+        {voidable.then(|| view! {
+            <form method="post" action=action.clone() class="card decide">
+                <input type="hidden" name="csrf" value=csrf.clone() />
+                <label>
+                    {tr(lang, "دلیل باطل کردن", "Reason for voiding")}
+                    <input name="reason" maxlength="500" required />
+                </label>
+                <button type="submit" name="decision" value="void">{tr(lang, "باطل کردن رقم", "Void this reading")}</button>
             </form>
         })}
     }

@@ -152,18 +152,33 @@ impl SqlStore {
         let among = self.dialect.id_among_json();
         let mut decisions = Vec::new();
         if !declarations.is_empty() {
+            // A repeat of another declaration (`o`) hears what became of that one; a declaration
+            // staff voided hears it no longer counts, whatever was decided before.
             let sql = format!(
-                "SELECT id, review, review_reason, reviewed_at_ms FROM declarations WHERE {among} AND review IS NOT NULL"
+                "SELECT d.id, COALESCE(o.review, d.review), COALESCE(o.review_reason, d.review_reason), \
+                   COALESCE(o.reviewed_at_ms, d.reviewed_at_ms), COALESCE(o.void_reason, d.void_reason), \
+                   COALESCE(o.voided_at_ms, d.voided_at_ms) \
+                 FROM declarations AS d LEFT JOIN declarations AS o ON o.seq = d.duplicate_of WHERE d.{among}"
             );
             let ids: Vec<String> = declarations.iter().map(Uuid::to_string).collect();
             for row in sqlx::query(AssertSqlSafe(sql)).bind(json_text(&ids)?).fetch_all(&self.pool).await.map_err(db)? {
                 let id: String = row.try_get(0)?;
-                let review: String = row.try_get(1)?;
+                let id = Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?;
+                let review: Option<String> = row.try_get(1)?;
+                let reviewed_at: Option<i64> = row.try_get(3)?;
+                let void_reason: Option<String> = row.try_get(4)?;
+                let voided_at: Option<i64> = row.try_get(5)?;
+                let (status, reason, at) = match (void_reason, voided_at, review, reviewed_at) {
+                    (Some(reason), Some(at), _, _) => (Status::Rejected, Some(reason), at),
+                    (_, _, Some(review), Some(at)) if review == "approved" => (Status::Accepted, None, at),
+                    (_, _, Some(_), Some(at)) => (Status::Rejected, row.try_get(2)?, at),
+                    _ => continue,
+                };
                 decisions.push(ReviewUpdate {
-                    id: Uuid::from_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?,
-                    status: if review == "approved" { Status::Accepted } else { Status::Rejected },
-                    reason: row.try_get(2)?,
-                    decided_at: from_unix_ms(row.try_get(3)?)?.to_offset(shared::wire::SERVER_OFFSET),
+                    id,
+                    status,
+                    reason,
+                    decided_at: from_unix_ms(at)?.to_offset(shared::wire::SERVER_OFFSET),
                 });
             }
         }

@@ -10,16 +10,20 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row as _};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::sql::{Dialect, LOCK_METERS, SqlStore, db, json_text, meter_from_row, opt_u64};
+use super::sql::{
+    Dialect, FeedEntry, LOCK_METERS, SET_CONSUMPTION, SqlStore, db, json_text, meter_from_row, opt_u64, replacements,
+};
+use shared::wire::BillingKind;
 use super::{
     AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
-    ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, from_unix_ms, unix_ms,
+    ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, Void, from_unix_ms, unix_ms,
 };
 
 /// The columns [`stored_from_row`] reads, in its order.
 pub(super) const STORED_COLUMNS: &str = "seq, id, channel, subscription, meter_serial, reading, read_at_ms, \
      received_at_ms, status, code, consumption_m3, duplicate_of, CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT), \
-     note, sender, operator, office, review, review_reason, reviewed_by, reviewed_at_ms";
+     note, sender, operator, office, review, review_reason, reviewed_by, reviewed_at_ms, void_reason, voided_by, \
+     voided_at_ms";
 
 pub(super) fn stored_from_row(row: &AnyRow) -> Result<StoredDeclaration, StoreError> {
     let seq: i64 = row.try_get(0)?;
@@ -56,6 +60,10 @@ pub(super) fn stored_from_row(row: &AnyRow) -> Result<StoredDeclaration, StoreEr
                 reviewer,
                 at: from_unix_ms(at)?,
             }),
+            _ => None,
+        },
+        void: match (row.try_get::<Option<String>, _>(21)?, row.try_get::<Option<String>, _>(22)?, row.try_get::<Option<i64>, _>(23)?) {
+            (Some(reason), Some(by), Some(at)) => Some(Void { reason, by, at: from_unix_ms(at)? }),
             _ => None,
         },
     })
@@ -228,23 +236,29 @@ impl SqlStore {
     pub(super) async fn queue_rows(&self, limit: u32) -> Result<Vec<StoredDeclaration>, StoreError> {
         let sql = format!(
             "SELECT {STORED_COLUMNS} FROM declarations WHERE status = 'needs_review' AND review IS NULL \
-             ORDER BY seq LIMIT $1"
+             AND duplicate_of IS NULL ORDER BY seq LIMIT $1"
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(stored_from_row).collect()
     }
 
     /// A reviewer's decision. The meter's row is locked first on PostgreSQL (as a batch of
-    /// declarations does), and the update only applies while no decision is stored, so two
-    /// reviewers deciding at once leave exactly one decision.
+    /// declarations does), and the update only applies while no decision is stored (for a void:
+    /// while the declaration counts), so two reviewers deciding at once leave exactly one
+    /// decision. Every change of a reading's consumption reaches the billing feed as a
+    /// correction, in the same transaction.
     pub(super) async fn decide_review(
         &self,
         request: &ReviewRequest,
         now: OffsetDateTime,
     ) -> Result<ReviewResult, StoreError> {
         let Some(before) = self.declaration_row(request.seq).await? else { return Ok(ReviewResult::NotFound) };
-        if !before.pending_review() {
-            return Ok(ReviewResult::NotPending(before));
+        match &request.decision {
+            ReviewDecision::Void { .. } if !before.counts => return Ok(ReviewResult::NotCounting(before)),
+            ReviewDecision::Approve | ReviewDecision::Reject { .. } if !before.pending_review() => {
+                return Ok(ReviewResult::NotPending(before));
+            }
+            _ => {}
         }
         let mut tx = self.begin_write().await?;
         let subscription = SubscriptionNumber::parse(&before.subscription).ok();
@@ -252,13 +266,14 @@ impl SqlStore {
             Some(sub) => self.lock_meter(&mut tx, sub).await?,
             None => None,
         };
-        match &request.decision {
+        let seq = request.seq as i64;
+        let (action, detail) = match &request.decision {
             ReviewDecision::Reject { reason } => {
                 let updated = sqlx::query(
                     "UPDATE declarations SET review = 'rejected', review_reason = $2, reviewed_by = $3, \
                      reviewed_at_ms = $4 WHERE seq = $1 AND review IS NULL",
                 )
-                .bind(request.seq as i64)
+                .bind(seq)
                 .bind(reason)
                 .bind(&request.reviewer)
                 .bind(unix_ms(now))
@@ -269,35 +284,34 @@ impl SqlStore {
                     tx.rollback().await.map_err(db)?;
                     return self.not_pending(request.seq).await;
                 }
-                let detail = format!("declaration {} of {}: {reason}", request.seq, before.subscription);
-                insert_audit_on(
-                    &mut tx,
-                    &AuditEntry { at: now, username: &request.reviewer, action: "reject", detail: &detail },
-                )
-                .await?;
+                ("reject", format!("declaration {} of {}: {reason}", request.seq, before.subscription))
             }
             ReviewDecision::Approve => {
                 let (Some(reading), Some(meter)) = (before.reading, meter) else {
                     tx.rollback().await.map_err(db)?;
                     return Ok(ReviewResult::CannotCount);
                 };
-                let detail = format!("declaration {} of {}: reading {reading}", request.seq, before.subscription);
-                insert_audit_on(
-                    &mut tx,
-                    &AuditEntry { at: now, username: &request.reviewer, action: "approve", detail: &detail },
-                )
-                .await?;
                 let chain = self.chain_from(&mut tx, &meter, before.read_at).await?;
                 let point = Point { source: Source::Declaration(request.seq), reading, read_at: before.read_at };
-                let approval = rules::approve(&meter.context(), &chain, &point);
+                let approval = match rules::approve(&meter.context(), &chain, &point) {
+                    Ok(approval) => approval,
+                    Err(conflict) => {
+                        tx.rollback().await.map_err(db)?;
+                        return Ok(ReviewResult::Conflict(before, conflict));
+                    }
+                };
+                // A repeat of a reading that counts is approved as that reading: it adds nothing.
+                let counts = approval.repeat_of.is_none();
                 let updated = sqlx::query(
-                    "UPDATE declarations SET review = 'approved', reviewed_by = $2, reviewed_at_ms = $3, counts = true, \
-                     consumption_m3 = $4 WHERE seq = $1 AND review IS NULL",
+                    "UPDATE declarations SET review = 'approved', reviewed_by = $2, reviewed_at_ms = $3, counts = $4, \
+                     consumption_m3 = $5, duplicate_of = $6 WHERE seq = $1 AND review IS NULL",
                 )
-                .bind(request.seq as i64)
+                .bind(seq)
                 .bind(&request.reviewer)
                 .bind(unix_ms(now))
+                .bind(counts)
                 .bind(approval.consumption_m3.and_then(|c| i64::try_from(c).ok()))
+                .bind(approval.repeat_of.and_then(|c| i64::try_from(c).ok()))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -305,17 +319,61 @@ impl SqlStore {
                     tx.rollback().await.map_err(db)?;
                     return self.not_pending(request.seq).await;
                 }
+                let mut changes = Vec::new();
                 if let Some((next, consumption)) = approval.next_consumption {
-                    sqlx::query("UPDATE declarations SET consumption_m3 = $1 WHERE seq = $2")
-                        .bind(consumption as i64)
-                        .bind(next as i64)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                    self.set_consumption(&mut tx, next, Some(consumption)).await?;
+                    changes.push((next, BillingKind::Correction, Some(consumption)));
                 }
-                self.append_billing(&mut tx, &[(request.seq, approval.consumption_m3)], now).await?;
+                let mut entries = Vec::new();
+                if counts {
+                    entries.push(FeedEntry::reading(request.seq, approval.consumption_m3));
+                }
+                entries.extend(replacements(&mut tx, &changes).await?);
+                self.append_billing(&mut tx, &entries, now).await?;
+                let detail = match approval.repeat_of {
+                    Some(of) => format!("declaration {} of {}: reading {reading}, a repeat of {of}", request.seq, before.subscription),
+                    None => format!("declaration {} of {}: reading {reading}", request.seq, before.subscription),
+                };
+                ("approve", detail)
             }
-        }
+            ReviewDecision::Void { reason } => {
+                let chain = match &meter {
+                    Some(meter) => {
+                        self.chain_from(&mut tx, meter, before.read_at - time::Duration::milliseconds(1)).await?
+                    }
+                    None => rules::Chain::default(),
+                };
+                let updated = sqlx::query(
+                    "UPDATE declarations SET counts = false, void_reason = $2, voided_by = $3, voided_at_ms = $4 \
+                     WHERE seq = $1 AND counts",
+                )
+                .bind(seq)
+                .bind(reason)
+                .bind(&request.reviewer)
+                .bind(unix_ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                if updated.rows_affected() != 1 {
+                    tx.rollback().await.map_err(db)?;
+                    return Ok(match self.declaration_row(request.seq).await? {
+                        Some(now) => ReviewResult::NotCounting(now),
+                        None => ReviewResult::NotFound,
+                    });
+                }
+                let mut changes = vec![(request.seq, BillingKind::Void, None)];
+                if let Some(meter) = &meter
+                    && let Some((next, consumption)) = rules::void(&meter.context(), &chain, request.seq)
+                {
+                    self.set_consumption(&mut tx, next, consumption).await?;
+                    changes.push((next, BillingKind::Correction, consumption));
+                }
+                let entries = replacements(&mut tx, &changes).await?;
+                self.append_billing(&mut tx, &entries, now).await?;
+                ("void", format!("declaration {} of {}: {reason}", request.seq, before.subscription))
+            }
+        };
+        insert_audit_on(&mut tx, &AuditEntry { at: now, username: &request.reviewer, action, detail: &detail }).await?;
         tx.commit().await.map_err(db)?;
         match self.declaration_row(request.seq).await? {
             Some(after) => Ok(ReviewResult::Decided(after)),
@@ -323,12 +381,30 @@ impl SqlStore {
         }
     }
 
+    /// Re-measures a declaration's current consumption.
+    async fn set_consumption(
+        &self,
+        conn: &mut AnyConnection,
+        seq: u64,
+        consumption: Option<u64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SET_CONSUMPTION)
+            .bind(consumption.and_then(|c| i64::try_from(c).ok()))
+            .bind(seq as i64)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     pub(super) async fn billing_rows(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError> {
         let rows = sqlx::query(
             "SELECT f.position, d.seq, d.subscription, COALESCE(m.meter_serial, d.meter_serial), d.reading, \
-               d.read_at_ms, f.consumption_m3, d.channel, CAST(CASE WHEN d.review IS NULL THEN 0 ELSE 1 END AS BIGINT) \
+               d.read_at_ms, f.consumption_m3, d.channel, \
+               CAST(CASE WHEN d.review = 'approved' THEN 1 ELSE 0 END AS BIGINT), f.kind, f.replaces, r.consumption_m3 \
              FROM billing_feed AS f JOIN declarations AS d ON d.seq = f.seq \
              LEFT JOIN meters AS m ON m.subscription = d.subscription \
+             LEFT JOIN billing_feed AS r ON r.position = f.replaces \
              WHERE f.position > $1 ORDER BY f.position LIMIT $2",
         )
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
@@ -341,6 +417,8 @@ impl SqlStore {
                 let position: i64 = row.try_get(0)?;
                 let seq: i64 = row.try_get(1)?;
                 let reviewed: i64 = row.try_get(8)?;
+                let kind: String = row.try_get(9)?;
+                let replaces: Option<i64> = row.try_get(10)?;
                 Ok(BillingEntry {
                     position: position as u64,
                     seq: seq as u64,
@@ -351,9 +429,23 @@ impl SqlStore {
                     consumption_m3: opt_u64(row.try_get(6)?),
                     channel: row.try_get(7)?,
                     approved_on_review: reviewed != 0,
+                    kind: BillingKind::from_str_opt(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("billing entry kind {kind:?}")))?,
+                    replaces: match opt_u64(replaces) {
+                        Some(position) => Some((position, opt_u64(row.try_get(11)?))),
+                        None => None,
+                    },
                 })
             })
             .collect()
+    }
+
+    pub(super) async fn billing_last(&self) -> Result<u64, StoreError> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM billing_feed")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(opt_u64(Some(last)).unwrap_or_default())
     }
 
     async fn not_pending(&self, seq: u64) -> Result<ReviewResult, StoreError> {

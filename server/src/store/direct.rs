@@ -30,8 +30,8 @@ use shared::rules::Chain;
 use time::OffsetDateTime;
 
 use super::sql::{
-    self, BILLED_POINT, CHAIN_FROM, DECLARATION_COLUMNS, Dialect, Known, MeterColumns, Raced, SET_CONSUMPTION,
-    SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
+    self, BILLED_POINT, CHAIN_FROM, DECLARATION_COLUMNS, Dialect, FeedEntry, HELD_OF, Held, Known, LATEST_ENTRY,
+    MeterColumns, Raced, SET_CONSUMPTION, SQLITE_NEXT_POSITION, SQLITE_PRAGMAS, STORED_OUTCOME_COLUMNS, StoredOutcome,
 };
 use super::worker::Worker;
 use super::{FastMap, Incoming, MeterRecord, Outcome, StoreError, last_point, unix_ms};
@@ -59,12 +59,7 @@ static INSERT_DECLARATIONS: LazyLock<[String; 2]> = LazyLock::new(|| {
 /// [`CHUNK`] billing feed rows, and one.
 static APPEND_BILLING: LazyLock<[String; 2]> = LazyLock::new(|| {
     [CHUNK, 1].map(|rows| {
-        multi_row_insert(
-            "billing_feed",
-            "position, seq, consumption_m3, added_at_ms",
-            rows,
-            "ON CONFLICT (seq) DO NOTHING",
-        )
+        multi_row_insert("billing_feed", "position, seq, consumption_m3, added_at_ms, kind, replaces", rows, "")
     })
 });
 
@@ -80,6 +75,7 @@ struct Committed {
     last_seq: Option<u64>,
     next_position: Option<i64>,
     meters: FastMap<String, MeterRecord>,
+    held: FastMap<String, Vec<Held>>,
 }
 
 /// The connection that stores declarations on SQLite.
@@ -109,6 +105,9 @@ struct Cache {
     data_version: Option<i64>,
     /// Meters as stored, with their latest readings, by subscription; at most [`CACHED_METERS`].
     meters: FastMap<String, MeterRecord>,
+    /// The declarations held for review of some meters, by subscription (only this connection
+    /// stores new ones; a review decision is another connection's commit, which empties this).
+    held: FastMap<String, Vec<Held>>,
 }
 
 /// The most meters kept between transactions (a few hundred bytes each): a province's active
@@ -117,8 +116,13 @@ struct Cache {
 const CACHED_METERS: usize = 200_000;
 
 impl Cache {
-    /// Takes back the meters a committed transaction read and moved.
-    fn keep(&mut self, meters: FastMap<String, MeterRecord>) {
+    /// Takes back the meters a committed transaction read and moved, and their held
+    /// declarations.
+    fn keep(&mut self, meters: FastMap<String, MeterRecord>, held: FastMap<String, Vec<Held>>) {
+        if self.held.len() + held.len() > CACHED_METERS {
+            self.held.clear();
+        }
+        self.held.extend(held);
         let held = self.meters.len() + meters.len();
         if held > CACHED_METERS {
             let mut dropping = held - CACHED_METERS * 3 / 4;
@@ -170,7 +174,7 @@ impl Direct {
             Ok(Ok(committed)) => {
                 cache.last_seq = committed.last_seq;
                 cache.next_position = committed.next_position;
-                cache.keep(committed.meters);
+                cache.keep(committed.meters, committed.held);
                 self.checkpointer.nudge();
                 Ok(Ok(committed.outcomes))
             }
@@ -225,6 +229,7 @@ impl Direct {
         if cache.data_version != Some(data_version) {
             // Another connection committed: what it changed is not known here.
             cache.meters.clear();
+            cache.held.clear();
             cache.next_position = None;
             cache.data_version = Some(data_version);
         }
@@ -246,7 +251,15 @@ impl Direct {
                 .map_err(classify)? as u64,
         };
         let seqs = (1..=fresh as u64).map(|i| max + i).collect();
-        let mut known = Known { stored, meters, chains };
+        let mut held = FastMap::with_capacity_and_hasher(meters.len(), Default::default());
+        for sub in meters.keys() {
+            let list = match cache.held.remove(sub) {
+                Some(list) => list,
+                None => held_of(tx, sub)?,
+            };
+            held.insert(sub.clone(), list);
+        }
+        let mut known = Known { stored, meters, chains, held };
         let judged = sql::judge(batch, &mut known, seqs, now)?;
 
         if !insert_declarations(tx, &judged.rows, now)? {
@@ -258,9 +271,17 @@ impl Direct {
                 .and_then(|mut s| s.execute((consumption as i64, seq as i64)))
                 .map_err(classify)?;
         }
-        let next_position = append_billing(tx, &judged.billed(), cache.next_position, now)?;
+        let mut entries = judged.billed();
+        entries.extend(replacements(tx, &judged.corrected())?);
+        let next_position = append_billing(tx, &entries, cache.next_position, now)?;
         let last_seq = judged.last_seq().or(known_seq);
-        Ok(Ok(Committed { last_seq, next_position, outcomes: judged.outcomes, meters: known.meters }))
+        Ok(Ok(Committed {
+            last_seq,
+            next_position,
+            outcomes: judged.outcomes,
+            meters: known.meters,
+            held: known.held,
+        }))
     }
 }
 
@@ -334,7 +355,7 @@ fn insert_declarations(conn: &Connection, rows: &[sql::NewRow<'_>], now: OffsetD
 #[inline(never)]
 fn append_billing(
     conn: &Connection,
-    billed: &[(u64, Option<u64>)],
+    billed: &[FeedEntry],
     next: Option<i64>,
     now: OffsetDateTime,
 ) -> Result<Option<i64>, StoreError> {
@@ -349,16 +370,14 @@ fn append_billing(
             .map_err(classify)?,
     };
     let added_at_ms = unix_ms(now);
-    let rows: Vec<(i64, i64, Option<i64>)> = billed
-        .iter()
-        .zip(first..)
-        .map(|(&(seq, consumption), position)| (position, seq as i64, sql::opt_i64(consumption)))
-        .collect();
-    insert_rows(conn, &APPEND_BILLING, &rows, 4, |s, at, &(position, seq, consumption)| {
+    let rows: Vec<(i64, &FeedEntry)> = (first..).zip(billed).collect();
+    insert_rows(conn, &APPEND_BILLING, &rows, 6, |s, at, &(position, entry)| {
         s.raw_bind_parameter(at, position)?;
-        s.raw_bind_parameter(at + 1, seq)?;
-        s.raw_bind_parameter(at + 2, consumption)?;
-        s.raw_bind_parameter(at + 3, added_at_ms)
+        s.raw_bind_parameter(at + 1, entry.seq as i64)?;
+        s.raw_bind_parameter(at + 2, sql::opt_i64(entry.consumption))?;
+        s.raw_bind_parameter(at + 3, added_at_ms)?;
+        s.raw_bind_parameter(at + 4, entry.kind.as_str())?;
+        s.raw_bind_parameter(at + 5, sql::opt_i64(entry.replaces))
     })?;
     Ok(Some(first + rows.len() as i64))
 }
@@ -427,6 +446,41 @@ fn meters(
         }
     }
     Ok(found)
+}
+
+/// As `sql::replacements`: the feed entries that replace those of readings stored before.
+fn replacements(
+    conn: &Connection,
+    changes: &[(u64, shared::wire::BillingKind, Option<u64>)],
+) -> Result<Vec<FeedEntry>, StoreError> {
+    let mut entries = Vec::with_capacity(changes.len());
+    for &(seq, kind, consumption) in changes {
+        let latest: Option<(i64, Option<i64>)> = conn
+            .prepare_cached(LATEST_ENTRY)
+            .and_then(|mut s| s.query_row([seq as i64], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(classify)?;
+        let latest = latest.map(|(position, had)| (position as u64, sql::opt_u64(had)));
+        entries.extend(FeedEntry::replacing(seq, kind, consumption, latest));
+    }
+    Ok(entries)
+}
+
+/// As `SqlStore::held_of`.
+fn held_of(conn: &Connection, subscription: &str) -> Result<Vec<Held>, StoreError> {
+    let mut statement = conn.prepare_cached(HELD_OF).map_err(classify)?;
+    let mut rows = statement.query([subscription]).map_err(classify)?;
+    let mut held = Vec::new();
+    while let Some(row) = rows.next().map_err(classify)? {
+        let code: Option<String> = row.get(3).map_err(classify)?;
+        held.extend(sql::held_from(
+            row.get(0).map_err(classify)?,
+            row.get(1).map_err(classify)?,
+            row.get(2).map_err(classify)?,
+            code.as_deref(),
+            row.get(4).map_err(classify)?,
+        )?);
+    }
+    Ok(held)
 }
 
 /// As `SqlStore::chain_from`.

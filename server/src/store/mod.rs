@@ -89,6 +89,8 @@ pub struct MeterRecord {
     pub avg_daily_m3: Option<f64>,
     pub max_hourly_m3: f64,
     pub phone: Option<String>,
+    /// The last billed reading, from the registry.
+    pub billed: Option<Point>,
     /// The latest reading that counts, in reading time.
     pub last: Option<Point>,
 }
@@ -437,8 +439,10 @@ pub trait Store: Send + Sync + 'static {
     /// declarations (the writer calls it). Durable once a later [`Store::sync`] has returned.
     async fn decide(&self, request: &ReviewRequest, now: OffsetDateTime) -> Result<ReviewResult, StoreError>;
 
-    /// The billing feed after position `after`, at most `limit` readings, in feed order.
+    /// The billing feed after position `after`, at most `limit` entries, in feed order.
     async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError>;
+    /// The billing feed's last position (0 when it is empty): no cursor past it was handed out.
+    async fn billing_end(&self) -> Result<u64, StoreError>;
 
     // Complaints and what staff did since.
 
@@ -558,6 +562,9 @@ pub struct BillingEntry {
     pub consumption_m3: Option<u64>,
     pub channel: String,
     pub approved_on_review: bool,
+    pub kind: shared::wire::BillingKind,
+    /// The position of the entry this one replaces, and that entry's consumption.
+    pub replaces: Option<(u64, Option<u64>)>,
 }
 
 impl BillingEntry {
@@ -572,6 +579,9 @@ impl BillingEntry {
             consumption_m3: self.consumption_m3,
             channel: self.channel.clone(),
             approved_on_review: self.approved_on_review,
+            kind: self.kind,
+            replaces: self.replaces.map(|(position, _)| position.to_string()),
+            replaced_consumption_m3: self.replaces.and_then(|(_, consumption)| consumption),
         }
     }
 }
@@ -676,8 +686,13 @@ pub struct AuditRecord {
 /// A reviewer's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReviewDecision {
+    /// A held declaration counts.
     Approve,
+    /// A held declaration does not count; the subscriber is told why.
     Reject { reason: String },
+    /// A declaration that counts (accepted, or approved on review) is wrong and stops counting;
+    /// the reading after it is measured from the one before it.
+    Void { reason: String },
 }
 
 /// A reviewer's decision on one held declaration.
@@ -697,6 +712,11 @@ pub enum ReviewResult {
     NotPending(StoredDeclaration),
     /// It has no reading to count (or no meter to count it on): it can only be rejected.
     CannotCount,
+    /// Approving it would make the meter's chain go down: a neighbour must be voided first, or
+    /// this one rejected.
+    Conflict(StoredDeclaration, shared::rules::Conflict),
+    /// A void of a declaration that does not count (held, rejected, a repeat, voided already).
+    NotCounting(StoredDeclaration),
     NotFound,
 }
 
@@ -723,6 +743,8 @@ pub struct StoredDeclaration {
     pub sender: Option<String>,
     pub staff: Option<Staff>,
     pub review: Option<Review>,
+    /// Staff voided it: it no longer counts.
+    pub void: Option<Void>,
 }
 
 impl StoredDeclaration {
@@ -734,10 +756,18 @@ impl StoredDeclaration {
         shared::TrackingCode::from_sequence(self.duplicate_of.unwrap_or(self.seq))
     }
 
-    /// Whether it waits for a reviewer.
+    /// Whether it waits for a reviewer (a repeat of a held declaration waits with it, as one).
     pub fn pending_review(&self) -> bool {
-        self.status == Status::NeedsReview && self.review.is_none()
+        self.status == Status::NeedsReview && self.review.is_none() && self.duplicate_of.is_none()
     }
+}
+
+/// Staff's void of a declaration that counted, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Void {
+    pub reason: String,
+    pub by: String,
+    pub at: OffsetDateTime,
 }
 
 /// A reviewer's decision as stored.

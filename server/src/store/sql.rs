@@ -16,6 +16,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use shared::rules::{self, Candidate, Chain, Decision, Point, Source};
+use shared::wire::BillingKind;
 use shared::{Code, MeterSerial, Status, SubscriptionNumber};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -293,6 +294,7 @@ impl MeterColumns {
             avg_daily_m3: self.3,
             max_hourly_m3: self.4,
             phone: self.5,
+            billed,
             last: rules::later(billed, declared),
         })
     }
@@ -568,7 +570,11 @@ impl SqlStore {
             };
             chains.insert(sub, chain);
         }
-        let mut known = Known { stored, meters, chains };
+        let mut held = FastMap::default();
+        for sub in meters.keys() {
+            held.insert(sub.clone(), self.held_of(&mut tx, sub).await?);
+        }
+        let mut known = Known { stored, meters, chains, held };
         let judged = judge(batch, &mut known, seqs, now)?;
         if let Err(raced) = self.insert_judged(&mut tx, &judged, now).await? {
             tx.rollback().await.map_err(db)?;
@@ -584,8 +590,21 @@ impl SqlStore {
                 .await
                 .map_err(db)?;
         }
+        let corrections = replacements(&mut tx, &judged.corrected()).await?;
+        self.append_billing(&mut tx, &corrections, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(Ok(judged.outcomes))
+    }
+
+    /// A meter's held declarations ([`HELD_OF`]).
+    async fn held_of(&self, conn: &mut AnyConnection, subscription: &str) -> Result<Vec<Held>, StoreError> {
+        let rows = sqlx::query(HELD_OF).bind(subscription).fetch_all(&mut *conn).await.map_err(db)?;
+        let mut held = Vec::with_capacity(rows.len());
+        for row in rows {
+            let code: Option<String> = row.try_get(3)?;
+            held.extend(held_from(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, code.as_deref(), row.try_get(4)?)?);
+        }
+        Ok(held)
     }
 }
 
@@ -597,7 +616,7 @@ impl SqlStore {
     pub(super) async fn append_billing(
         &self,
         conn: &mut AnyConnection,
-        entries: &[(u64, Option<u64>)],
+        entries: &[FeedEntry],
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         if entries.is_empty() {
@@ -636,10 +655,10 @@ fn billing_ctes(rows: &str, count: &str, at: &str, gate: &str) -> String {
     format!(
         "p AS (UPDATE billing_position SET last = last + {count}::bigint \
            WHERE id = 1 AND {count}::bigint > 0 {gate} RETURNING last), \
-         b AS (INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
-           SELECT p.last - {count}::bigint + e.n, (e.r ->> 0)::bigint, (e.r ->> 1)::bigint, {at}::bigint \
-           FROM p, jsonb_array_elements({rows}::jsonb) WITH ORDINALITY AS e(r, n) \
-           ON CONFLICT (seq) DO NOTHING RETURNING 1)"
+         b AS (INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms, kind, replaces) \
+           SELECT p.last - {count}::bigint + e.n, (e.r ->> 0)::bigint, (e.r ->> 1)::bigint, {at}::bigint, \
+             e.r ->> 2, (e.r ->> 3)::bigint \
+           FROM p, jsonb_array_elements({rows}::jsonb) WITH ORDINALITY AS e(r, n) RETURNING 1)"
     )
 }
 
@@ -662,29 +681,33 @@ static INSERT_AND_BILL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Billing feed readings as JSON `[[seq, consumption], …]`, for PostgreSQL's [`billing_ctes`].
-fn billed_json(entries: &[(u64, Option<u64>)]) -> Result<String, StoreError> {
-    json_text(&entries.iter().map(|&(seq, consumption)| (seq as i64, opt_i64(consumption))).collect::<Vec<_>>())
+/// Billing feed entries as JSON `[[seq, consumption, kind, replaces], …]`, for PostgreSQL's
+/// [`billing_ctes`].
+fn billed_json(entries: &[FeedEntry]) -> Result<String, StoreError> {
+    json_text(
+        &entries
+            .iter()
+            .map(|e| (e.seq as i64, opt_i64(e.consumption), e.kind.as_str(), opt_i64(e.replaces)))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// SQLite: the first free position of the billing feed (one writer: the next ones are ours).
 pub(super) const SQLITE_NEXT_POSITION: &str = "SELECT COALESCE(MAX(position), 0) + 1 FROM billing_feed";
 
 /// SQLite: appends the JSON rows of [`billing_json`] to the billing feed.
-pub(super) const SQLITE_APPEND_BILLING: &str = "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each($1) WHERE true \
-     ON CONFLICT (seq) DO NOTHING";
+pub(super) const SQLITE_APPEND_BILLING: &str =
+    "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms, kind, replaces) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each($1)";
 
-/// Billing feed rows for (seq, consumption) entries from position `first` on, as JSON text.
-pub(super) fn billing_json(
-    entries: &[(u64, Option<u64>)],
-    first: i64,
-    now: OffsetDateTime,
-) -> Result<String, StoreError> {
-    let rows: Vec<(i64, i64, Option<i64>, i64)> = entries
+/// Billing feed rows for `entries` from position `first` on, as JSON text.
+pub(super) fn billing_json(entries: &[FeedEntry], first: i64, now: OffsetDateTime) -> Result<String, StoreError> {
+    let rows: Vec<(i64, i64, Option<i64>, i64, &str, Option<i64>)> = entries
         .iter()
         .zip(first..)
-        .map(|(&(seq, consumption), position)| (position, seq as i64, opt_i64(consumption), unix_ms(now)))
+        .map(|(e, position)| {
+            (position, e.seq as i64, opt_i64(e.consumption), unix_ms(now), e.kind.as_str(), opt_i64(e.replaces))
+        })
         .collect();
     json_text(&rows)
 }
@@ -837,6 +860,94 @@ pub(super) struct Known {
     pub(super) stored: FastMap<String, StoredOutcome>,
     pub(super) meters: FastMap<String, MeterRecord>,
     pub(super) chains: FastMap<String, Chain>,
+    /// Each meter's declarations waiting for a reviewer (repeats of them aside).
+    pub(super) held: FastMap<String, Vec<Held>>,
+}
+
+/// A declaration waiting for a reviewer, as a repeat of it is answered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Held {
+    pub(super) seq: u64,
+    pub(super) reading: u64,
+    pub(super) read_at: OffsetDateTime,
+    pub(super) code: Option<Code>,
+    pub(super) consumption: Option<u64>,
+}
+
+/// The held declarations of meter `$1`: (seq, reading, read_at_ms, code, answered_consumption).
+pub(super) const HELD_OF: &str = "SELECT seq, reading, read_at_ms, code, answered_consumption FROM declarations \
+     WHERE subscription = $1 AND status = 'needs_review' AND review IS NULL AND duplicate_of IS NULL";
+
+/// A [`HELD_OF`] row.
+pub(super) fn held_from(
+    seq: i64,
+    reading: Option<i64>,
+    read_at_ms: i64,
+    code: Option<&str>,
+    consumption: Option<i64>,
+) -> Result<Option<Held>, StoreError> {
+    let Some(reading) = opt_u64(reading) else { return Ok(None) };
+    Ok(Some(Held {
+        seq: seq as u64,
+        reading,
+        read_at: from_unix_ms(read_at_ms)?,
+        code: code.and_then(Code::from_str_opt),
+        consumption: opt_u64(consumption),
+    }))
+}
+
+/// An entry to add to the billing feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FeedEntry {
+    pub(super) seq: u64,
+    pub(super) consumption: Option<u64>,
+    pub(super) kind: BillingKind,
+    /// The position of the reading's entry that this one replaces.
+    pub(super) replaces: Option<u64>,
+}
+
+impl FeedEntry {
+    /// A reading that starts to count.
+    pub(super) fn reading(seq: u64, consumption: Option<u64>) -> Self {
+        Self { seq, consumption, kind: BillingKind::Reading, replaces: None }
+    }
+
+    /// The entry that replaces a reading's `latest` one (position, consumption): a correction to
+    /// `consumption`, unless that is what the latest says already (then none), or a void.
+    pub(super) fn replacing(
+        seq: u64,
+        kind: BillingKind,
+        consumption: Option<u64>,
+        latest: Option<(u64, Option<u64>)>,
+    ) -> Option<Self> {
+        if kind == BillingKind::Correction && latest.is_some_and(|(_, had)| had == consumption) {
+            return None;
+        }
+        let consumption = if kind == BillingKind::Void { None } else { consumption };
+        Some(Self { seq, consumption, kind, replaces: latest.map(|(position, _)| position) })
+    }
+}
+
+/// A reading's latest entry in the billing feed, by its seq (`$1`): (position, consumption_m3).
+pub(super) const LATEST_ENTRY: &str =
+    "SELECT position, consumption_m3 FROM billing_feed WHERE seq = $1 ORDER BY position DESC LIMIT 1";
+
+/// The entries that replace the feed entries of readings whose consumption changed (or that were
+/// voided), each found by [`LATEST_ENTRY`] on `conn`.
+pub(super) async fn replacements(
+    conn: &mut AnyConnection,
+    changes: &[(u64, BillingKind, Option<u64>)],
+) -> Result<Vec<FeedEntry>, StoreError> {
+    let mut entries = Vec::with_capacity(changes.len());
+    for &(seq, kind, consumption) in changes {
+        let row = sqlx::query(LATEST_ENTRY).bind(seq as i64).fetch_optional(&mut *conn).await.map_err(db)?;
+        let latest = match row {
+            Some(row) => Some((opt_u64(Some(row.try_get::<i64, _>(0)?)).unwrap_or_default(), opt_u64(row.try_get(1)?))),
+            None => None,
+        };
+        entries.extend(FeedEntry::replacing(seq, kind, consumption, latest));
+    }
+    Ok(entries)
 }
 
 /// A judged batch: the rows to insert, the later declarations re-measured, and the answers.
@@ -847,9 +958,29 @@ pub(super) struct Judged<'a> {
 }
 
 impl Judged<'_> {
-    /// The readings that join the billing feed: (seq, consumption).
-    pub(super) fn billed(&self) -> Vec<(u64, Option<u64>)> {
-        self.rows.iter().filter(|r| r.decision.counts()).map(|r| (r.seq, r.decision.consumption_m3)).collect()
+    /// The readings that join the billing feed, with their consumption as it stands once the
+    /// whole batch is in (a later row of the batch may land before an earlier one).
+    pub(super) fn billed(&self) -> Vec<FeedEntry> {
+        self.rows
+            .iter()
+            .filter(|r| r.decision.counts())
+            .map(|r| {
+                let remeasured = self.consumption_updates.iter().rev().find(|(seq, _)| *seq == r.seq);
+                FeedEntry::reading(r.seq, remeasured.map_or(r.decision.consumption_m3, |&(_, m3)| Some(m3)))
+            })
+            .collect()
+    }
+
+    /// The readings stored before this batch whose consumption it changed, each once, with its
+    /// final figure: they get a correction in the billing feed.
+    pub(super) fn corrected(&self) -> Vec<(u64, BillingKind, Option<u64>)> {
+        let mut last: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+        for &(seq, m3) in &self.consumption_updates {
+            if !self.rows.iter().any(|r| r.seq == seq) {
+                last.insert(seq, m3);
+            }
+        }
+        last.into_iter().map(|(seq, m3)| (seq, BillingKind::Correction, Some(m3))).collect()
     }
 
     /// The highest sequence number handed out.
@@ -959,6 +1090,29 @@ pub(super) fn judge<'a>(
                         let mut decision = rules::reconcile(&meter.context(), chain, &candidate, now);
                         if !verified {
                             decision = rules::from_unverified_sender(decision);
+                        }
+                        let held = known.held.entry(meter.subscription.to_string()).or_default();
+                        if decision.status == Status::NeedsReview && decision.duplicate_of.is_none() {
+                            // The same reading held already (a double tap, or the same reading by
+                            // another channel): one declaration, one review item.
+                            match held.iter().find(|h| rules::repeats(reading.value(), item.read_at, h.reading, h.read_at)) {
+                                Some(h) => {
+                                    decision = Decision {
+                                        status: Status::NeedsReview,
+                                        code: h.code,
+                                        consumption_m3: h.consumption,
+                                        duplicate_of: Some(h.seq),
+                                        next_consumption: None,
+                                    };
+                                }
+                                None => held.push(Held {
+                                    seq,
+                                    reading: reading.value(),
+                                    read_at: item.read_at,
+                                    code: decision.code,
+                                    consumption: decision.consumption_m3,
+                                }),
+                            }
                         }
                         if decision.counts() {
                             let point = Point {
@@ -1188,7 +1342,10 @@ impl Store for SqlStore {
     async fn backlog(&self) -> Result<(u64, u64), StoreError> {
         // Both counts walk a partial index of what is still open.
         let held: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM declarations WHERE status = 'needs_review' AND review IS NULL")
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM declarations WHERE status = 'needs_review' AND review IS NULL \
+                 AND duplicate_of IS NULL",
+            )
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db)?;
@@ -1205,6 +1362,10 @@ impl Store for SqlStore {
 
     async fn billing_feed(&self, after: u64, limit: u32) -> Result<Vec<BillingEntry>, StoreError> {
         self.billing_rows(after, limit).await
+    }
+
+    async fn billing_end(&self) -> Result<u64, StoreError> {
+        self.billing_last().await
     }
 
     async fn file_complaint(&self, complaint: &NewComplaint, now: OffsetDateTime) -> Result<Filed, StoreError> {

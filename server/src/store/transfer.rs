@@ -85,11 +85,21 @@ const TABLES: &[Table] = &[
             ("review_reason", Text),
             ("reviewed_by", Text),
             ("reviewed_at_ms", Int),
+            ("voided_by", Text),
+            ("void_reason", Text),
+            ("voided_at_ms", Int),
         ],
     },
     Table {
         name: "billing_feed",
-        columns: &[("position", Int), ("seq", Int), ("consumption_m3", Int), ("added_at_ms", Int)],
+        columns: &[
+            ("position", Int),
+            ("seq", Int),
+            ("consumption_m3", Int),
+            ("added_at_ms", Int),
+            ("kind", Text),
+            ("replaces", Int),
+        ],
     },
     Table {
         name: "operators",

@@ -1,0 +1,35 @@
+-- The billing feed carries corrections. A reading whose consumption changes after it joined the
+-- feed (an earlier reading arrived later, a held reading was approved before it, staff voided the
+-- reading before it) gets a new entry for its tracking code, `kind = 'correction'`, that
+-- `replaces` the entry before it; a reading staff voided gets `kind = 'void'` (it no longer
+-- counts). Entries still never change and positions are never reused: a consumer reads in
+-- order, and the latest entry of a tracking code stands. `seq` is no longer unique.
+CREATE TABLE billing_feed_entries (
+    position        INTEGER PRIMARY KEY NOT NULL,
+    seq             INTEGER NOT NULL,
+    consumption_m3  INTEGER,
+    added_at_ms     INTEGER NOT NULL,
+    -- 'reading' (it starts to count), 'correction' or 'void'.
+    kind            TEXT NOT NULL DEFAULT 'reading',
+    -- The position of the entry of the same reading that this one replaces.
+    replaces        INTEGER
+) STRICT;
+
+INSERT INTO billing_feed_entries (position, seq, consumption_m3, added_at_ms)
+SELECT position, seq, consumption_m3, added_at_ms FROM billing_feed;
+
+DROP TABLE billing_feed;
+ALTER TABLE billing_feed_entries RENAME TO billing_feed;
+
+-- A reading's latest entry: the last of its entries here.
+CREATE INDEX billing_feed_by_seq ON billing_feed (seq, position);
+
+-- Staff void an accepted reading that is wrong: it stops counting, with who, when and why.
+ALTER TABLE declarations ADD COLUMN voided_by TEXT;
+ALTER TABLE declarations ADD COLUMN void_reason TEXT;
+ALTER TABLE declarations ADD COLUMN voided_at_ms INTEGER;
+
+-- Held declarations by meter and reading time, so that the same reading sent again is found and
+-- answered as the one it repeats instead of becoming a second review item.
+CREATE INDEX declarations_held ON declarations (subscription, read_at_ms)
+    WHERE status = 'needs_review' AND review IS NULL AND duplicate_of IS NULL;
