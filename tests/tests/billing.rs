@@ -14,7 +14,11 @@ use tests::{Backend, SERIAL, SUB, TestServer, submission};
 use time::Duration;
 use uuid::Uuid;
 
-tests::on_both_backends!(each_reading_is_handed_over_once_while_new_ones_arrive, the_feed_needs_its_token);
+tests::on_both_backends!(
+    each_reading_is_handed_over_once_while_new_ones_arrive,
+    the_feed_needs_its_token,
+    a_late_reading_and_a_void_correct_the_bill,
+);
 
 const TOKEN: &str = "billing-test-token";
 
@@ -135,7 +139,7 @@ async fn each_reading_is_handed_over_once_while_new_ones_arrive(backend: Backend
     assert_eq!(text.lines().count(), 362, "a header and one line per reading");
     assert!(text.starts_with("cursor,tracking_code,subscription,meter_serial,reading,read_at,consumption_m3"));
     let approved = text.lines().find(|l| l.contains(&format!(",{SUB},"))).expect("the approved reading");
-    assert!(approved.contains(SERIAL) && approved.ends_with(",true"), "{approved}");
+    assert!(approved.contains(SERIAL) && approved.ends_with(",true,reading,,"), "{approved}");
     let mut json = Vec::new();
     let (rest, end) = billing::export(server.store.as_ref(), next - 5, Format::Json, &mut json).await.expect("export");
     assert_eq!((rest, end), (5, next));
@@ -156,6 +160,9 @@ async fn the_feed_needs_its_token(backend: Backend) {
     assert_eq!(fetch(&server, "", None).await.0, 401);
     assert_eq!(fetch(&server, "", Some("wrong")).await.0, 401);
     let (status, body) = fetch(&server, "?after=abc", Some(TOKEN)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")));
+    // A cursor this server never handed out is refused, not answered with an empty page.
+    let (status, body) = fetch(&server, "?after=5", Some(TOKEN)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")));
     let (status, empty) = fetch(&server, "", Some(TOKEN)).await;
     assert_eq!(status, 200);
@@ -178,4 +185,84 @@ async fn the_feed_needs_its_token(backend: Backend) {
     let closed = TestServer::start(backend).await;
     assert_eq!(fetch(&closed, "", Some(TOKEN)).await.0, 404);
     closed.finish().await;
+}
+
+/// Everything on the feed, read in order as a billing system does.
+async fn whole_feed(server: &TestServer) -> Vec<Value> {
+    let (status, page) = fetch(server, "?after=0&limit=10000", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{page}");
+    page["readings"].as_array().expect("readings").clone()
+}
+
+/// What a billing system derives per tracking code: the consumption of its latest entry.
+fn billed(feed: &[Value]) -> u64 {
+    let mut latest = std::collections::HashMap::new();
+    for entry in feed {
+        latest.insert(entry["tracking_code"].as_str().expect("a code").to_owned(), entry["consumption_m3"].as_u64());
+    }
+    latest.values().map(|c| c.unwrap_or(0)).sum()
+}
+
+/// The case: Tuesday's reading arrives first, Monday's later. Billing must be charged the
+/// gas the meter passed (from the billed 10,000 to Tuesday's 10,090), not 90 + 60.
+async fn a_late_reading_and_a_void_correct_the_bill(backend: Backend) {
+    let server = start(backend).await;
+    let (tuesday, monday) = (Uuid::now_v7(), Uuid::now_v7());
+    let results = server.sync(vec![submission(tuesday, 10_090, &server.hours_ago(24))]).await;
+    assert_eq!((results[0]["status"].as_str(), results[0]["consumption_m3"].as_u64()), (Some("accepted"), Some(90)));
+    let results = server.sync(vec![submission(monday, 10_060, &server.hours_ago(48))]).await;
+    assert_eq!((results[0]["status"].as_str(), results[0]["consumption_m3"].as_u64()), (Some("accepted"), Some(60)));
+
+    let feed = whole_feed(&server).await;
+    assert_eq!(feed.len(), 3, "{feed:?}");
+    let tuesday_code = feed[0]["tracking_code"].clone();
+    assert_eq!(feed[2]["tracking_code"], tuesday_code, "the correction is for Tuesday's reading");
+    assert_eq!(feed[2]["kind"], "correction");
+    assert_eq!(feed[2]["consumption_m3"], 30);
+    assert_eq!(feed[2]["replaces"], feed[0]["cursor"]);
+    assert_eq!(feed[2]["replaced_consumption_m3"], 90);
+    assert_eq!(billed(&feed), 90, "billed for the gas the meter passed");
+
+    // Staff void Monday's reading (say the subscriber misread it): Tuesday is measured from the
+    // billed reading again, and the phone hears the reading no longer counts.
+    server.add_operator("rev", Role::Reviewer, "Billing", "correct horse battery").await;
+    let reviewer = server.console();
+    assert_eq!(reviewer.login("rev", "correct horse battery").await.status, 303);
+    let monday_seq = server.store.declaration_by_id(monday).await.expect("read").expect("stored").seq;
+    let page = reviewer.get(&format!("/office/review/{monday_seq}")).await;
+    assert!(page.body.contains("Void this reading") || page.body.contains("باطل کردن رقم"), "{}", page.body);
+    let csrf = page.field("csrf").expect("a form token");
+    let path = format!("/office/review/{monday_seq}");
+    let refused = reviewer.post(&path, &[("csrf", &csrf), ("decision", "void"), ("reason", "")]).await;
+    assert_eq!(refused.status, 422, "a void needs a reason");
+    let voided =
+        reviewer.post(&path, &[("csrf", &csrf), ("decision", "void"), ("reason", "misread at the cabinet")]).await;
+    assert_eq!(voided.status, 303, "{}", voided.body);
+    let again = reviewer.post(&path, &[("csrf", &csrf), ("decision", "void"), ("reason", "twice")]).await;
+    assert_eq!(again.status, 409, "a reading is voided once");
+
+    let feed = whole_feed(&server).await;
+    assert_eq!(feed.len(), 5, "{feed:?}");
+    assert_eq!((feed[3]["kind"].as_str(), feed[3]["consumption_m3"].as_u64()), (Some("void"), None));
+    assert_eq!(feed[3]["replaces"], feed[1]["cursor"]);
+    assert_eq!((feed[4]["kind"].as_str(), feed[4]["consumption_m3"].as_u64()), (Some("correction"), Some(90)));
+    assert_eq!(feed[4]["replaces"], feed[2]["cursor"]);
+    assert_eq!(billed(&feed), 90);
+
+    let (status, news) = server
+        .post("/api/v1/updates", &json!({"device_id": Uuid::new_v4(), "declarations": [monday], "complaints": []}))
+        .await;
+    assert_eq!(status, 200, "{news}");
+    assert_eq!(news["decisions"][0]["status"], "rejected", "{news}");
+    assert_eq!(news["decisions"][0]["reason"], "misread at the cabinet");
+    let log = server.store.audit_log(None, 100).await.expect("audit");
+    assert!(log.iter().any(|r| r.action == "void" && r.username == "rev" && r.detail.contains("misread")));
+
+    // The export follows the same rule: the correction rows say what they replace.
+    let mut csv = Vec::new();
+    billing::export(server.store.as_ref(), 0, Format::Csv, &mut csv).await.expect("export");
+    let text = String::from_utf8(csv).expect("utf-8");
+    assert!(text.lines().next().is_some_and(|h| h.ends_with(",kind,replaces,replaced_consumption_m3")), "{text}");
+    assert!(text.lines().any(|l| l.ends_with(",correction,3,30")), "{text}");
+    server.finish().await;
 }
