@@ -20,7 +20,13 @@ tests::on_both_backends!(
     an_idle_session_ends_and_a_busy_one_goes_on,
     sign_in_is_limited_against_guessing,
     a_reviewer_clears_the_queue,
+    an_approval_that_would_make_the_meter_go_back_is_refused,
 );
+
+/// The forms of a page, each from `<form` to `</form>`.
+fn forms(body: &str) -> Vec<&str> {
+    body.split("<form").skip(1).map(|f| f.split("</form>").next().unwrap_or(f)).collect()
+}
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -317,6 +323,18 @@ async fn a_reviewer_clears_the_queue(backend: Backend) {
     let page = reviewer.get(&format!("/office/review/{held}")).await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains(&to_persian_digits("10400")), "the meter's other readings are shown");
+    // What approval would do is said before anyone presses it: 340 m³ from the billed 10,000,
+    // and the later reading billed at 60 m³ instead of 400.
+    let effect = page.body.split("id=\"effect\"").nth(1).expect("the effect of a decision is shown");
+    for figure in ["340", "10000", "60", "400"] {
+        assert!(effect.contains(&to_persian_digits(figure)), "{figure} in {effect}");
+    }
+    // Enter in the reason field can only reject: approve is a form of its own.
+    let forms = forms(&page.body);
+    let with_reason = forms.iter().filter(|f| f.contains("name=\"reason\"")).collect::<Vec<_>>();
+    assert_eq!(with_reason.len(), 1, "one form asks for a reason");
+    assert!(!with_reason[0].contains("value=\"approve\""), "the reason's form cannot approve: {}", with_reason[0]);
+    assert!(forms.iter().any(|f| f.contains("value=\"approve\"")), "an approve button");
     let csrf = page.field("csrf").expect("csrf");
     let approved = reviewer.post(&format!("/office/review/{held}"), &[("csrf", &csrf), ("decision", "approve")]).await;
     assert_eq!(
@@ -367,5 +385,48 @@ async fn a_reviewer_clears_the_queue(backend: Backend) {
     for action in [">approve<", ">reject<", ">login<"] {
         assert!(audit.body.contains(action), "{action} in the audit log");
     }
+    server.finish().await;
+}
+
+/// A held 10,340 between the billed 10,000 and a later accepted 10,100: approving it would make
+/// the later reading a drop, not a wrap of the dial. The reviewer is told so and cannot approve;
+/// voiding the later reading (if it is the wrong one) makes the approval possible.
+async fn an_approval_that_would_make_the_meter_go_back_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (held_id, later_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let results = server
+        .sync(vec![
+            submission(held_id, 10_340, &server.hours_ago(24 * 10)),
+            submission(later_id, 10_100, &server.hours_ago(24)),
+        ])
+        .await;
+    assert_eq!(
+        (results[0]["status"].as_str(), results[1]["status"].as_str()),
+        (Some("needs_review"), Some("accepted"))
+    );
+    let held = server.store.declaration_by_id(held_id).await.expect("read").expect("stored").seq;
+    let later = server.store.declaration_by_id(later_id).await.expect("read").expect("stored").seq;
+    let reviewer = signed_in(&server, "rev", Role::Reviewer, "Billing").await;
+    let path = format!("/office/review/{held}");
+    let page = reviewer.get(&path).await;
+    assert!(page.body.contains("تأیید ممکن نیست"), "the conflict is explained: {}", page.body);
+    assert!(!page.body.contains("value=\"approve\""), "no approve button");
+    let csrf = page.field("csrf").expect("csrf");
+    // Posted anyway (a page opened before the later reading came): refused, nothing changes.
+    let refused = reviewer.post(&path, &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let after = server.store.declaration(held).await.expect("read").expect("stored");
+    assert!(after.pending_review() && !after.counts);
+
+    // The later reading was the wrong one: void it, then the approval goes through.
+    let voided = reviewer
+        .post(&format!("/office/review/{later}"), &[("csrf", &csrf), ("decision", "void"), ("reason", "typo")])
+        .await;
+    assert_eq!(voided.status, 303, "{}", voided.body);
+    let approved = reviewer.post(&path, &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let after = server.store.declaration(held).await.expect("read").expect("stored");
+    assert!(after.counts);
+    assert_eq!(after.consumption_m3, Some(340));
     server.finish().await;
 }

@@ -353,8 +353,11 @@ async fn decide(
         }
         ReviewResult::Conflict(..) if decision == Decision::Approve => {
             // The chain would go down: the reviewer rejects it instead.
-            let request =
-                ReviewRequest { seq, decision: ReviewDecision::Reject { reason: "model".into() }, reviewer: "r".into() };
+            let request = ReviewRequest {
+                seq,
+                decision: ReviewDecision::Reject { reason: "model".into() },
+                reviewer: "r".into(),
+            };
             let result =
                 store.decide(&request, OffsetDateTime::now_utc()).await.unwrap_or_else(|e| panic!("{context}: {e}"));
             store.sync().await.unwrap_or_else(|e| panic!("{context}: {e}"));

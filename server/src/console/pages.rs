@@ -337,9 +337,12 @@ pub enum Effect {
 
 /// The sentence that says how the next reading's consumption changes.
 fn next_change(lang: Lang, next: &NextChange) -> String {
-    let m3 = |v: Option<u64>| v.map_or_else(|| tr(lang, "بدون مصرف", "no consumption").to_owned(), |v| {
-        format!("{} {}", digits(lang, v), tr(lang, "مترمکعب", "m³"))
-    });
+    let m3 = |v: Option<u64>| {
+        v.map_or_else(
+            || tr(lang, "بدون مصرف", "no consumption").to_owned(),
+            |v| format!("{} {}", digits(lang, v), tr(lang, "مترمکعب", "m³")),
+        )
+    };
     match lang {
         Lang::Fa => format!(
             "رقم بعدی ({}، {}) به‌جای {} با {} در قبض می‌آید.",
@@ -365,38 +368,66 @@ fn effect_text(lang: Lang, effect: &Effect) -> Vec<String> {
         Effect::Approve { consumption, from, next } => {
             let mut lines = vec![match (consumption, from) {
                 (Some(c), Some((r, at))) => match lang {
-                    Lang::Fa => format!("با تأیید، {} از رقم {} ({}) در قبض می‌آید.", m3(*c), digits(lang, r), when(lang, *at)),
+                    Lang::Fa => {
+                        format!("با تأیید، {} از رقم {} ({}) در قبض می‌آید.", m3(*c), digits(lang, r), when(lang, *at))
+                    }
                     Lang::En => format!("Approving bills {} since the reading {} of {}.", m3(*c), r, when(lang, *at)),
                 },
-                _ => tr(lang, "با تأیید، این رقم شمرده می‌شود؛ رقمی پیش از آن نیست که مصرف از آن سنجیده شود.",
-                    "Approving counts this reading; there is no earlier reading to measure consumption from.").to_owned(),
+                _ => tr(
+                    lang,
+                    "با تأیید، این رقم شمرده می‌شود؛ رقمی پیش از آن نیست که مصرف از آن سنجیده شود.",
+                    "Approving counts this reading; there is no earlier reading to measure consumption from.",
+                )
+                .to_owned(),
             }];
             lines.extend(next.as_ref().map(|n| next_change(lang, n)));
-            lines.push(tr(lang, "با رد، چیزی در قبض نمی‌آید و دلیل به مشترک گفته می‌شود.",
-                "Rejecting bills nothing; the subscriber is told the reason.").to_owned());
+            lines.push(
+                tr(
+                    lang,
+                    "با رد، چیزی در قبض نمی‌آید و دلیل به مشترک گفته می‌شود.",
+                    "Rejecting bills nothing; the subscriber is told the reason.",
+                )
+                .to_owned(),
+            );
             lines
         }
         Effect::Repeat { of } => vec![match lang {
-            Lang::Fa => format!("همین رقم با کد رهگیری {} شمرده شده است: تأیید چیزی به قبض نمی‌افزاید.", digits(lang, of)),
-            Lang::En => format!("The same reading counts already, tracking code {of}: approving adds nothing to the bill."),
+            Lang::Fa => {
+                format!("همین رقم با کد رهگیری {} شمرده شده است: تأیید چیزی به قبض نمی‌افزاید.", digits(lang, of))
+            }
+            Lang::En => {
+                format!("The same reading counts already, tracking code {of}: approving adds nothing to the bill.")
+            }
         }],
         Effect::Conflict { reading, at, after } => vec![match (lang, after) {
             (Lang::Fa, true) => format!(
                 "تأیید ممکن نیست: رقم بعدی ({}، {}) از این کمتر است و کنتور به عقب نمی‌رود. اگر آن رقم اشتباه است اول آن را باطل کنید؛ وگرنه این را رد کنید.",
-                digits(lang, reading), when(lang, *at)),
+                digits(lang, reading),
+                when(lang, *at)
+            ),
             (Lang::Fa, false) => format!(
                 "تأیید ممکن نیست: این رقم از رقم پیشین ({}، {}) کمتر است و کنتور دور نزده است. اگر آن رقم اشتباه است اول آن را باطل کنید؛ وگرنه این را رد کنید.",
-                digits(lang, reading), when(lang, *at)),
+                digits(lang, reading),
+                when(lang, *at)
+            ),
             (Lang::En, true) => format!(
                 "This cannot be approved: the next reading ({reading}, {}) is lower, and a meter does not go back. If that reading is wrong, void it first; otherwise reject this one.",
-                when(lang, *at)),
+                when(lang, *at)
+            ),
             (Lang::En, false) => format!(
                 "This cannot be approved: it is lower than the reading before it ({reading}, {}) and the meter has not wrapped. If that reading is wrong, void it first; otherwise reject this one.",
-                when(lang, *at)),
+                when(lang, *at)
+            ),
         }],
         Effect::Void { next } => {
-            let mut lines = vec![tr(lang, "با باطل کردن، این رقم دیگر شمرده نمی‌شود و اصلاحیه‌ای برای صورتحساب فرستاده می‌شود.",
-                "Voiding stops this reading counting, and the billing feed gets a correction.").to_owned()];
+            let mut lines = vec![
+                tr(
+                    lang,
+                    "با باطل کردن، این رقم دیگر شمرده نمی‌شود و اصلاحیه‌ای برای صورتحساب فرستاده می‌شود.",
+                    "Voiding stops this reading counting, and the billing feed gets a correction.",
+                )
+                .to_owned(),
+            ];
             lines.extend(next.as_ref().map(|n| next_change(lang, n)));
             lines
         }

@@ -13,11 +13,11 @@ use uuid::Uuid;
 use super::sql::{
     Dialect, FeedEntry, LOCK_METERS, SET_CONSUMPTION, SqlStore, db, json_text, meter_from_row, opt_u64, replacements,
 };
-use shared::wire::BillingKind;
 use super::{
     AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
     ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, Void, from_unix_ms, unix_ms,
 };
+use shared::wire::BillingKind;
 
 /// The columns [`stored_from_row`] reads, in its order.
 pub(super) const STORED_COLUMNS: &str = "seq, id, channel, subscription, meter_serial, reading, read_at_ms, \
@@ -62,7 +62,11 @@ pub(super) fn stored_from_row(row: &AnyRow) -> Result<StoredDeclaration, StoreEr
             }),
             _ => None,
         },
-        void: match (row.try_get::<Option<String>, _>(21)?, row.try_get::<Option<String>, _>(22)?, row.try_get::<Option<i64>, _>(23)?) {
+        void: match (
+            row.try_get::<Option<String>, _>(21)?,
+            row.try_get::<Option<String>, _>(22)?,
+            row.try_get::<Option<i64>, _>(23)?,
+        ) {
             (Some(reason), Some(by), Some(at)) => Some(Void { reason, by, at: from_unix_ms(at)? }),
             _ => None,
         },
@@ -331,7 +335,10 @@ impl SqlStore {
                 entries.extend(replacements(&mut tx, &changes).await?);
                 self.append_billing(&mut tx, &entries, now).await?;
                 let detail = match approval.repeat_of {
-                    Some(of) => format!("declaration {} of {}: reading {reading}, a repeat of {of}", request.seq, before.subscription),
+                    Some(of) => format!(
+                        "declaration {} of {}: reading {reading}, a repeat of {of}",
+                        request.seq, before.subscription
+                    ),
                     None => format!("declaration {} of {}: reading {reading}", request.seq, before.subscription),
                 };
                 ("approve", detail)

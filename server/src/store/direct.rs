@@ -275,13 +275,7 @@ impl Direct {
         entries.extend(replacements(tx, &judged.corrected())?);
         let next_position = append_billing(tx, &entries, cache.next_position, now)?;
         let last_seq = judged.last_seq().or(known_seq);
-        Ok(Ok(Committed {
-            last_seq,
-            next_position,
-            outcomes: judged.outcomes,
-            meters: known.meters,
-            held: known.held,
-        }))
+        Ok(Ok(Committed { last_seq, next_position, outcomes: judged.outcomes, meters: known.meters, held: known.held }))
     }
 }
 

@@ -602,7 +602,13 @@ impl SqlStore {
         let mut held = Vec::with_capacity(rows.len());
         for row in rows {
             let code: Option<String> = row.try_get(3)?;
-            held.extend(held_from(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, code.as_deref(), row.try_get(4)?)?);
+            held.extend(held_from(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                code.as_deref(),
+                row.try_get(4)?,
+            )?);
         }
         Ok(held)
     }
@@ -696,8 +702,7 @@ fn billed_json(entries: &[FeedEntry]) -> Result<String, StoreError> {
 pub(super) const SQLITE_NEXT_POSITION: &str = "SELECT COALESCE(MAX(position), 0) + 1 FROM billing_feed";
 
 /// SQLite: appends the JSON rows of [`billing_json`] to the billing feed.
-pub(super) const SQLITE_APPEND_BILLING: &str =
-    "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms, kind, replaces) \
+pub(super) const SQLITE_APPEND_BILLING: &str = "INSERT INTO billing_feed (position, seq, consumption_m3, added_at_ms, kind, replaces) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each($1)";
 
 /// Billing feed rows for `entries` from position `first` on, as JSON text.
@@ -1095,7 +1100,10 @@ pub(super) fn judge<'a>(
                         if decision.status == Status::NeedsReview && decision.duplicate_of.is_none() {
                             // The same reading held already (a double tap, or the same reading by
                             // another channel): one declaration, one review item.
-                            match held.iter().find(|h| rules::repeats(reading.value(), item.read_at, h.reading, h.read_at)) {
+                            match held
+                                .iter()
+                                .find(|h| rules::repeats(reading.value(), item.read_at, h.reading, h.read_at))
+                            {
                                 Some(h) => {
                                     decision = Decision {
                                         status: Status::NeedsReview,
@@ -1341,14 +1349,13 @@ impl Store for SqlStore {
 
     async fn backlog(&self) -> Result<(u64, u64), StoreError> {
         // Both counts walk a partial index of what is still open.
-        let held: i64 =
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM declarations WHERE status = 'needs_review' AND review IS NULL \
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM declarations WHERE status = 'needs_review' AND review IS NULL \
                  AND duplicate_of IS NULL",
-            )
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
         let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM complaints WHERE answer IS NULL")
             .fetch_one(&self.pool)
             .await
