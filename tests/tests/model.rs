@@ -110,6 +110,13 @@ fn forward(from: u64, to: u64) -> u64 {
     if to >= from { to - from } else { to + 100_000 - from }
 }
 
+/// What every step's actions share: the store, the run's "now", and what a failure names.
+struct Run<'a> {
+    store: &'a server::store::SqlStore,
+    now: OffsetDateTime,
+    context: String,
+}
+
 struct Model {
     meters: Vec<Meter>,
     sent: Vec<Sent>,
@@ -162,14 +169,15 @@ async fn the_feed_always_adds_up_to_the_model(backend: Backend) {
 
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for step in 0..steps {
-        let context = format!("seed {seed}, step {step}");
+        let run = Run { store: &store, now, context: format!("seed {seed}, step {step}") };
+        let context = run.context.as_str();
         let action = match rng.u32(0..100) {
-            0..55 => fresh(&mut model, &mut rng, now, &context, &store).await,
-            55..65 => replay(&mut model, &mut rng, now, &context, &store).await,
-            65..77 => double_tap(&mut model, &mut rng, now, &context, &store).await,
-            77..86 => decide(&mut model, &mut rng, &context, &store, Decision::Approve).await,
-            86..92 => decide(&mut model, &mut rng, &context, &store, Decision::Reject).await,
-            _ => decide(&mut model, &mut rng, &context, &store, Decision::Void).await,
+            0..55 => fresh(&mut model, &mut rng, &run).await,
+            55..65 => replay(&mut model, &mut rng, &run).await,
+            65..77 => double_tap(&mut model, &mut rng, &run).await,
+            77..86 => decide(&mut model, &mut rng, &run, Decision::Approve).await,
+            86..92 => decide(&mut model, &mut rng, &run, Decision::Reject).await,
+            _ => decide(&mut model, &mut rng, &run, Decision::Void).await,
         };
         *counts.entry(action).or_default() += 1;
         check_feed(&mut model, &store, &context).await;
@@ -191,13 +199,8 @@ async fn the_feed_always_adds_up_to_the_model(backend: Backend) {
 }
 
 /// A new declaration of a true reading (or a typo of it), through a random channel.
-async fn fresh(
-    model: &mut Model,
-    rng: &mut fastrand::Rng,
-    now: OffsetDateTime,
-    context: &str,
-    store: &server::store::SqlStore,
-) -> &'static str {
+async fn fresh(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'static str {
+    let (now, context, store) = (run.now, run.context.as_str(), run.store);
     let m = rng.usize(0..METERS);
     let meter = &model.meters[m];
     let (truth, read_at) = meter.truth[rng.usize(0..meter.truth.len())];
@@ -235,13 +238,8 @@ async fn fresh(
 }
 
 /// The same declaration sent again: the first outcome, replayed.
-async fn replay(
-    model: &mut Model,
-    rng: &mut fastrand::Rng,
-    now: OffsetDateTime,
-    context: &str,
-    store: &server::store::SqlStore,
-) -> &'static str {
+async fn replay(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'static str {
+    let (now, context, store) = (run.now, run.context.as_str(), run.store);
     if model.sent.is_empty() {
         return "replay (none yet)";
     }
@@ -253,13 +251,8 @@ async fn replay(
 }
 
 /// The same reading tapped again on the app a few minutes later, under a new id.
-async fn double_tap(
-    model: &mut Model,
-    rng: &mut fastrand::Rng,
-    now: OffsetDateTime,
-    context: &str,
-    store: &server::store::SqlStore,
-) -> &'static str {
+async fn double_tap(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'static str {
+    let (now, context, store) = (run.now, run.context.as_str(), run.store);
     let candidates: Vec<(usize, u64)> = model
         .meters
         .iter()
@@ -311,13 +304,8 @@ enum Decision {
 }
 
 /// A reviewer approves or rejects a held declaration, or voids one that counts.
-async fn decide(
-    model: &mut Model,
-    rng: &mut fastrand::Rng,
-    context: &str,
-    store: &server::store::SqlStore,
-    decision: Decision,
-) -> &'static str {
+async fn decide(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>, decision: Decision) -> &'static str {
+    let (context, store) = (run.context.as_str(), run.store);
     let wanted = if decision == Decision::Void { State::Counting } else { State::Held };
     let candidates: Vec<(usize, u64)> = model
         .meters

@@ -273,18 +273,9 @@ impl SqlStore {
         let seq = request.seq as i64;
         let (action, detail) = match &request.decision {
             ReviewDecision::Reject { reason } => {
-                let updated = sqlx::query(
-                    "UPDATE declarations SET review = 'rejected', review_reason = $2, reviewed_by = $3, \
-                     reviewed_at_ms = $4 WHERE seq = $1 AND review IS NULL",
-                )
-                .bind(seq)
-                .bind(reason)
-                .bind(&request.reviewer)
-                .bind(unix_ms(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                if updated.rows_affected() != 1 {
+                const REJECT: &str = "UPDATE declarations SET review = 'rejected', review_reason = $2, \
+                     reviewed_by = $3, reviewed_at_ms = $4 WHERE seq = $1 AND review IS NULL";
+                if !mark(&mut tx, REJECT, request, reason, now).await? {
                     tx.rollback().await.map_err(db)?;
                     return self.not_pending(request.seq).await;
                 }
@@ -350,18 +341,9 @@ impl SqlStore {
                     }
                     None => rules::Chain::default(),
                 };
-                let updated = sqlx::query(
-                    "UPDATE declarations SET counts = false, void_reason = $2, voided_by = $3, voided_at_ms = $4 \
-                     WHERE seq = $1 AND counts",
-                )
-                .bind(seq)
-                .bind(reason)
-                .bind(&request.reviewer)
-                .bind(unix_ms(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-                if updated.rows_affected() != 1 {
+                const VOID: &str = "UPDATE declarations SET counts = false, void_reason = $2, voided_by = $3, \
+                     voided_at_ms = $4 WHERE seq = $1 AND counts";
+                if !mark(&mut tx, VOID, request, reason, now).await? {
                     tx.rollback().await.map_err(db)?;
                     return Ok(match self.declaration_row(request.seq).await? {
                         Some(now) => ReviewResult::NotCounting(now),
@@ -491,6 +473,26 @@ impl SqlStore {
     async fn sync_console(&self) -> Result<(), StoreError> {
         super::Store::sync(self).await
     }
+}
+
+/// Runs a decision's `UPDATE` (`$1` the declaration, `$2` the reason, `$3` who, `$4` when), which
+/// applies only while its condition holds; whether it applied.
+async fn mark(
+    conn: &mut AnyConnection,
+    sql: &'static str,
+    request: &ReviewRequest,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let updated = sqlx::query(AssertSqlSafe(sql))
+        .bind(request.seq as i64)
+        .bind(reason)
+        .bind(&request.reviewer)
+        .bind(unix_ms(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(updated.rows_affected() == 1)
 }
 
 fn role_of(role: &str) -> Result<Role, StoreError> {
