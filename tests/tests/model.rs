@@ -1,6 +1,6 @@
 //! A model-based test of the trusted record, on SQLite and on PostgreSQL: one seed drives a random
-//! interleaving of channels (the app, SMS from the registered phone and from another, a counter
-//! office), arrival orders, replays, double taps, typos, approvals, rejections and voids against
+//! interleaving of channels (the app, SMS and calls from the registered phone and from another, a
+//! counter office), arrival orders, replays, double taps, typos, approvals, rejections and voids against
 //! the real store, and after every step the billing feed is checked against a small reference
 //! model of each meter's chain.
 //!
@@ -180,9 +180,9 @@ async fn the_feed_always_adds_up_to_the_model(backend: Backend) {
             _ => decide(&mut model, &mut rng, &run, Decision::Void).await,
         };
         *counts.entry(action).or_default() += 1;
-        check_feed(&mut model, &store, &context).await;
+        check_feed(&mut model, &store, context).await;
         if step % 500 == 499 || step + 1 == steps {
-            check_store(&model, &store, &context).await;
+            check_store(&model, &store, context).await;
         }
     }
     let held = model.meters.iter().flat_map(|m| m.decls.values()).filter(|d| d.state == State::Held).count();
@@ -203,7 +203,12 @@ async fn fresh(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'s
     let (now, context, store) = (run.now, run.context.as_str(), run.store);
     let m = rng.usize(0..METERS);
     let meter = &model.meters[m];
-    let (truth, read_at) = meter.truth[rng.usize(0..meter.truth.len())];
+    // A quarter of them declare a reading declared before (by another channel, another phone).
+    let before: Vec<(u64, OffsetDateTime)> = meter.decls.values().map(|d| (d.reading, d.read_at)).collect();
+    let (truth, read_at) = match rng.u32(0..4) {
+        0 if !before.is_empty() => before[rng.usize(0..before.len())],
+        _ => meter.truth[rng.usize(0..meter.truth.len())],
+    };
     // A typo: more gas than the meter passed, read at the same visit.
     let (reading, read_at, kind) = if rng.u32(0..100) < 8 {
         ((truth + rng.u64(50..3_000)) % 100_000, read_at + Duration::minutes(30), "typo")
@@ -217,15 +222,16 @@ async fn fresh(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'s
             Staff { operator: "office-1".into(), office: "Pishkhan 12".into() },
         ),
         n => {
-            // SMS from the registered phone, or (a fifth of them) from another.
+            // SMS or a call from the registered phone, or (a fifth of them) from another.
             let sender = if n < 96 { PHONE } else { "09350000000" };
+            let channel = if n % 2 == 0 { Channel::Sms } else { Channel::Ivr };
             let declaration = SmsDeclaration {
                 reading: Reading::new(reading).expect("a reading"),
                 subscription: SubscriptionNumber::parse(&meter.subscription).expect("subscription"),
             };
             let message_id = Uuid::new_v4().to_string();
             Incoming::from_phone(PhoneDeclaration {
-                channel: Channel::Sms,
+                channel,
                 message_id: &message_id,
                 sender,
                 declaration: &declaration,
@@ -332,7 +338,7 @@ async fn decide(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>, decis
             match decision {
                 Decision::Approve if after.counts => "approve",
                 Decision::Approve => {
-                    assert!(after.duplicate_of.is_some(), "{context}: an approval that does not count is a repeat");
+                    assert!(after.repeat_of.is_some(), "{context}: an approval that does not count is a repeat");
                     "approve (a repeat)"
                 }
                 Decision::Reject => "reject",
@@ -451,7 +457,7 @@ async fn check_feed(model: &mut Model, store: &server::store::SqlStore, context:
             model.latest.insert(entry.seq, (entry.position, m, consumption));
         }
     }
-    let mut derived = vec![0u64; METERS];
+    let mut derived = [0u64; METERS];
     for &(_, m, consumption) in model.latest.values() {
         derived[m] += consumption.unwrap_or(0);
     }

@@ -16,6 +16,10 @@ ALTER TABLE declarations ADD COLUMN voided_by TEXT;
 ALTER TABLE declarations ADD COLUMN void_reason TEXT;
 ALTER TABLE declarations ADD COLUMN voided_at_ms BIGINT;
 
+-- A held declaration approved as a repeat of one that counts (the same reading, read close by)
+-- names it here, and adds nothing to the chain or the bill. `duplicate_of` stays as first answered.
+ALTER TABLE declarations ADD COLUMN repeat_of BIGINT;
+
 -- Held declarations by meter and reading time, so that the same reading sent again is found and
 -- answered as the one it repeats instead of becoming a second review item.
 CREATE INDEX declarations_held ON declarations (subscription, read_at_ms)

@@ -458,6 +458,7 @@ pub fn review(
     let lines: Vec<_> = effect_text(lang, effect).into_iter().map(|line| view! { <li>{line}</li> }).collect();
     let has_lines = !lines.is_empty();
     let void_reason = d.void.as_ref().map(|v| (v.reason.clone(), v.by.clone(), when(lang, v.at)));
+    let repeat_of = d.repeat_of.and_then(shared::TrackingCode::from_sequence).map(|code| digits(lang, code.as_str()));
     view! {
         {outcome_summary(lang, d, ())}
         <dl class="card">
@@ -471,6 +472,10 @@ pub fn review(
             {average.map(|a| view! {
                 <dt>{tr(lang, "میانگین مصرف روزانه", "Average daily use")}</dt>
                 <dd>{a}" "{tr(lang, "مترمکعب", "m³")}</dd>
+            })}
+            {repeat_of.map(|code| view! {
+                <dt>{tr(lang, "تکرارِ رقمِ", "A repeat of")}</dt>
+                <dd><bdi>{code}</bdi></dd>
             })}
             {void_reason.map(|(reason, by, at)| view! {
                 <dt>{tr(lang, "باطل شده", "Voided")}</dt>

@@ -23,7 +23,7 @@ use shared::wire::BillingKind;
 pub(super) const STORED_COLUMNS: &str = "seq, id, channel, subscription, meter_serial, reading, read_at_ms, \
      received_at_ms, status, code, consumption_m3, duplicate_of, CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT), \
      note, sender, operator, office, review, review_reason, reviewed_by, reviewed_at_ms, void_reason, voided_by, \
-     voided_at_ms";
+     voided_at_ms, repeat_of";
 
 pub(super) fn stored_from_row(row: &AnyRow) -> Result<StoredDeclaration, StoreError> {
     let seq: i64 = row.try_get(0)?;
@@ -70,6 +70,7 @@ pub(super) fn stored_from_row(row: &AnyRow) -> Result<StoredDeclaration, StoreEr
             (Some(reason), Some(by), Some(at)) => Some(Void { reason, by, at: from_unix_ms(at)? }),
             _ => None,
         },
+        repeat_of: opt_u64(row.try_get(24)?),
     })
 }
 
@@ -299,7 +300,7 @@ impl SqlStore {
                 let counts = approval.repeat_of.is_none();
                 let updated = sqlx::query(
                     "UPDATE declarations SET review = 'approved', reviewed_by = $2, reviewed_at_ms = $3, counts = $4, \
-                     consumption_m3 = $5, duplicate_of = $6 WHERE seq = $1 AND review IS NULL",
+                     consumption_m3 = $5, repeat_of = $6 WHERE seq = $1 AND review IS NULL",
                 )
                 .bind(seq)
                 .bind(&request.reviewer)

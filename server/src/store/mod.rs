@@ -745,6 +745,9 @@ pub struct StoredDeclaration {
     pub review: Option<Review>,
     /// Staff voided it: it no longer counts.
     pub void: Option<Void>,
+    /// Approved on review as a repeat of this counting declaration: it adds nothing. (Not
+    /// `duplicate_of`, which is part of the first outcome that a replay answers.)
+    pub repeat_of: Option<u64>,
 }
 
 impl StoredDeclaration {

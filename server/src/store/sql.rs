@@ -707,13 +707,13 @@ pub(super) const SQLITE_APPEND_BILLING: &str = "INSERT INTO billing_feed (positi
 
 /// Billing feed rows for `entries` from position `first` on, as JSON text.
 pub(super) fn billing_json(entries: &[FeedEntry], first: i64, now: OffsetDateTime) -> Result<String, StoreError> {
-    let rows: Vec<(i64, i64, Option<i64>, i64, &str, Option<i64>)> = entries
+    let rows = entries
         .iter()
         .zip(first..)
         .map(|(e, position)| {
             (position, e.seq as i64, opt_i64(e.consumption), unix_ms(now), e.kind.as_str(), opt_i64(e.replaces))
         })
-        .collect();
+        .collect::<Vec<_>>();
     json_text(&rows)
 }
 

@@ -88,6 +88,7 @@ const TABLES: &[Table] = &[
             ("voided_by", Text),
             ("void_reason", Text),
             ("voided_at_ms", Int),
+            ("repeat_of", Int),
         ],
     },
     Table {
