@@ -570,10 +570,7 @@ impl SqlStore {
             };
             chains.insert(sub, chain);
         }
-        let mut held = FastMap::default();
-        for sub in meters.keys() {
-            held.insert(sub.clone(), self.held_of(&mut tx, sub).await?);
-        }
+        let held = self.held_among(&mut tx, &meters, &among).await?;
         let mut known = Known { stored, meters, chains, held };
         let judged = judge(batch, &mut known, seqs, now)?;
         if let Err(raced) = self.insert_judged(&mut tx, &judged, now).await? {
@@ -596,19 +593,26 @@ impl SqlStore {
         Ok(Ok(judged.outcomes))
     }
 
-    /// A meter's held declarations ([`HELD_OF`]).
-    async fn held_of(&self, conn: &mut AnyConnection, subscription: &str) -> Result<Vec<Held>, StoreError> {
-        let rows = sqlx::query(HELD_OF).bind(subscription).fetch_all(&mut *conn).await.map_err(db)?;
-        let mut held = Vec::with_capacity(rows.len());
+    /// PostgreSQL: the held declarations of the batch's meters, in one round trip (`among` is
+    /// their subscriptions as JSON); every meter gets a list, empty when nothing of it is held.
+    async fn held_among(
+        &self,
+        conn: &mut AnyConnection,
+        meters: &FastMap<String, MeterRecord>,
+        among: &str,
+    ) -> Result<FastMap<String, Vec<Held>>, StoreError> {
+        let mut held: FastMap<String, Vec<Held>> = meters.keys().map(|sub| (sub.clone(), Vec::new())).collect();
+        if meters.is_empty() {
+            return Ok(held);
+        }
+        let rows = sqlx::query(HELD_AMONG).bind(among).fetch_all(&mut *conn).await.map_err(db)?;
         for row in rows {
-            let code: Option<String> = row.try_get(3)?;
-            held.extend(held_from(
-                row.try_get(0)?,
-                row.try_get(1)?,
-                row.try_get(2)?,
-                code.as_deref(),
-                row.try_get(4)?,
-            )?);
+            let subscription: String = row.try_get(0)?;
+            let code: Option<String> = row.try_get(4)?;
+            let found = held_from(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, code.as_deref(), row.try_get(5)?)?;
+            if let (Some(list), Some(found)) = (held.get_mut(&subscription), found) {
+                list.push(found);
+            }
         }
         Ok(held)
     }
@@ -882,6 +886,12 @@ pub(super) struct Held {
 /// The held declarations of meter `$1`: (seq, reading, read_at_ms, code, answered_consumption).
 pub(super) const HELD_OF: &str = "SELECT seq, reading, read_at_ms, code, answered_consumption FROM declarations \
      WHERE subscription = $1 AND status = 'needs_review' AND review IS NULL AND duplicate_of IS NULL";
+
+/// PostgreSQL: [`HELD_OF`] for the meters of the JSON array of subscriptions `$1` (as
+/// `AMONG_JSON` finds them, by the index), with the subscription first.
+const HELD_AMONG: &str = "SELECT subscription, seq, reading, read_at_ms, code, answered_consumption FROM declarations \
+     WHERE subscription = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \
+     AND status = 'needs_review' AND review IS NULL AND duplicate_of IS NULL";
 
 /// A [`HELD_OF`] row.
 pub(super) fn held_from(
