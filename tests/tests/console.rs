@@ -21,6 +21,7 @@ tests::on_both_backends!(
     sign_in_is_limited_against_guessing,
     a_reviewer_clears_the_queue,
     an_approval_that_would_make_the_meter_go_back_is_refused,
+    a_reading_sent_by_the_app_and_by_sms_is_billed_once,
 );
 
 /// The forms of a page, each from `<form` to `</form>`.
@@ -428,5 +429,36 @@ async fn an_approval_that_would_make_the_meter_go_back_is_refused(backend: Backe
     let after = server.store.declaration(held).await.expect("read").expect("stored");
     assert!(after.counts);
     assert_eq!(after.consumption_m3, Some(340));
+    server.finish().await;
+}
+
+/// The same reading sent by SMS from a phone the registry does not hold (held for review) and by
+/// the app (it counts): approving the SMS one records it as a repeat and bills nothing more, and
+/// the SMS replay still answers its first outcome.
+async fn a_reading_sent_by_the_app_and_by_sms_is_billed_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (status, sms) = server.sms("09350000000", "10090*5*1111222233", "gw-twice").await;
+    assert_eq!((status, sms["status"].as_str()), (200, Some("needs_review")), "{sms}");
+    let app_id = Uuid::now_v7();
+    let results = server.sync(vec![submission(app_id, 10_090, &server.hours_ago(0))]).await;
+    assert_eq!((results[0]["status"].as_str(), results[0]["consumption_m3"].as_u64()), (Some("accepted"), Some(90)));
+    let stored = server.store.declarations_of(SUB).await.expect("read");
+    let texted = stored.iter().find(|d| d.channel == "sms").expect("the SMS one").seq;
+    let counted = stored.iter().find(|d| d.id == app_id).expect("the app's").seq;
+
+    let reviewer = signed_in(&server, "rev", Role::Reviewer, "Billing").await;
+    let path = format!("/office/review/{texted}");
+    let page = reviewer.get(&path).await;
+    let code = shared::TrackingCode::from_sequence(counted).expect("a code").to_string();
+    let effect = page.body.split("id=\"effect\"").nth(1).expect("the effect of a decision is shown");
+    assert!(effect.contains(&to_persian_digits(&code)), "the reading it repeats is named: {effect}");
+    let csrf = page.field("csrf").expect("csrf");
+    let approved = reviewer.post(&path, &[("csrf", &csrf), ("decision", "approve")]).await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let after = server.store.declaration(texted).await.expect("read").expect("stored");
+    assert_eq!((after.counts, after.repeat_of), (false, Some(counted)), "approved as a repeat");
+    assert_eq!(server.store.billing_feed(0, 100).await.expect("feed").len(), 1, "billed once");
+    let (_, again) = server.sms("09350000000", "10090*5*1111222233", "gw-twice").await;
+    assert_eq!(again["tracking_code"], sms["tracking_code"], "a replay answers the first outcome");
     server.finish().await;
 }
