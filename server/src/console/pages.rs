@@ -435,7 +435,7 @@ fn effect_text(lang: Lang, effect: &Effect) -> Vec<String> {
     }
 }
 
-/// One declaration, its meter's recent readings, what a decision would do, and the forms: approve
+/// One declaration, what a decision would do, the forms, then its meter's recent readings: approve
 /// and reject for a held one, void for one that counts. Approve and reject are separate forms, so
 /// that Enter in the reason field can only reject, with the reason.
 pub fn review(
@@ -482,8 +482,6 @@ pub fn review(
                 <dd>{reason}" — "<bdi>{by}</bdi>" — "{at}</dd>
             })}
         </dl>
-        <h2>{tr(lang, "رقم‌های این کنتور", "This meter's readings")}</h2>
-        {declarations(lang, chain, true)}
         {has_lines.then(|| view! {
             <section class="card effect" aria-labelledby="effect">
                 <h2 id="effect">{tr(lang, "اثر تصمیم", "What a decision does")}</h2>
@@ -516,6 +514,8 @@ pub fn review(
                 <button type="submit" name="decision" value="void">{tr(lang, "باطل کردن رقم", "Void this reading")}</button>
             </form>
         })}
+        <h2>{tr(lang, "رقم‌های این کنتور", "This meter's readings")}</h2>
+        {declarations(lang, chain, true)}
     }
 }
 
