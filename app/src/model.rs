@@ -176,10 +176,13 @@ pub struct Complaint {
 }
 
 impl Complaint {
-    pub fn submission(&self) -> ComplaintSubmission {
+    /// The complaint as sent, with the serial of its meter on this device (the server's proof
+    /// that the sender holds the meter).
+    pub fn submission(&self, meters: &[Meter]) -> ComplaintSubmission {
         ComplaintSubmission {
             id: self.id,
             subscription: self.subscription.clone(),
+            meter_serial: meters.iter().find(|m| m.subscription == self.subscription).map(|m| m.meter_serial.clone()),
             kind: self.kind,
             about: self.about.clone(),
             text: self.text.clone(),

@@ -246,8 +246,9 @@ async fn send_complaints(state: AppState) -> Result<(), ApiError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let request =
-            ComplaintsRequest { device_id: device_id(), complaints: batch.iter().map(Complaint::submission).collect() };
+        let meters = state.meters.get_untracked();
+        let complaints = batch.iter().map(|c| c.submission(&meters)).collect();
+        let request = ComplaintsRequest { device_id: device_id(), complaints };
         let results = api::complaints(&request, lang_tag(state.lang.get_untracked())).await?;
         let updated: Vec<Complaint> = answered(&batch, &results, |r| Some(r.id))
             .map(|(c, r)| Complaint {

@@ -2,22 +2,29 @@
 //! like declarations), and the news a client asks for afterwards (`POST /api/v1/updates`:
 //! reviewers' decisions on its held declarations, staff answers to its complaints).
 //!
-//! A complaint is checked where a person can fix it (a known subscription, a tracking code whose
-//! check digit holds and that names one of that subscription's declarations, a text of sensible
-//! length) and stored once per client-made id; it gets a complaint number of its own.
+//! A complaint over the API must prove its meter as a declaration does: the meter's serial, or the
+//! device token that verify issued for the subscription. Without that proof it is refused as
+//! `identity_mismatch`, whether or not the subscription exists, and the failure counts against
+//! the identity limits (per subscription and per client), which are checked first. A proven
+//! complaint is checked where a person can fix it (a tracking code whose check digit holds and
+//! that names one of that subscription's declarations, a text of sensible length) and stored once
+//! per client-made id; it gets a complaint number of its own.
+
+use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use shared::wire::{
     ApiErrorCode, ComplaintCode, ComplaintResult, ComplaintStatus, ComplaintSubmission, ComplaintsRequest,
     ComplaintsResponse, ErrorBody, MAX_COMPLAINTS, MAX_UPDATE_IDS, UpdatesRequest, UpdatesResponse,
 };
-use shared::{ComplaintNumber, Lang, SubscriptionNumber, TrackingCode};
+use shared::{ComplaintNumber, Lang, MeterSerial, SubscriptionNumber, TrackingCode};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::http::{ApiError, HeadersAndBody, json_body};
+use crate::http::{ApiError, HeadersAndBody, bearer_token, json_body, refused};
+use crate::limits::Key;
 use crate::store::{Channel, Filed, NewComplaint, Staff, Store, StoreError};
 
 /// Checks a complaint against the registry and the store; the complaint to file, or why not.
@@ -103,10 +110,12 @@ fn result(id: uuid::Uuid, filed: Result<Filed, ComplaintCode>, lang: Lang) -> Co
     (status = 200, description = "One result per complaint, in request order", body = ComplaintsResponse),
     (status = 400, description = "Not JSON, not the shape above, or not 1 to 50 complaints", body = ErrorBody),
     (status = 415, description = "Not `application/json`", body = ErrorBody),
+    (status = 429, description = "Too many identity failures; see `Retry-After`", body = ErrorBody),
     (status = 503, description = "The database is unavailable: keep them queued", body = ErrorBody),
 ))]
 pub async fn file(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     HeadersAndBody { headers, body }: HeadersAndBody,
 ) -> Result<Json<ComplaintsResponse>, ApiError> {
     let (lang, body) = json_body(&headers, body)?;
@@ -116,8 +125,39 @@ pub async fn file(
     }
     let store = state.store.as_ref();
     let now = OffsetDateTime::now_utc();
+    // The identity limits first, as for declarations.
+    let client = Key::Client(peer.ip());
+    let subscriptions: Vec<Option<SubscriptionNumber>> =
+        request.complaints.iter().map(|c| SubscriptionNumber::parse(&c.subscription).ok()).collect();
+    let mut keys = vec![client.clone()];
+    keys.extend(subscriptions.iter().flatten().map(|s| Key::Subscription(s.to_string())));
+    state.limiter.check(&keys).await.map_err(|r| refused(r, lang))?;
+    // A device token covers the subscription it was issued for.
+    let covered = match bearer_token(&headers) {
+        Some(token) => store
+            .device_subscription(&crate::tokens::token_hash(token))
+            .await
+            .map_err(|e| ApiError::from_store(&e, lang))?,
+        None => None,
+    };
     let mut results = Vec::with_capacity(request.complaints.len());
-    for submission in &request.complaints {
+    for (submission, subscription) in request.complaints.iter().zip(&subscriptions) {
+        let meter = match subscription {
+            Some(subscription) => store.meter(subscription).await.map_err(|e| ApiError::from_store(&e, lang))?,
+            None => None,
+        };
+        let serial = submission.meter_serial.as_deref().and_then(|s| MeterSerial::parse(s).ok());
+        let proven = meter.is_some_and(|m| {
+            covered.as_deref() == Some(m.subscription.as_str()) || serial.as_ref() == Some(&m.meter_serial)
+        });
+        if !proven {
+            state.limiter.record_failure(client.clone()).await;
+            if let Some(subscription) = subscription {
+                state.limiter.record_failure(Key::Subscription(subscription.to_string())).await;
+            }
+            results.push(result(submission.id, Err(ComplaintCode::IdentityMismatch), lang));
+            continue;
+        }
         let checked = check(store, submission, Channel::App, Some(request.device_id), None)
             .await
             .map_err(|e| ApiError::from_store(&e, lang))?;

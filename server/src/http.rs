@@ -414,7 +414,7 @@ fn result_of(outcome: &Outcome, lang: Lang) -> SyncResult {
 
 /// The answer to a request the identity limits stop: 429 with `Retry-After`, or 503 when the
 /// shared counters could not be read (the client keeps its outbox and tries again).
-fn refused(refusal: Refused, lang: Lang) -> ApiError {
+pub(crate) fn refused(refusal: Refused, lang: Lang) -> ApiError {
     match refusal {
         Refused::Wait(wait) => ApiError::rate_limited(lang, wait),
         Refused::Store(e) => {

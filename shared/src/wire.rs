@@ -192,6 +192,12 @@ pub struct ComplaintSubmission {
     /// Made by the client: the idempotency key.
     pub id: Uuid,
     pub subscription: String,
+    /// The meter's serial: the proof that the sender holds the meter. Not needed when the request
+    /// carries, as `Authorization: Bearer`, the device token that verify issued for this
+    /// subscription. Without either proof a complaint is refused (`identity_mismatch`), the same
+    /// way whether the subscription exists or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meter_serial: Option<String>,
     pub kind: ComplaintKind,
     /// The tracking code of the declaration it is about, if any (checked by its check digit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +235,7 @@ complaint_codes! {
     TrackingCodeInvalid = "tracking_code_invalid", "کد رهگیری درست نیست؛ آن را دوباره بررسی کنید.", "The tracking code is not valid; check it again.";
     TextLength = "text_length", "متن شکایت باید ۱ تا ۱۰۰۰ نویسه باشد.", "The complaint must be 1 to 1,000 characters.";
     IdConflict = "id_conflict", "این شناسه پیش‌تر با محتوای دیگری ثبت شده است.", "This id was stored before with different content.";
+    IdentityMismatch = "identity_mismatch", "شماره اشتراک و شماره بدنهٔ کنتور با هم نمی‌خوانند.", "The subscription number and the meter serial do not match.";
 }
 
 /// Whether a complaint was received.

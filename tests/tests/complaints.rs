@@ -5,15 +5,19 @@
 use serde_json::{Value, json};
 use server::store::{Role, Store as _};
 use shared::{ComplaintNumber, TrackingCode};
-use tests::{Backend, ConsoleClient, SUB, TestServer, submission};
+use tests::{Backend, ConsoleClient, SERIAL, SUB, TestServer, submission};
 use uuid::Uuid;
 
-tests::on_both_backends!(a_complaint_sent_from_the_app_gets_its_answer_back, an_office_files_a_complaint_for_a_citizen);
+tests::on_both_backends!(
+    a_complaint_sent_from_the_app_gets_its_answer_back,
+    an_office_files_a_complaint_for_a_citizen,
+    a_complaint_needs_proof_of_the_meter,
+);
 
 const PASSWORD: &str = "correct horse battery";
 
 fn complaint(id: Uuid, about: Option<&str>, text: &str) -> Value {
-    json!({"id": id, "subscription": SUB, "kind": "dispute", "about": about, "text": text,
+    json!({"id": id, "subscription": SUB, "meter_serial": SERIAL, "kind": "dispute", "about": about, "text": text,
         "made_at": "2026-11-26T10:00:00+03:30"})
 }
 
@@ -89,7 +93,7 @@ async fn a_complaint_sent_from_the_app_gets_its_answer_back(backend: Backend) {
     let codes: Vec<Option<&str>> = refused.iter().map(|r| r["code"].as_str()).collect();
     assert_eq!(
         codes,
-        [Some("id_conflict"), Some("tracking_code_invalid"), Some("unknown_subscription"), Some("text_length"), None]
+        [Some("id_conflict"), Some("tracking_code_invalid"), Some("identity_mismatch"), Some("text_length"), None]
     );
     assert_eq!(refused[4]["status"], "received");
     let (status, _) = server.post("/api/v1/complaints", &json!({"device_id": Uuid::new_v4(), "complaints": []})).await;
@@ -178,5 +182,59 @@ async fn an_office_files_a_complaint_for_a_citizen(backend: Backend) {
     let rev = signed_in(&server, "rev", Role::Reviewer, "Customer care").await;
     assert_eq!(rev.get(&location).await.status, 200);
     assert!(server.store.audit_log(None, 50).await.expect("audit").iter().any(|r| r.action == "complaint_filed"));
+    server.finish().await;
+}
+
+/// Anyone could file in anyone's name: a complaint must prove its meter (the serial, or the device
+/// token from verify), the answer does not tell a wrong serial from an unknown subscription, and
+/// the failures count against the identity limits.
+async fn a_complaint_needs_proof_of_the_meter(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let with = |subscription: &str, serial: Option<&str>| {
+        let mut c = complaint(Uuid::now_v7(), None, "my bill is too high");
+        c["subscription"] = json!(subscription);
+        c["meter_serial"] = json!(serial);
+        c
+    };
+    let results = file(
+        &server,
+        vec![with(SUB, None), with(SUB, Some("ZZ999999")), with("9999999999", Some(SERIAL)), with(SUB, Some(SERIAL))],
+    )
+    .await;
+    let said: Vec<(Option<&str>, Option<&str>)> =
+        results.iter().map(|r| (r["code"].as_str(), r["message"].as_str())).collect();
+    assert_eq!(said[0].0, Some("identity_mismatch"));
+    assert_eq!(said[0], said[1], "no serial and a wrong serial are answered alike");
+    assert_eq!(said[1], said[2], "an unknown subscription is answered like a wrong serial");
+    assert_eq!(results[3]["status"], "received", "with the serial it is received");
+
+    // The device token from verify proves the meter without the serial.
+    let (status, verified) = server
+        .post(
+            "/api/v1/meters/verify",
+            &json!({"subscription": SUB, "meter_serial": SERIAL, "device_id": Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(status, 200, "{verified}");
+    let token = verified["device_token"].as_str().expect("a device token");
+    let body = json!({"device_id": Uuid::new_v4(), "complaints": [with(SUB, None)]});
+    let answer = server
+        .http
+        .post(format!("{}/api/v1/complaints", server.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(answer.status().as_u16(), 200);
+    let answer: Value = answer.json().await.expect("json");
+    assert_eq!(answer["results"][0]["status"], "received", "{answer}");
+
+    // Two failures so far for this subscription; three more reach its limit of five, and then
+    // even a proven complaint for it waits.
+    file(&server, vec![with(SUB, None), with(SUB, None), with(SUB, None)]).await;
+    let body = json!({"device_id": Uuid::new_v4(), "complaints": [with(SUB, Some(SERIAL))]});
+    let (status, _) = server.post("/api/v1/complaints", &body).await;
+    assert_eq!(status, 429, "guessing is limited");
     server.finish().await;
 }

@@ -927,6 +927,8 @@ async fn file_complaint(
     let submission = shared::wire::ComplaintSubmission {
         id,
         subscription: form.subscription.clone(),
+        // The operator has the citizen in front of them: the office vouches for the meter.
+        meter_serial: None,
         kind: shared::wire::ComplaintKind::from_str_opt(&form.kind).unwrap_or(shared::wire::ComplaintKind::Service),
         about: Some(form.about.clone()),
         text: form.text.clone(),
