@@ -65,7 +65,7 @@ fn a_sqlite_province_moves_to_postgres_with_nothing_lost() {
     let device = json!({"subscription": "5550002222", "meter_serial": "MS000002", "device_id": Uuid::now_v7()});
     assert_eq!(post(&first.addr, "/api/v1/meters/verify", &device).0, 200);
     let complaint = json!({"device_id": Uuid::now_v7(), "complaints": [{
-        "id": Uuid::now_v7(), "subscription": "5550001111", "kind": "dispute",
+        "id": Uuid::now_v7(), "subscription": "5550001111", "meter_serial": "MS000001", "kind": "dispute",
         "about": said[3].1, "text": "رقم را درست خوانده‌ام.", "made_at": hours_ago(0),
     }]});
     let (status, filed) = post(&first.addr, "/api/v1/complaints", &complaint);
@@ -108,7 +108,7 @@ fn a_sqlite_province_moves_to_postgres_with_nothing_lost() {
     assert_eq!((status, consumption), (json!("accepted"), json!(1)), "measured from the moved chain: {answer}");
     assert!(code.is_string() && !said.iter().any(|(_, c, _)| *c == code), "a new tracking code: {answer}");
     let other = json!({"device_id": Uuid::now_v7(), "complaints": [{
-        "id": Uuid::now_v7(), "subscription": "5550002222", "kind": "service", "text": "ممنون", "made_at": hours_ago(0),
+        "id": Uuid::now_v7(), "subscription": "5550002222", "meter_serial": "MS000002", "kind": "service", "text": "ممنون", "made_at": hours_ago(0),
     }]});
     let (_, filed) = post(&second.addr, "/api/v1/complaints", &other);
     let new_number = &filed["results"][0]["complaint_number"];
