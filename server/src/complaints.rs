@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use crate::AppState;
 use crate::http::{ApiError, HeadersAndBody, bearer_token, json_body, refused};
 use crate::limits::Key;
-use crate::store::{Channel, Filed, NewComplaint, Staff, Store, StoreError};
+use crate::store::{Channel, Filed, Identity, NewComplaint, Proof, Staff, Store, StoreError};
 
 /// Checks a complaint against the registry and the store; the complaint to file, or why not.
 pub async fn check(
@@ -146,10 +146,12 @@ pub async fn file(
             Some(subscription) => store.meter(subscription).await.map_err(|e| ApiError::from_store(&e, lang))?,
             None => None,
         };
-        let serial = submission.meter_serial.as_deref().and_then(|s| MeterSerial::parse(s).ok());
-        let proven = meter.is_some_and(|m| {
-            covered.as_deref() == Some(m.subscription.as_str()) || serial.as_ref() == Some(&m.meter_serial)
-        });
+        // The proof a sync item gives, judged by the same rule.
+        let proof = match subscription {
+            Some(s) if covered.as_deref() == Some(s.as_str()) => Proof::Device,
+            _ => Proof::Serial(submission.meter_serial.as_deref().and_then(|s| MeterSerial::parse(s).ok())),
+        };
+        let proven = meter.is_some_and(|m| proof.identifies(&m) == Identity::Verified);
         if !proven {
             state.limiter.record_failure(client.clone()).await;
             if let Some(subscription) = subscription {

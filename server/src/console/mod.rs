@@ -746,20 +746,20 @@ async fn decide(
         "approve" => ReviewDecision::Approve,
         "reject" if !reason.is_empty() => ReviewDecision::Reject { reason },
         "void" if !reason.is_empty() => ReviewDecision::Void { reason },
-        "reject" => {
-            let error = tr(
-                lang,
-                "برای رد، دلیل را بنویسید؛ مشترک آن را می‌بیند.",
-                "Give a reason to reject; the subscriber will see it.",
-            );
-            return review_body(&state, &signed, seq, StatusCode::UNPROCESSABLE_ENTITY, Some(error)).await;
-        }
-        "void" => {
-            let error = tr(
-                lang,
-                "برای باطل کردن، دلیل را بنویسید؛ در گزارش رویدادها می‌ماند و مشترک آن را می‌بیند.",
-                "Give a reason to void; it stays in the audit log and the subscriber will see it.",
-            );
+        // Reject and void without a reason.
+        decision @ ("reject" | "void") => {
+            let error = match decision {
+                "reject" => tr(
+                    lang,
+                    "برای رد، دلیل را بنویسید؛ مشترک آن را می‌بیند.",
+                    "Give a reason to reject; the subscriber will see it.",
+                ),
+                _ => tr(
+                    lang,
+                    "برای باطل کردن، دلیل را بنویسید؛ در گزارش رویدادها می‌ماند و مشترک آن را می‌بیند.",
+                    "Give a reason to void; it stays in the audit log and the subscriber will see it.",
+                ),
+            };
             return review_body(&state, &signed, seq, StatusCode::UNPROCESSABLE_ENTITY, Some(error)).await;
         }
         _ => {

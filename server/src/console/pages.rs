@@ -494,28 +494,34 @@ pub fn review(
                 <button type="submit" name="decision" value="approve">{tr(lang, "تأیید", "Approve")}</button>
             </form>
         })}
-        {pending.then(|| view! {
-            <form method="post" action=action.clone() class="card decide">
-                <input type="hidden" name="csrf" value=csrf.clone() />
-                <label>
-                    {tr(lang, "دلیل رد", "Reason for rejecting")}
-                    <input name="reason" maxlength="500" required />
-                </label>
-                <button type="submit" name="decision" value="reject">{tr(lang, "رد", "Reject")}</button>
-            </form>
-        })}
-        {voidable.then(|| view! {
-            <form method="post" action=action.clone() class="card decide">
-                <input type="hidden" name="csrf" value=csrf.clone() />
-                <label>
-                    {tr(lang, "دلیل باطل کردن", "Reason for voiding")}
-                    <input name="reason" maxlength="500" required />
-                </label>
-                <button type="submit" name="decision" value="void">{tr(lang, "باطل کردن رقم", "Void this reading")}</button>
-            </form>
-        })}
+        {pending.then(|| reason_form(&action, &csrf, "reject",
+            tr(lang, "دلیل رد", "Reason for rejecting"), tr(lang, "رد", "Reject")))}
+        {voidable.then(|| reason_form(&action, &csrf, "void",
+            tr(lang, "دلیل باطل کردن", "Reason for voiding"), tr(lang, "باطل کردن رقم", "Void this reading")))}
         <h2>{tr(lang, "رقم‌های این کنتور", "This meter's readings")}</h2>
         {declarations(lang, chain, true)}
+    }
+}
+
+/// A decision that needs a reason (reject, void): a form of its own, whose only button is that
+/// decision, so that Enter in the reason field can only take it.
+fn reason_form(
+    action: &str,
+    csrf: &str,
+    decision: &'static str,
+    label: &'static str,
+    button: &'static str,
+) -> impl IntoView + use<> {
+    let (action, csrf) = (action.to_owned(), csrf.to_owned());
+    view! {
+        <form method="post" action=action class="card decide">
+            <input type="hidden" name="csrf" value=csrf />
+            <label>
+                {label}
+                <input name="reason" maxlength="500" required />
+            </label>
+            <button type="submit" name="decision" value=decision>{button}</button>
+        </form>
     }
 }
 
