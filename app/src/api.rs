@@ -3,6 +3,9 @@
 //! carries no JSON parser of its own). Requests are the wire types, written through serde;
 //! answers are read field by field (`crate::js`).
 
+use std::cell::Cell;
+
+use shared::clock::Offset;
 use shared::wire::{ComplaintsRequest, MeterInfo, SyncRequest, UpdatesRequest, VerifyRequest};
 use wasm_bindgen::{JsCast as _, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -30,14 +33,55 @@ fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, ApiError> {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|_| ApiError::Server)
 }
 
+thread_local! {
+    /// How far the server's clock is from the phone's, from the latest answer that told.
+    static CLOCK: Cell<Option<Offset>> = const { Cell::new(None) };
+}
+
+/// What the latest answer showed of the server's clock against the phone's, if any has.
+pub fn learnt_clock() -> Option<Offset> {
+    CLOCK.get()
+}
+
+/// Starts from what an earlier session learnt (kept on the device).
+pub fn remember_clock(offset: Offset) {
+    CLOCK.set(Some(offset));
+}
+
+fn at_ms(ms: f64) -> Option<time::OffsetDateTime> {
+    if !ms.is_finite() {
+        return None;
+    }
+    time::OffsetDateTime::from_unix_timestamp_nanos((ms * 1_000_000.0) as i128).ok()
+}
+
+/// Learns the clock offset from the server's time `server_ms`, read between `sent_ms` and
+/// `received_ms` on the phone's clock.
+fn learn_clock(sent_ms: f64, received_ms: f64, server_ms: f64) {
+    let times = (at_ms(sent_ms), at_ms(received_ms), at_ms(server_ms));
+    if let (Some(sent), Some(received), Some(server)) = times
+        && let Some(offset) = Offset::learn(sent, received, server)
+    {
+        CLOCK.set(Some(offset));
+    }
+}
+
+/// When a request left and its answer came back, on the phone's clock, in milliseconds.
+struct Timing {
+    sent_ms: f64,
+    received_ms: f64,
+}
+
 /// POSTs a body and answers the browser's parsed JSON answer as [`Fields`].
 async fn post(url: &str, headers: &[(&str, &str)], body: JsValue) -> Result<Fields, ApiError> {
-    exchange(url, headers, &body).await.map(Fields)
+    exchange(url, headers, &body).await.map(|(answer, _)| Fields(answer))
 }
 
 /// The request itself, sorting failures the way the sync loop acts on them. Not generic: one
 /// copy of the fetch and its state machine serves every call (the shell's budget).
-async fn exchange(url: &str, headers: &[(&str, &str)], body: &JsValue) -> Result<JsValue, ApiError> {
+/// Every answer's `Date` header (whole seconds, so taken as the middle of its second) teaches
+/// the clock offset, whatever the status.
+async fn exchange(url: &str, headers: &[(&str, &str)], body: &JsValue) -> Result<(JsValue, Timing), ApiError> {
     let text = js_sys::JSON::stringify(body).map_err(|_| ApiError::Server)?;
     let header_map = web_sys::Headers::new().map_err(|_| ApiError::Server)?;
     header_map.set("content-type", "application/json").map_err(|_| ApiError::Server)?;
@@ -49,12 +93,17 @@ async fn exchange(url: &str, headers: &[(&str, &str)], body: &JsValue) -> Result
     init.set_headers(&header_map);
     init.set_body(&text);
     let window = web_sys::window().ok_or(ApiError::Offline)?;
+    let sent_ms = js_sys::Date::now();
     let answer = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(|_| ApiError::Offline)?;
+    let timing = Timing { sent_ms, received_ms: js_sys::Date::now() };
     let response: web_sys::Response = answer.dyn_into().map_err(|_| ApiError::Server)?;
+    if let Ok(Some(date)) = response.headers().get("date") {
+        learn_clock(timing.sent_ms, timing.received_ms, js_sys::Date::parse(&date) + 500.0);
+    }
     match response.status() {
         200 => {
             let json = response.json().map_err(|_| ApiError::Server)?;
-            JsFuture::from(json).await.map_err(|_| ApiError::Server)
+            JsFuture::from(json).await.map(|answer| (answer, timing)).map_err(|_| ApiError::Server)
         }
         429 | 503 => Err(ApiError::RetryAfter(retry_after(&response))),
         400..=499 => Err(ApiError::Refused),
@@ -69,17 +118,31 @@ pub async fn verify(request: &VerifyRequest, lang: &str) -> Result<(MeterInfo, S
     meter.zip(answer.text("device_token")).ok_or(ApiError::Server)
 }
 
+/// What a sync answered: one outcome per submission, and the meters' fresh baselines.
+pub struct Synced {
+    pub outcomes: Vec<Outcome>,
+    pub meters: Vec<MeterInfo>,
+}
+
 /// Sends declarations; one result per submission, in order. An answer that cannot be read is a
-/// server error: every item stays queued.
-pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Result<Vec<Outcome>, ApiError> {
+/// server error: every item stays queued. Its `server_time` (to the millisecond) refines the
+/// clock offset the `Date` header gave.
+pub async fn sync(request: &SyncRequest, token: Option<&str>, lang: &str) -> Result<Synced, ApiError> {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("accept-language", lang)];
     if let Some(bearer) = &bearer {
         headers.push(("authorization", bearer));
     }
-    let answer = post("/api/v1/sync", &headers, to_js(request)?).await?;
+    let (answer, timing) = exchange("/api/v1/sync", &headers, &to_js(request)?).await?;
+    let answer = Fields(answer);
+    if let Some(server) = answer.text("server_time") {
+        learn_clock(timing.sent_ms, timing.received_ms, js_sys::Date::parse(&server));
+    }
     let results = answer.list("results").ok_or(ApiError::Server)?;
-    results.iter().map(js::outcome).collect::<Option<Vec<_>>>().ok_or(ApiError::Server)
+    let outcomes = results.iter().map(js::outcome).collect::<Option<Vec<_>>>().ok_or(ApiError::Server)?;
+    // A baseline that cannot be read is left out: the phone keeps the one it had.
+    let meters = answer.list("meters").unwrap_or_default().iter().filter_map(js::meter_info).collect();
+    Ok(Synced { outcomes, meters })
 }
 
 /// A reviewer's decision as the app keeps it (see `shared::wire::ReviewUpdate`).

@@ -53,6 +53,10 @@ pub enum Text {
     NotReceived,
     Answer,
     Dispute,
+    LastReading,
+    Consumption,
+    CubicMetres,
+    ResendRedated,
 }
 
 pub fn t(lang: Lang, text: Text) -> &'static str {
@@ -154,8 +158,32 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (Lang::En, Answer) => "Answer",
         (Lang::Fa, Dispute) => "اعتراض",
         (Lang::En, Dispute) => "Dispute",
+        (Lang::Fa, LastReading) => "آخرین رقم ثبت‌شده",
+        (Lang::En, LastReading) => "Last recorded reading",
+        (Lang::Fa, Consumption) => "مصرف",
+        (Lang::En, Consumption) => "Consumption",
+        (Lang::Fa, CubicMetres) => "مترمکعب",
+        (Lang::En, CubicMetres) => "m³",
+        (Lang::Fa, ResendRedated) => "ارسال دوباره با زمان درست",
+        (Lang::En, ResendRedated) => "Send again with the right time",
         (Lang::Fa, Language) => "English",
         (Lang::En, Language) => "فارسی",
+    }
+}
+
+/// What the subscriber is told when the phone's clock is off by more than a few minutes.
+pub fn clock_warning(lang: Lang, phone_ahead_minutes: i64) -> String {
+    let minutes = number(lang, &phone_ahead_minutes.unsigned_abs().to_string());
+    let ahead = phone_ahead_minutes > 0;
+    match lang {
+        Lang::Fa => format!(
+            "ساعت گوشی شما {minutes} دقیقه {} است. رقم‌ها با ساعت سامانه ثبت می‌شوند؛ برای رفع، ساعت گوشی را تنظیم کنید.",
+            if ahead { "جلو" } else { "عقب" }
+        ),
+        Lang::En => format!(
+            "Your phone's clock is {minutes} minutes {}. Readings are dated by the service's clock; set the phone's clock to fix this.",
+            if ahead { "ahead" } else { "behind" }
+        ),
     }
 }
 

@@ -106,6 +106,7 @@ pub fn declaration(f: &Fields) -> Option<Declaration> {
         consumption_m3: f.whole("consumption_m3"),
         review_accepted: f.flag("review_accepted"),
         review_reason: f.text("review_reason"),
+        clock_offset_ms: f.number("clock_offset_ms").filter(|n| n.is_finite()).map_or(0, |n| n as i64),
     })
 }
 

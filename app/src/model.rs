@@ -2,6 +2,7 @@
 //! and the pure decisions about them (what to send next, what a server result means for an item).
 
 use serde::Serialize;
+use shared::clock::Offset;
 use shared::rules::{Chain, MeterContext, Point, Source};
 use shared::wire::{ComplaintKind, ComplaintSubmission, MeterInfo, ReadingInput, Submission};
 use shared::{Code, Reading, Status};
@@ -20,6 +21,12 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// The meter with the server's newer account of it (a sync or verify answer): the latest
+    /// counting reading, its time, the average; the device token stays.
+    pub fn with_baseline(&self, info: &MeterInfo) -> Self {
+        Self { info: Some(info.clone()), ..self.clone() }
+    }
+
     /// The context the rules check readings against, offline.
     pub fn context(&self) -> MeterContext {
         let Some(info) = &self.info else { return MeterContext::default() };
@@ -64,16 +71,20 @@ pub struct Declaration {
     /// before the app knew of decisions: they read as `None`.)
     pub review_accepted: Option<bool>,
     pub review_reason: Option<String>,
+    /// What was added to the phone's clock to date it: the server's clock as known then, in
+    /// milliseconds (0 before the phone knew, and in declarations saved before it kept this).
+    pub clock_offset_ms: i64,
 }
 
 impl Declaration {
-    pub fn new(meter: &Meter, reading: Reading, now: OffsetDateTime) -> Self {
+    /// A reading taken now, dated with the server's time as far as the phone knows it.
+    pub fn new(meter: &Meter, reading: Reading, phone_now: OffsetDateTime, clock: Offset) -> Self {
         Self {
             id: Uuid::now_v7(),
             subscription: meter.subscription.clone(),
             meter_serial: meter.meter_serial.clone(),
             reading: reading.value(),
-            read_at: now,
+            read_at: clock.server_now(phone_now),
             state: State::Waiting,
             code: None,
             message: None,
@@ -81,6 +92,32 @@ impl Declaration {
             consumption_m3: None,
             review_accepted: None,
             review_reason: None,
+            clock_offset_ms: offset_ms(clock),
+        }
+    }
+
+    /// Whether the server refused it for a reading time in its future: the phone's clock was
+    /// wrong, not the reading, so it can be sent again with a corrected time.
+    pub fn refused_for_clock(&self) -> bool {
+        self.state == State::Rejected && self.code == Some(shared::Code::ReadAtInFuture)
+    }
+
+    /// The same reading as a new declaration, dated again with what the phone knows now of the
+    /// server's clock (the refused one is final and stays as it was answered).
+    pub fn redated(&self, clock: Offset, phone_now: OffsetDateTime) -> Self {
+        let applied = Offset(time::Duration::milliseconds(self.clock_offset_ms));
+        Self {
+            id: Uuid::now_v7(),
+            read_at: clock.redate(self.read_at, applied, phone_now),
+            state: State::Waiting,
+            code: None,
+            message: None,
+            tracking_code: None,
+            consumption_m3: None,
+            review_accepted: None,
+            review_reason: None,
+            clock_offset_ms: offset_ms(clock),
+            ..self.clone()
         }
     }
 
@@ -135,6 +172,19 @@ impl shared::outbox::Queued for Declaration {
     fn waiting(&self) -> bool {
         self.state == State::Waiting
     }
+}
+
+/// An offset in whole milliseconds, as the device store keeps it.
+pub fn offset_ms(clock: Offset) -> i64 {
+    i64::try_from(clock.0.whole_milliseconds()).unwrap_or(0)
+}
+
+/// Whether a later declaration of this phone already carries the same reading for the same
+/// meter: the refused one was sent again, and offering it once more would make a duplicate.
+pub fn resent(declaration: &Declaration, all: &[Declaration]) -> bool {
+    all.iter().any(|d| {
+        d.id > declaration.id && d.subscription == declaration.subscription && d.reading == declaration.reading
+    })
 }
 
 /// The declarations held for review whose decision this phone has not learnt yet.

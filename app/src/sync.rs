@@ -6,6 +6,7 @@
 
 use leptos::prelude::*;
 use shared::Lang;
+use shared::clock::Offset;
 use shared::outbox::{answered, next_batch, replace_by_id};
 use shared::wire::{ComplaintsRequest, SyncRequest, UpdatesRequest, VerifyRequest};
 use uuid::Uuid;
@@ -34,6 +35,33 @@ pub struct AppState {
     pub form_complaint_meter: RwSignal<String>,
     /// Whether the browser promised to keep this app's storage.
     pub persistent: RwSignal<Option<bool>>,
+    /// How far the server's clock is from the phone's, once an answer has told.
+    pub clock: RwSignal<Option<Offset>>,
+}
+
+/// The offset to date readings with: what the server's answers taught, or none.
+pub fn clock(state: AppState) -> Offset {
+    state.clock.get_untracked().unwrap_or_default()
+}
+
+/// The offset an earlier session learnt, kept on the device.
+pub fn saved_clock() -> Option<Offset> {
+    let ms: i64 = local_storage()?.get_item("kontor.clock_offset_ms").ok()??.parse().ok()?;
+    let offset = Offset(time::Duration::milliseconds(ms));
+    crate::api::remember_clock(offset);
+    Some(offset)
+}
+
+/// Takes what the latest answer taught of the server's clock: on screen, and kept.
+fn note_clock(state: AppState) {
+    let Some(offset) = crate::api::learnt_clock() else { return };
+    if state.clock.get_untracked() == Some(offset) {
+        return;
+    }
+    state.clock.set(Some(offset));
+    if let Some(s) = local_storage() {
+        let _ = s.set_item("kontor.clock_offset_ms", &crate::model::offset_ms(offset).to_string());
+    }
 }
 
 pub fn now() -> time::OffsetDateTime {
@@ -121,7 +149,9 @@ pub async fn verify_meter(state: AppState, meter: Meter) -> Result<Meter, ApiErr
         meter_serial: meter.meter_serial.clone(),
         device_id: device_id(),
     };
-    let (info, token) = api::verify(&request, lang_tag(state.lang.get_untracked())).await?;
+    let verified = api::verify(&request, lang_tag(state.lang.get_untracked())).await;
+    note_clock(state);
+    let (info, token) = verified?;
     Ok(Meter { info: Some(info), device_token: Some(token), ..meter })
 }
 
@@ -137,6 +167,7 @@ pub async fn sync_once(state: AppState) {
         None => Ok(()),
     };
     state.syncing.set(false);
+    note_clock(state);
     match result {
         Ok(()) => {
             state.online.set(true);
@@ -224,8 +255,10 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
             .first()
             .and_then(|d| meters.iter().find(|m| m.subscription == d.subscription))
             .and_then(|m| m.device_token.clone());
-        let results = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
+        let synced = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
+        let results = synced.outcomes;
         let updated: Vec<Declaration> = answered(&batch, &results, |r| r.id).map(|(d, r)| d.with_result(r)).collect();
+        take_baselines(state, &synced.meters).await;
         // The outcome is on the device before the item leaves the queue.
         if outbox::save_declarations(&updated).await.is_err() {
             return Err(ApiError::Server);
@@ -236,6 +269,32 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
         if updated.len() < batch.len() {
             return Err(ApiError::Server);
         }
+    }
+}
+
+/// Keeps the meters' fresh baselines from a sync answer, so that the next readings are checked
+/// offline against the latest chain. A baseline the device cannot store is still used on screen
+/// until the app is reloaded.
+async fn take_baselines(state: AppState, baselines: &[shared::wire::MeterInfo]) {
+    let meters = state.meters.get_untracked();
+    let fresher: Vec<Meter> = baselines
+        .iter()
+        .filter_map(|info| {
+            let meter = meters.iter().find(|m| m.subscription == info.subscription)?;
+            (meter.info.as_ref() != Some(info)).then(|| meter.with_baseline(info))
+        })
+        .collect();
+    for meter in &fresher {
+        let _ = outbox::save_meter(meter).await;
+    }
+    if !fresher.is_empty() {
+        state.meters.update(|all| {
+            for meter in all.iter_mut() {
+                if let Some(fresh) = fresher.iter().find(|f| f.subscription == meter.subscription) {
+                    *meter = fresh.clone();
+                }
+            }
+        });
     }
 }
 

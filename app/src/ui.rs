@@ -11,7 +11,7 @@ use shared::wire::{ComplaintCode, ComplaintKind, complaint_text};
 use shared::{Lang, MeterSerial, Reading, Status, SubscriptionNumber, TrackingCode};
 
 use crate::api::ApiError;
-use crate::i18n::{Text, datetime, number, t};
+use crate::i18n::{Text, clock_warning, datetime, number, t};
 use crate::model::{Complaint, Declaration, Meter, State};
 use crate::outbox;
 use crate::sync::{self, AppState, now};
@@ -32,6 +32,7 @@ pub fn App() -> impl IntoView {
         form_about: RwSignal::new(String::new()),
         form_complaint_meter: RwSignal::new(String::new()),
         persistent: RwSignal::new(None),
+        clock: RwSignal::new(sync::saved_clock()),
     };
     provide_context(state);
 
@@ -130,6 +131,9 @@ fn SyncStatus() -> impl IntoView {
                 {move || state.last_sync.get().map_or_else(|| t(lang.get(), Text::Never).to_owned(), |at| datetime(lang.get(), at))}
             </span>
             {move || (!state.online.get()).then(|| view! { <span class="offline">{t(lang.get(), Text::Offline)}</span> })}
+            {move || state.clock.get().filter(|c| c.worth_a_warning()).map(|c| view! {
+                <p class="problem" id="clock">{clock_warning(lang.get(), c.phone_ahead_minutes())}</p>
+            })}
             <button on:click=move |_| spawn_local(sync::sync_once(state)) disabled=move || state.syncing.get()>
                 {move || t(lang.get(), Text::SendNow)}
             </button>
@@ -228,8 +232,10 @@ fn Declare() -> impl IntoView {
             return;
         };
         // The shared rules, against what the phone knows of the meter: warn before queueing.
-        let candidate = Candidate { reading: value, read_at: now() };
-        let decision = rules::reconcile(&meter.context(), &meter.chain(), &candidate, now());
+        // Times are the server's as far as the phone knows it, as the server will judge them.
+        let server_now = sync::clock(state).server_now(now());
+        let candidate = Candidate { reading: value, read_at: server_now };
+        let decision = rules::reconcile(&meter.context(), &meter.chain(), &candidate, server_now);
         if let Some(code) = decision.code.filter(|_| decision.status != Status::Accepted)
             && !confirm.get()
         {
@@ -237,19 +243,14 @@ fn Declare() -> impl IntoView {
             confirm.set(true);
             return;
         }
-        let declaration = Declaration::new(&meter, value, now());
+        let declaration = Declaration::new(&meter, value, now(), sync::clock(state));
         spawn_local(async move {
+            let shown = declaration.receipt();
             // Written to the device before the screen says "saved".
-            match outbox::save_declarations(std::slice::from_ref(&declaration)).await {
-                Err(e) => warning.set(Some(format!("IndexedDB: {}", e.0))),
+            match queue(state, declaration).await {
+                Err(e) => warning.set(Some(e)),
                 Ok(()) => {
-                    receipt.set(Some(declaration.receipt()));
-                    // A sync reading the outbox meanwhile may have listed it already.
-                    state.declarations.update(|all| {
-                        if !all.iter().any(|d| d.id == declaration.id) {
-                            all.insert(0, declaration);
-                        }
-                    });
+                    receipt.set(Some(shown));
                     reading.set(String::new());
                     warning.set(None);
                     confirm.set(false);
@@ -266,8 +267,10 @@ fn Declare() -> impl IntoView {
                 <MeterChoice chosen=chosen id="meter"/>
                 <label for="reading">{move || t(lang.get(), Text::Reading)}</label>
                 <input id="reading" name="reading" inputmode="numeric" autocomplete="off" dir="ltr"
+                    aria-describedby="baseline"
                     prop:value=move || reading.get()
                     on:input=move |ev| { reading.set(event_target_value(&ev)); confirm.set(false); warning.set(None); }/>
+                <small id="baseline">{move || baseline(lang.get(), meter())}</small>
                 <p class="problem" role="alert">{move || warning.get()}</p>
                 <button type="submit">
                     {move || t(lang.get(), if confirm.get() { Text::SaveAnyway } else { Text::Save })}
@@ -281,6 +284,26 @@ fn Declare() -> impl IntoView {
             })}
         </section>
     }
+}
+
+/// The meter's latest counting reading and when it was read, as the server last told: what a
+/// new reading is checked against.
+fn baseline(lang: Lang, meter: Option<Meter>) -> Option<String> {
+    let info = meter?.info?;
+    let (reading, at) = (info.last_reading?, info.last_read_at?);
+    Some(format!("{}: {} ({})", t(lang, Text::LastReading), number(lang, &reading.to_string()), datetime(lang, at)))
+}
+
+/// Saves a declaration made on this phone, shows it, and sends it.
+async fn queue(state: AppState, declaration: Declaration) -> Result<(), String> {
+    outbox::save_declarations(std::slice::from_ref(&declaration)).await.map_err(|e| format!("IndexedDB: {}", e.0))?;
+    // A sync reading the outbox meanwhile may have listed it already.
+    state.declarations.update(|all| {
+        if !all.iter().any(|d| d.id == declaration.id) {
+            all.insert(0, declaration);
+        }
+    });
+    Ok(())
 }
 
 #[component]
@@ -327,9 +350,29 @@ fn History() -> impl IntoView {
                                     </div>
                                 }
                             })}
+                            {d.consumption_m3.filter(|_| class == "accepted").map(|m3| view! {
+                                <div class="consumption">
+                                    {t(l, Text::Consumption)} ": " {number(l, &m3.to_string())} " " {t(l, Text::CubicMetres)}
+                                </div>
+                            })}
                             {reason.filter(|_| class != "accepted").map(|m| view! { <div class="reason">{m}</div> })}
                             {sms.map(|href| view! { <a href=href>{t(l, Text::SendBySms)}</a> })}
-                            {(class == "rejected").then(|| {
+                            {(d.refused_for_clock() && !crate::model::resent(&d, &state.declarations.get())).then(|| {
+                                // The phone's clock was wrong, not the reading: one tap sends the
+                                // same reading again, dated with the server's clock.
+                                let refused = d.clone();
+                                view! {
+                                    <button class="link resend" on:click=move |_| {
+                                        let again = refused.redated(sync::clock(state), now());
+                                        spawn_local(async move {
+                                            if queue(state, again).await.is_ok() {
+                                                sync::sync_once(state).await;
+                                            }
+                                        });
+                                    }>{t(l, Text::ResendRedated)}</button>
+                                }
+                            })}
+                            {(class == "rejected" && !d.refused_for_clock()).then(|| {
                                 // A rejected declaration is final: correcting it makes a new one.
                                 let (subscription, reading) = (d.subscription.clone(), d.reading.to_string());
                                 view! {

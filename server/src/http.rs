@@ -391,8 +391,37 @@ pub async fn sync(
             },
         })
         .collect();
-    let answer = SyncResponse { results, server_time: OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET) };
+    let meters = baselines(&state, &keys[1..], &outcomes).await;
+    let server_time = OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET);
+    let answer = SyncResponse { results, server_time, meters };
     Ok(json_answer(&answer, ANSWER_BYTES_PER_RESULT * answer.results.len()))
+}
+
+/// The meters the batch proved it holds, as they stand now: a phone's fresh baseline for its
+/// offline checks. Best effort: the batch is stored whatever happens here, so a meter that cannot
+/// be read is left out (the phone keeps its older baseline) rather than failing the answer.
+async fn baselines(state: &AppState, subscriptions: &[Key], outcomes: &[Outcome]) -> Vec<wire::MeterInfo> {
+    let mut proven: Vec<&str> = Vec::new();
+    for (key, outcome) in subscriptions.iter().zip(outcomes) {
+        let identity_failed = matches!(outcome.code, Some(Code::IdentityMismatch | Code::Malformed | Code::IdConflict));
+        if let Key::Subscription(subscription) = key
+            && !identity_failed
+            && !proven.contains(&subscription.as_str())
+            && proven.len() < wire::MAX_BASELINES
+        {
+            proven.push(subscription);
+        }
+    }
+    let mut meters = Vec::with_capacity(proven.len());
+    for subscription in proven {
+        let Ok(number) = SubscriptionNumber::parse(subscription) else { continue };
+        match state.store.meter(&number).await {
+            Ok(Some(meter)) => meters.push(meter.info()),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading a meter's baseline failed; answered without it"),
+        }
+    }
+    meters
 }
 
 fn usable_id(raw: &RawValue) -> Option<Uuid> {

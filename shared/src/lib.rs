@@ -4,6 +4,7 @@
 //! state; functions return decisions. See `ARCHITECTURE.md` at the workspace root for the map.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod codes;
 pub mod digits;
 pub mod ids;

@@ -117,10 +117,20 @@ impl From<Reading> for ReadingInput {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncResponse {
     pub results: Vec<SyncResult>,
+    /// The server's clock when it answered: a phone keeps how far its own clock is off.
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub server_time: OffsetDateTime,
+    /// Each meter this batch proved it holds (a valid serial or device token on at least one
+    /// item), as it stands after the batch: the latest counting reading and its time, the
+    /// average, the capacity. The phone judges its next readings offline against these. Absent
+    /// when no item proved a meter; at most [`MAX_BASELINES`] meters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterInfo>,
 }
+
+/// The most meters one sync answer describes (a phone holds a few; a bulk sender needs none).
+pub const MAX_BASELINES: usize = 10;
 
 /// The outcome of one submission. All three statuses are final for the client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

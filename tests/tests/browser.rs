@@ -796,3 +796,81 @@ async fn a_complaint_filed_offline_gets_an_answer_back() {
     client.close().await.expect("close the browser");
     server.finish().await;
 }
+
+/// The phone checks offline against the latest chain the server told it of, and a phone whose
+/// clock runs two hours ahead gets its refused reading through with one tap, then dates the next
+/// ones right by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_baseline_and_a_wrong_clock() {
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let chromium = Chromium::start("clock");
+    let client = chromium.open().await;
+    open_app(&client, &format!("{}/pwa/", server.base)).await;
+    add_meter(&client, SUB).await;
+    let text = async |selector: &str| {
+        client.find(Locator::Css(selector)).await.expect(selector).text().await.expect("text")
+    };
+    // The form shows what the reading is checked against: the registry's 10,000 at first.
+    wait_for(&client, "return document.getElementById('baseline').textContent.includes('۱۰۰۰۰')", "the baseline")
+        .await;
+
+    // A reading that counts moves the baseline, and its consumption is in the history.
+    declare(&client, "10050").await;
+    wait_for(&client, "return !!document.querySelector('.history li.accepted .consumption')", "accepted").await;
+    assert!(text(".history li.accepted .consumption").await.contains("۵۰"));
+    wait_for(&client, "return document.getElementById('baseline').textContent.includes('۱۰۰۵۰')", "the new baseline")
+        .await;
+
+    // Offline, a typo below it is caught on the phone, before anything is saved.
+    server.stop().await;
+    fill(&client, "reading", "10040").await;
+    submit(&client, "reading").await;
+    let warned = "return Array.from(document.querySelectorAll('.problem[role=alert]')).some(p => p.textContent.length > 0)";
+    wait_for(&client, warned, "the warning against the fresh baseline").await;
+    assert_eq!(count(&client, ".history li").await, 1, "nothing saved");
+
+    // The phone's clock jumps two hours ahead; a reading made offline is dated by it.
+    client
+        .execute("const real = Date.now; Date.now = () => real() + 7200000; return true;", vec![])
+        .await
+        .expect("a wrong clock");
+    declare(&client, "10060").await;
+    assert_eq!(count(&client, ".history li.waiting").await, 1);
+
+    // Back online: refused as in the future, the phone learns its clock is off and says so.
+    server.resume().await;
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return document.querySelectorAll('.history li.rejected').length === 1", "the refusal").await;
+    wait_for(&client, "return !!document.getElementById('clock')", "the clock warning").await;
+    let warning = text("#clock").await;
+    assert!(warning.contains("۱۲۰") && warning.contains("جلو"), "{warning}");
+    screenshot(&client, "clock-1-refused").await;
+
+    // One tap sends the same reading again, dated right; the offer then goes.
+    client.execute("document.querySelector('.history li.rejected .resend').click(); return true;", vec![]).await.expect("tap");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 2", "the resent reading").await;
+    assert_eq!(count(&client, ".resend").await, 0);
+    // And a new reading is dated right from the start.
+    declare(&client, "10061").await;
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 3", "the next reading").await;
+    screenshot(&client, "clock-2-resent").await;
+    client.close().await.expect("close the browser");
+
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let summary: Vec<(Option<u64>, Status, Option<shared::Code>)> =
+        stored.iter().map(|d| (d.reading, d.status, d.code)).collect();
+    assert_eq!(
+        summary,
+        [
+            (Some(10_050), Status::Accepted, None),
+            (Some(10_060), Status::Rejected, Some(shared::Code::ReadAtInFuture)),
+            (Some(10_060), Status::Accepted, None),
+            (Some(10_061), Status::Accepted, None),
+        ]
+    );
+    let now = time::OffsetDateTime::now_utc();
+    for d in &stored[2..] {
+        assert!((now - d.read_at).abs() < time::Duration::minutes(5), "dated {} at {}", d.reading.unwrap_or(0), d.read_at);
+    }
+    server.finish().await;
+}

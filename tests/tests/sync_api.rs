@@ -19,6 +19,7 @@ tests::on_both_backends!(
     envelope_errors,
     verify_a_meter,
     a_device_token_covers_its_own_meter,
+    a_sync_answer_brings_the_meters_fresh_baseline,
     identity_guessing_is_limited,
     checks_at_once_are_each_judged_by_their_own_keys,
     messages_follow_accept_language,
@@ -364,6 +365,64 @@ async fn a_device_token_covers_its_own_meter(backend: Backend) {
     expect(&other, "rejected", Some("identity_mismatch"), None);
     let other_ok = send(Some(format!("Bearer {token}")), SUB_WRAP, SERIAL_WRAP, 99_950).await;
     assert_eq!(other_ok["status"], "accepted", "{other_ok}");
+    server.finish().await;
+}
+
+async fn a_sync_answer_brings_the_meters_fresh_baseline(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let post = |submissions: Value| async {
+        let (status, body) =
+            server.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4(), "submissions": submissions})).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    // Yesterday's reading, then an older one from another phone: the baseline is the latest
+    // reading in reading time, whichever arrived last.
+    let yesterday = server.hours_ago(24);
+    let answer = post(json!([submission(Uuid::new_v4(), 10_090, &yesterday)])).await;
+    let meters = answer["meters"].as_array().expect("a baseline for the proven meter");
+    assert_eq!(meters.len(), 1, "{answer}");
+    assert_eq!(meters[0]["subscription"], SUB);
+    assert_eq!(meters[0]["last_reading"], 10_090);
+    let parse = |t: &Value| {
+        time::OffsetDateTime::parse(t.as_str().unwrap_or_default(), &time::format_description::well_known::Rfc3339)
+            .expect("an RFC 3339 time")
+    };
+    let off = parse(&meters[0]["last_read_at"]) - parse(&json!(yesterday));
+    assert!(off.abs() < time::Duration::seconds(1), "{answer}");
+    assert_eq!(meters[0]["digits"], 5);
+    assert_eq!(meters[0]["max_daily_m3"], 144.0);
+    let older = post(json!([submission(Uuid::new_v4(), 10_060, &server.hours_ago(48))])).await;
+    assert_eq!(older["results"][0]["status"], "accepted", "{older}");
+    assert_eq!(older["meters"][0]["last_reading"], 10_090);
+
+    // A held reading does not move the baseline, but the meter was proven: it is described.
+    let held = post(json!([submission(Uuid::new_v4(), 10_010, &server.hours_ago(1))])).await;
+    assert_eq!(held["results"][0]["status"], "needs_review", "{held}");
+    assert_eq!(held["meters"][0]["last_reading"], 10_090);
+
+    // A wrong serial proves nothing: no meter is described, not even whether it exists.
+    let mut wrong = submission(Uuid::new_v4(), 10_100, &server.hours_ago(1));
+    wrong["meter_serial"] = json!("ZZ999999");
+    let refused = post(json!([wrong])).await;
+    assert_eq!(refused["results"][0]["code"], "identity_mismatch", "{refused}");
+    assert!(refused.get("meters").is_none(), "{refused}");
+
+    // Two meters in one batch: both described, once each.
+    let both = post(json!([
+        submission(Uuid::new_v4(), 10_095, &server.hours_ago(1)),
+        submission(Uuid::new_v4(), 10_096, &server.hours_ago(0)),
+        {"id": Uuid::new_v4(), "subscription": SUB_WRAP, "meter_serial": SERIAL_WRAP, "reading": 99_950,
+         "read_at": server.hours_ago(1)},
+    ]))
+    .await;
+    let described: Vec<(&str, u64)> = both["meters"]
+        .as_array()
+        .expect("baselines")
+        .iter()
+        .map(|m| (m["subscription"].as_str().unwrap_or("?"), m["last_reading"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(described, vec![(SUB, 10_096), (SUB_WRAP, 99_950)], "{both}");
     server.finish().await;
 }
 
