@@ -807,12 +807,10 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     let client = chromium.open().await;
     open_app(&client, &format!("{}/pwa/", server.base)).await;
     add_meter(&client, SUB).await;
-    let text = async |selector: &str| {
-        client.find(Locator::Css(selector)).await.expect(selector).text().await.expect("text")
-    };
+    let text =
+        async |selector: &str| client.find(Locator::Css(selector)).await.expect(selector).text().await.expect("text");
     // The form shows what the reading is checked against: the registry's 10,000 at first.
-    wait_for(&client, "return document.getElementById('baseline').textContent.includes('۱۰۰۰۰')", "the baseline")
-        .await;
+    wait_for(&client, "return document.getElementById('baseline').textContent.includes('۱۰۰۰۰')", "the baseline").await;
 
     // A reading that counts moves the baseline, and its consumption is in the history.
     declare(&client, "10050").await;
@@ -825,7 +823,8 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     server.stop().await;
     fill(&client, "reading", "10040").await;
     submit(&client, "reading").await;
-    let warned = "return Array.from(document.querySelectorAll('.problem[role=alert]')).some(p => p.textContent.length > 0)";
+    let warned =
+        "return Array.from(document.querySelectorAll('.problem[role=alert]')).some(p => p.textContent.length > 0)";
     wait_for(&client, warned, "the warning against the fresh baseline").await;
     assert_eq!(count(&client, ".history li").await, 1, "nothing saved");
 
@@ -847,12 +846,17 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     screenshot(&client, "clock-1-refused").await;
 
     // One tap sends the same reading again, dated right; the offer then goes.
-    client.execute("document.querySelector('.history li.rejected .resend').click(); return true;", vec![]).await.expect("tap");
-    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 2", "the resent reading").await;
+    client
+        .execute("document.querySelector('.history li.rejected .resend').click(); return true;", vec![])
+        .await
+        .expect("tap");
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 2", "the resent reading")
+        .await;
     assert_eq!(count(&client, ".resend").await, 0);
     // And a new reading is dated right from the start.
     declare(&client, "10061").await;
-    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 3", "the next reading").await;
+    wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 3", "the next reading")
+        .await;
     screenshot(&client, "clock-2-resent").await;
     client.close().await.expect("close the browser");
 
@@ -870,7 +874,12 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     );
     let now = time::OffsetDateTime::now_utc();
     for d in &stored[2..] {
-        assert!((now - d.read_at).abs() < time::Duration::minutes(5), "dated {} at {}", d.reading.unwrap_or(0), d.read_at);
+        assert!(
+            (now - d.read_at).abs() < time::Duration::minutes(5),
+            "dated {} at {}",
+            d.reading.unwrap_or(0),
+            d.read_at
+        );
     }
     server.finish().await;
 }

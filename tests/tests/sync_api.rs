@@ -370,7 +370,7 @@ async fn a_device_token_covers_its_own_meter(backend: Backend) {
 
 async fn a_sync_answer_brings_the_meters_fresh_baseline(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let post = |submissions: Value| async {
+    let post = async |submissions: Value| {
         let (status, body) =
             server.post("/api/v1/sync", &json!({"device_id": Uuid::new_v4(), "submissions": submissions})).await;
         assert_eq!(status, 200, "{body}");
