@@ -121,9 +121,10 @@ impl Declaration {
         }
     }
 
-    /// The short receipt shown at once, offline: eight digits derived from the id.
+    /// The receipt shown at once, offline: seven digits from the id, which the server can find
+    /// the declaration by once it has arrived (`shared::Receipt`).
     pub fn receipt(&self) -> String {
-        format!("{:08}", (self.id.as_u128() % 100_000_000) as u64)
+        shared::Receipt::of(self.id).to_string()
     }
 
     pub fn submission(&self) -> Submission {
@@ -159,9 +160,16 @@ impl Declaration {
         Self { review_accepted: Some(update.accepted), review_reason: update.reason.clone(), ..self.clone() }
     }
 
-    /// The company's SMS format for this reading, for an `sms:` link when data cannot get through.
+    /// The company's SMS format for this reading, with its receipt, for an `sms:` link when data
+    /// cannot get through.
     pub fn sms_body(&self) -> String {
-        format!("{}*{}*{}", self.reading, shared::sms::SERVICE, self.subscription)
+        match (Reading::new(self.reading), shared::SubscriptionNumber::parse(&self.subscription)) {
+            (Some(reading), Ok(subscription)) => {
+                shared::sms::body(reading, &subscription, &shared::Receipt::of(self.id))
+            }
+            // Not a reading the app would have saved: the card's plain format.
+            _ => format!("{}*{}*{}", self.reading, shared::sms::SERVICE, self.subscription),
+        }
     }
 }
 

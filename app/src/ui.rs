@@ -350,6 +350,15 @@ fn History() -> impl IntoView {
                                     </div>
                                 }
                             })}
+                            {(d.tracking_code.is_none() && d.state != State::Waiting).then(|| {
+                                // Sent but given no tracking code: the receipt names it.
+                                let (subscription, receipt) = (d.subscription.clone(), d.receipt());
+                                view! {
+                                    <button class="link" on:click=move |_| dispute(state, &subscription, &receipt)>
+                                        {t(l, Text::Dispute)}
+                                    </button>
+                                }
+                            })}
                             {d.consumption_m3.filter(|_| class == "accepted").map(|m3| view! {
                                 <div class="consumption">
                                     {t(l, Text::Consumption)} ": " {number(l, &m3.to_string())} " " {t(l, Text::CubicMetres)}
@@ -442,9 +451,10 @@ fn Complaints() -> impl IntoView {
         let typed = about.get();
         let about_code = match typed.trim() {
             "" => None,
-            code => match TrackingCode::parse(code) {
-                Some(code) => Some(code.to_string()),
-                None => {
+            code => match (TrackingCode::parse(code), shared::Receipt::parse(code)) {
+                (Some(code), _) => Some(code.to_string()),
+                (None, Some(receipt)) => Some(receipt.to_string()),
+                (None, None) => {
                     problem.set(Some(ComplaintCode::TrackingCodeInvalid.message(l)));
                     return;
                 }

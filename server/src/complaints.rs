@@ -19,7 +19,7 @@ use shared::wire::{
     ApiErrorCode, ComplaintCode, ComplaintResult, ComplaintStatus, ComplaintSubmission, ComplaintsRequest,
     ComplaintsResponse, ErrorBody, MAX_COMPLAINTS, MAX_UPDATE_IDS, UpdatesRequest, UpdatesResponse,
 };
-use shared::{ComplaintNumber, Lang, MeterSerial, SubscriptionNumber, TrackingCode};
+use shared::{ComplaintNumber, Lang, MeterSerial, Receipt, SubscriptionNumber, TrackingCode};
 use time::OffsetDateTime;
 
 use crate::AppState;
@@ -41,13 +41,14 @@ pub async fn check(
     if store.meter(&subscription).await?.is_none() {
         return Ok(Err(ComplaintCode::UnknownSubscription));
     }
+    // A tracking code, or the receipt the phone showed before there was one.
     let about_seq = match submission.about.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
         None => None,
         Some(code) => {
-            let seq = TrackingCode::parse(code).and_then(|c| c.sequence());
-            let declaration = match seq {
-                Some(seq) => store.declaration(seq).await?,
-                None => None,
+            let declaration = match (TrackingCode::parse(code).and_then(|c| c.sequence()), Receipt::parse(code)) {
+                (Some(seq), _) => store.declaration(seq).await?,
+                (None, Some(receipt)) => crate::store::by_receipt(store, &subscription, &receipt).await?,
+                (None, None) => None,
             };
             match declaration {
                 Some(d) if d.subscription == subscription.as_str() => Some(d.seq),

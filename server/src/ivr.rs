@@ -244,7 +244,7 @@ pub async fn call(stream: TcpStream, writer: &Writer) -> Result<(), AgiError> {
             .await?;
     let Some(reading) = reading else { return goodbye(&mut session).await };
 
-    let declaration = SmsDeclaration { reading, subscription };
+    let declaration = SmsDeclaration { reading, subscription, receipt: None };
     let incoming = Incoming::from_phone(PhoneDeclaration {
         channel: Channel::Ivr,
         message_id: &call_id,

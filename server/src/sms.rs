@@ -39,6 +39,22 @@ pub struct SmsConfig {
     (status = 404, description = "The SMS channel is not configured", body = ErrorBody),
     (status = 503, description = "The database is unavailable: deliver the message again later", body = ErrorBody),
 ))]
+/// When the reading an SMS carries was taken, if the message is the web app's fallback for a
+/// declaration the server already has: the receipt names it, and the same reading was taken when
+/// the subscriber entered it in the app, however late the message arrives. The writer then judges
+/// the two as one reading, whichever way the time window would have gone. Best effort: without
+/// it the gateway's time stands.
+async fn reading_time(state: &AppState, declaration: &shared::sms::SmsDeclaration) -> Option<OffsetDateTime> {
+    let receipt = declaration.receipt.as_ref()?;
+    match crate::store::by_receipt(&*state.store, &declaration.subscription, receipt).await {
+        Ok(found) => found.filter(|d| d.reading == Some(declaration.reading.value())).map(|d| d.read_at),
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up an SMS's receipt failed; dated by the gateway");
+            None
+        }
+    }
+}
+
 pub async fn inbound(
     State(state): State<AppState>,
     HeadersAndBody { headers, body }: HeadersAndBody,
@@ -74,6 +90,7 @@ pub async fn inbound(
         .as_deref()
         .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
         .unwrap_or_else(OffsetDateTime::now_utc);
+    let received_at = reading_time(&state, &declaration).await.unwrap_or(received_at);
     let incoming = Incoming::from_phone(PhoneDeclaration {
         channel: Channel::Sms,
         message_id: &message.message_id,

@@ -18,7 +18,7 @@ pub mod wire;
 pub use codes::{Code, Status};
 pub use ids::{MeterSerial, Reading, SubscriptionNumber};
 pub use lang::Lang;
-pub use tracking::{ComplaintNumber, TrackingCode};
+pub use tracking::{ComplaintNumber, Receipt, TrackingCode};
 
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -1,5 +1,7 @@
 //! The SMS grammar of the service card: `<reading>*5*<subscription code>`, read the way a person
-//! means it, and the Persian replies sent back.
+//! means it, and the Persian replies sent back. The web app's one-tap fallback adds the phone's
+//! receipt as a fourth part (`<reading>*5*<subscription>*<receipt>`), so that the server can tell
+//! the message and the app's declaration are one reading.
 //!
 //! Real messages carry Persian or Arabic-Indic digits, spaces, bidi and zero-width marks, other
 //! star characters (`*` `٭` `＊` `×`) and a trailing star. Anything else gets a reply that shows
@@ -7,7 +9,7 @@
 
 use crate::codes::accepted_message;
 use crate::digits::{self, to_persian_digits};
-use crate::{Code, Lang, Reading, SubscriptionNumber};
+use crate::{Code, Lang, Reading, Receipt, SubscriptionNumber};
 
 /// The service number of meter-reading declarations on the company's short number.
 pub const SERVICE: &str = "5";
@@ -17,6 +19,14 @@ pub const SERVICE: &str = "5";
 pub struct SmsDeclaration {
     pub reading: Reading,
     pub subscription: SubscriptionNumber,
+    /// The receipt of the app's declaration this message stands in for, when the app wrote it.
+    pub receipt: Option<Receipt>,
+}
+
+/// The message the web app offers to send when data cannot get through: the service card's
+/// format, with the receipt the phone showed.
+pub fn body(reading: Reading, subscription: &SubscriptionNumber, receipt: &Receipt) -> String {
+    format!("{reading}*{SERVICE}*{subscription}*{receipt}")
 }
 
 /// Why a message is not a declaration.
@@ -48,7 +58,14 @@ pub fn parse(text: &str) -> Result<SmsDeclaration, SmsError> {
     }
     let trimmed = compact.trim_end_matches(is_star).trim_start_matches(is_star);
     let parts: Vec<&str> = trimmed.split(is_star).collect();
-    let [reading, service, subscription] = parts.as_slice() else { return Err(SmsError::Format) };
+    let (reading, service, subscription, receipt) = match parts.as_slice() {
+        [reading, service, subscription] => (reading, service, subscription, None),
+        // A fourth part is only ever a receipt: anything else there is not the format.
+        [reading, service, subscription, receipt] => {
+            (reading, service, subscription, Some(Receipt::parse(receipt).ok_or(SmsError::Format)?))
+        }
+        _ => return Err(SmsError::Format),
+    };
     if reading.is_empty() || subscription.is_empty() || service.is_empty() {
         return Err(SmsError::Format);
     }
@@ -57,7 +74,7 @@ pub fn parse(text: &str) -> Result<SmsDeclaration, SmsError> {
     }
     let reading = Reading::parse(reading).map_err(|_| SmsError::Reading)?;
     let subscription = SubscriptionNumber::parse(subscription).map_err(|_| SmsError::Subscription)?;
-    Ok(SmsDeclaration { reading, subscription })
+    Ok(SmsDeclaration { reading, subscription, receipt })
 }
 
 /// The format, as the replies show it.
@@ -112,6 +129,17 @@ pub fn review_reply(tracking_code: &str, approved: bool, reason: Option<&str>) -
     reply
 }
 
+/// The SMS that tells a subscriber staff voided a reading they sent by SMS, and why.
+pub fn void_reply(tracking_code: &str, reason: &str) -> String {
+    let code = to_persian_digits(tracking_code);
+    let mut reply = format!("رقم کنتور شما با کد رهگیری {code} توسط کارشناس باطل شد و در صورت‌حساب شمرده نمی‌شود.");
+    if !reason.trim().is_empty() {
+        reply.push_str(&format!(" دلیل: {}", reason.trim()));
+    }
+    reply.push_str(&format!(" برای اعلام دوباره بفرستید: {FORMAT_FA}"));
+    reply
+}
+
 /// A phone number in the form the registry compares: Iranian numbers keep their last ten digits
 /// (`09121234567`, `+989121234567` and `00989121234567` are one number); others keep all digits.
 pub fn normalize_phone(phone: &str) -> Option<String> {
@@ -157,6 +185,22 @@ mod tests {
     }
 
     #[test]
+    fn the_apps_fallback_message_round_trips_with_its_receipt() {
+        let receipt = Receipt::of(uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0012_d687));
+        let subscription = SubscriptionNumber::parse("1234567890").expect("a subscription");
+        let reading = Reading::new(10_321).expect("a reading");
+        let text = body(reading, &subscription, &receipt);
+        assert_eq!(text, format!("10321*5*1234567890*{receipt}"));
+        let parsed = parse(&text).expect("parses");
+        assert_eq!((parsed.reading, parsed.subscription, parsed.receipt), (reading, subscription, Some(receipt.clone())));
+        // As a messaging app may turn it: Persian digits and a trailing star.
+        let persian = to_persian_digits(&format!("{text}*"));
+        assert_eq!(parse(&persian).expect("parses").receipt, Some(receipt));
+        // The card's own format has none.
+        assert_eq!(parse("10321*5*1234567890").expect("parses").receipt, None);
+    }
+
+    #[test]
     fn messages_that_are_not_declarations() {
         check("", Err(SmsError::Empty));
         check(" \u{200F} ", Err(SmsError::Empty));
@@ -165,6 +209,8 @@ mod tests {
         check("10321*1234567890", Err(SmsError::Format));
         check("10321**1234567890", Err(SmsError::Format));
         check("10321*5*1234567890*9", Err(SmsError::Format));
+        check("10321*5*1234567890*1234568", Err(SmsError::Format));
+        check("10321*5*1234567890*1234567*1", Err(SmsError::Format));
         check("10321*4*1234567890", Err(SmsError::Service));
         check("10321*55*1234567890", Err(SmsError::Service));
         check("10.5*5*1234567890", Err(SmsError::Reading));
@@ -190,6 +236,10 @@ mod tests {
         assert!(no.starts_with("رقم کنتور شما با کد رهگیری ۱۲۳۴۵ پس از بررسی پذیرفته نشد. دلیل: رقم با عکس"), "{no}");
         assert!(no.ends_with(FORMAT_FA), "{no}");
         assert!(!review_reply("1", false, Some("  ")).contains("دلیل"));
+        let void = void_reply("12345", " دو بار ثبت شده ");
+        assert!(void.starts_with("رقم کنتور شما با کد رهگیری ۱۲۳۴۵ توسط کارشناس باطل شد"), "{void}");
+        assert!(void.contains("دلیل: دو بار ثبت شده برای"), "{void}");
+        assert!(void.ends_with(FORMAT_FA), "{void}");
     }
 
     #[test]
@@ -214,7 +264,10 @@ mod tests {
             let text: String =
                 (0..len).map(|i| alphabet[((state >> (i % 16 * 4)) as usize + i) % alphabet.len()]).collect();
             if let Ok(d) = parse(&text) {
-                let canonical = format!("{}*5*{}", d.reading, d.subscription);
+                let canonical = match &d.receipt {
+                    Some(receipt) => body(d.reading, &d.subscription, receipt),
+                    None => format!("{}*5*{}", d.reading, d.subscription),
+                };
                 assert_eq!(parse(&canonical), Ok(d), "{text:?}");
             }
         }

@@ -209,7 +209,9 @@ pub struct ComplaintSubmission {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meter_serial: Option<String>,
     pub kind: ComplaintKind,
-    /// The tracking code of the declaration it is about, if any (checked by its check digit).
+    /// The declaration it is about, if any: its tracking code, or the receipt the phone showed
+    /// for it (7 digits) before there was one. Either is checked by its check digit, and must
+    /// name a declaration of this subscription that the server has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub about: Option<String>,
     /// 1 to 1,000 characters.
@@ -242,7 +244,7 @@ macro_rules! complaint_codes {
 
 complaint_codes! {
     UnknownSubscription = "unknown_subscription", "این شماره اشتراک در سامانه نیست.", "This subscription number is not in the registry.";
-    TrackingCodeInvalid = "tracking_code_invalid", "کد رهگیری درست نیست؛ آن را دوباره بررسی کنید.", "The tracking code is not valid; check it again.";
+    TrackingCodeInvalid = "tracking_code_invalid", "کد رهگیری یا رسید درست نیست یا هنوز به ما نرسیده است؛ آن را دوباره بررسی کنید.", "The tracking code or receipt is not valid, or has not reached us yet; check it again.";
     TextLength = "text_length", "متن شکایت باید ۱ تا ۱۰۰۰ نویسه باشد.", "The complaint must be 1 to 1,000 characters.";
     IdConflict = "id_conflict", "این شناسه پیش‌تر با محتوای دیگری ثبت شده است.", "This id was stored before with different content.";
     IdentityMismatch = "identity_mismatch", "شماره اشتراک و شماره بدنهٔ کنتور با هم نمی‌خوانند.", "The subscription number and the meter serial do not match.";

@@ -860,7 +860,9 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     screenshot(&client, "clock-2-resent").await;
     client.close().await.expect("close the browser");
 
-    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let mut stored = server.store.declarations_of(SUB).await.expect("read back");
+    // In the order they arrived (the store lists them in reading time).
+    stored.sort_by_key(|d| d.seq);
     let summary: Vec<(Option<u64>, Status, Option<shared::Code>)> =
         stored.iter().map(|d| (d.reading, d.status, d.code)).collect();
     assert_eq!(

@@ -12,6 +12,7 @@ tests::on_both_backends!(
     a_complaint_sent_from_the_app_gets_its_answer_back,
     an_office_files_a_complaint_for_a_citizen,
     a_complaint_needs_proof_of_the_meter,
+    a_complaint_names_its_reading_by_the_phones_receipt,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -236,5 +237,43 @@ async fn a_complaint_needs_proof_of_the_meter(backend: Backend) {
     let body = json!({"device_id": Uuid::new_v4(), "complaints": [with(SUB, Some(SERIAL))]});
     let (status, _) = server.post("/api/v1/complaints", &body).await;
     assert_eq!(status, 429, "guessing is limited");
+    server.finish().await;
+}
+
+async fn a_complaint_names_its_reading_by_the_phones_receipt(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let id = Uuid::now_v7();
+    let synced = server.sync(vec![submission(id, 10_050, &server.hours_ago(24))]).await;
+    let tracking = synced[0]["tracking_code"].as_str().expect("a tracking code").to_owned();
+    let seq = TrackingCode::parse(&tracking).and_then(|c| c.sequence()).expect("a sequence");
+    // The subscriber kept the receipt the phone showed, and types it in Persian digits.
+    let receipt = shared::Receipt::of(id);
+    let typed = shared::digits::to_persian_digits(receipt.as_str());
+    let filed = file(&server, vec![complaint(Uuid::now_v7(), Some(&typed), "رقم درست نیست")]).await;
+    assert_eq!(filed[0]["status"], "received", "{filed:?}");
+    let number = filed[0]["complaint_number"].as_str().expect("a number");
+    let stored = server
+        .store
+        .complaint(ComplaintNumber::parse(number).and_then(|n| n.sequence()).expect("a sequence"))
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.about_seq, Some(seq), "the receipt names the declaration it was shown for");
+
+    // A receipt of no declaration here (one still on a phone, or another subscription's), and
+    // a receipt with a typo, are refused the same way as a wrong tracking code.
+    let elsewhere = shared::Receipt::of(Uuid::now_v7());
+    let mut typo = receipt.to_string().into_bytes();
+    typo[0] = if typo[0] == b'9' { b'0' } else { typo[0] + 1 };
+    let typo = String::from_utf8(typo).expect("digits");
+    let refused = file(
+        &server,
+        vec![
+            complaint(Uuid::now_v7(), Some(elsewhere.as_str()), "x"),
+            complaint(Uuid::now_v7(), Some(&typo), "x"),
+        ],
+    )
+    .await;
+    assert!(refused.iter().all(|r| r["code"] == "tracking_code_invalid"), "{refused:?}");
     server.finish().await;
 }

@@ -228,6 +228,7 @@ async fn fresh(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'s
             let declaration = SmsDeclaration {
                 reading: Reading::new(reading).expect("a reading"),
                 subscription: SubscriptionNumber::parse(&meter.subscription).expect("subscription"),
+                receipt: None,
             };
             let message_id = Uuid::new_v4().to_string();
             Incoming::from_phone(PhoneDeclaration {

@@ -21,6 +21,7 @@ tests::on_both_backends!(
     messages_that_are_not_declarations_get_the_format,
     an_unknown_subscription_is_named_as_such,
     sms_and_app_share_one_chain,
+    the_apps_fallback_sms_is_the_same_reading_however_late,
     replies_reach_the_gateway,
 );
 
@@ -158,6 +159,41 @@ async fn sms_and_app_share_one_chain(backend: Backend) {
     server.finish().await;
 }
 
+async fn the_apps_fallback_sms_is_the_same_reading_however_late(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // Read and entered in the app ten days ago; the app's declaration got through, and so, ten
+    // days later, did the SMS the subscriber had tapped as a fallback (it sat in the phone's
+    // outbox out of coverage). The gateway dates it today, past the window that pairs repeats.
+    let id = Uuid::now_v7();
+    let app = server.sync(vec![submission(id, 10_030, &server.hours_ago(240))]).await;
+    let tracking = app[0]["tracking_code"].as_str().expect("a tracking code").to_owned();
+    let subscription = shared::SubscriptionNumber::parse(SUB).expect("a subscription");
+    let reading = shared::Reading::new(10_030).expect("a reading");
+    let text = shared::sms::body(reading, &subscription, &shared::Receipt::of(id));
+    let (_, body) = server
+        .sms_fields(&json!({"from": PHONE, "text": text, "message_id": "gw-fallback", "received_at": server.hours_ago(0)}))
+        .await;
+    assert_eq!(
+        (body["status"].as_str(), body["tracking_code"].as_str()),
+        (Some("accepted"), Some(tracking.as_str())),
+        "one reading, one tracking code: {body}"
+    );
+    // The same without the receipt, as a person would type it: a second declaration of the
+    // same number ten days on, which counts nothing more.
+    let (_, plain) = server
+        .sms_fields(&json!({"from": PHONE, "text": "10030*5*1111222233", "message_id": "gw-typed",
+            "received_at": server.hours_ago(0)}))
+        .await;
+    assert_ne!(plain["tracking_code"].as_str(), Some(tracking.as_str()), "{plain}");
+    let mut stored = server.store.declarations_of(SUB).await.expect("read back");
+    stored.sort_by_key(|d| d.seq);
+    let counting: Vec<(Option<u64>, Option<u64>)> =
+        stored.iter().filter(|d| d.counts).map(|d| (d.reading, d.consumption_m3)).collect();
+    assert_eq!(counting, [(Some(10_030), Some(30)), (Some(10_030), Some(0))]);
+    assert!(stored[1].duplicate_of.is_some(), "the fallback SMS is a repeat of the app's declaration");
+    server.finish().await;
+}
+
 /// A stand-in for the SMS gateway's send API: a real HTTP server on a local port that fails the
 /// first request and records the rest.
 #[derive(Clone, Default)]
@@ -210,5 +246,28 @@ async fn replies_reach_the_gateway(backend: Backend) {
     assert_eq!(delivered, [(PHONE.to_owned(), reply)]);
     assert_eq!(*gateway.calls.lock().expect("lock"), 2, "one failure, one success");
     assert_eq!(server.stored().await, 1, "the declaration was stored whatever the gateway did");
+
+    // Staff void it later: the subscriber, told it was accepted, is told by SMS that it is not.
+    server.add_operator("rev", server::store::Role::Reviewer, "Billing", "correct horse battery").await;
+    let reviewer = server.console();
+    assert_eq!(reviewer.login("rev", "correct horse battery").await.status, 303);
+    let seq = server.store.declarations_of(SUB).await.expect("read")[0].seq;
+    let path = format!("/office/review/{seq}");
+    let csrf = reviewer.csrf(&path).await;
+    let voided =
+        reviewer.post(&path, &[("csrf", &csrf), ("decision", "void"), ("reason", "خوانش مأمور ۱۰۰۲۰ است")]).await;
+    assert_eq!(voided.status, 303, "{}", voided.body);
+    for _ in 0..200 {
+        delivered = gateway.received.lock().expect("lock").clone();
+        if delivered.len() > 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let told = delivered.get(1).map(|(to, text)| (to.as_str(), text.as_str()));
+    assert!(
+        told.is_some_and(|(to, text)| to == PHONE && text.contains("باطل شد") && text.contains("خوانش مأمور ۱۰۰۲۰ است")),
+        "{delivered:?}"
+    );
     server.finish().await;
 }

@@ -814,17 +814,22 @@ async fn decide(
     }
 }
 
-/// A declaration that came by SMS hears the decision by SMS.
+/// A declaration that came by SMS hears the decision by SMS: an approval, a rejection, or a
+/// void (the one decision that can follow an acceptance the subscriber was already told of).
 fn notify_by_sms(state: &AppState, declaration: &crate::store::StoredDeclaration) {
-    let (Some(config), Some(to), Some(review), Some(code)) =
-        (state.sms.as_ref(), declaration.sender.as_ref(), declaration.review.as_ref(), declaration.tracking_code())
+    let (Some(config), Some(to), Some(code)) =
+        (state.sms.as_ref(), declaration.sender.as_ref(), declaration.tracking_code())
     else {
         return;
     };
     if declaration.channel != crate::store::Channel::Sms.as_str() {
         return;
     }
-    let text = sms::review_reply(code.as_str(), review.approved, review.reason.as_deref());
+    let text = match (&declaration.void, &declaration.review) {
+        (Some(void), _) => sms::void_reply(code.as_str(), &void.reason),
+        (None, Some(review)) => sms::review_reply(code.as_str(), review.approved, review.reason.as_deref()),
+        (None, None) => return,
+    };
     crate::replies::send_in_background(config.sender.clone(), config.retry, to.clone(), text);
 }
 

@@ -23,6 +23,22 @@ use uuid::Uuid;
 
 pub use sql::{Dialect, SqlStore};
 
+/// The declaration a phone's receipt stands for, within one subscription: the app declaration
+/// whose id gives that receipt (the newest, should two ever share one). `None` until the phone's
+/// declaration has arrived. A handful of rows: a subscription's declarations, read by its index.
+pub async fn by_receipt(
+    store: &dyn Store,
+    subscription: &SubscriptionNumber,
+    receipt: &shared::Receipt,
+) -> Result<Option<StoredDeclaration>, StoreError> {
+    let declarations = store.declarations_of(subscription.as_str()).await?;
+    let app = Channel::App.as_str();
+    Ok(declarations
+        .into_iter()
+        .filter(|d| d.channel == app && shared::Receipt::of(d.id) == *receipt)
+        .max_by_key(|d| d.seq))
+}
+
 /// What can go wrong in the store. Handlers answer `503` for [`StoreError::Unavailable`] (the
 /// client keeps its outbox and retries) and `500` for the rest.
 #[derive(Debug, thiserror::Error)]
