@@ -186,13 +186,16 @@ mod tests {
 
     #[test]
     fn the_apps_fallback_message_round_trips_with_its_receipt() {
-        let receipt = Receipt::of(uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0012_d687));
+        let receipt = Receipt::of(uuid::Uuid::from_u128(0x0193_8f2a_7c41_7000_8000_0000_0012_d687));
         let subscription = SubscriptionNumber::parse("1234567890").expect("a subscription");
         let reading = Reading::new(10_321).expect("a reading");
         let text = body(reading, &subscription, &receipt);
         assert_eq!(text, format!("10321*5*1234567890*{receipt}"));
         let parsed = parse(&text).expect("parses");
-        assert_eq!((parsed.reading, parsed.subscription, parsed.receipt), (reading, subscription, Some(receipt.clone())));
+        assert_eq!(
+            (parsed.reading, parsed.subscription, parsed.receipt),
+            (reading, subscription, Some(receipt.clone()))
+        );
         // As a messaging app may turn it: Persian digits and a trailing star.
         let persian = to_persian_digits(&format!("{text}*"));
         assert_eq!(parse(&persian).expect("parses").receipt, Some(receipt));

@@ -268,10 +268,7 @@ async fn a_complaint_names_its_reading_by_the_phones_receipt(backend: Backend) {
     let typo = String::from_utf8(typo).expect("digits");
     let refused = file(
         &server,
-        vec![
-            complaint(Uuid::now_v7(), Some(elsewhere.as_str()), "x"),
-            complaint(Uuid::now_v7(), Some(&typo), "x"),
-        ],
+        vec![complaint(Uuid::now_v7(), Some(elsewhere.as_str()), "x"), complaint(Uuid::now_v7(), Some(&typo), "x")],
     )
     .await;
     assert!(refused.iter().all(|r| r["code"] == "tracking_code_invalid"), "{refused:?}");

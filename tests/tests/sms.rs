@@ -171,7 +171,9 @@ async fn the_apps_fallback_sms_is_the_same_reading_however_late(backend: Backend
     let reading = shared::Reading::new(10_030).expect("a reading");
     let text = shared::sms::body(reading, &subscription, &shared::Receipt::of(id));
     let (_, body) = server
-        .sms_fields(&json!({"from": PHONE, "text": text, "message_id": "gw-fallback", "received_at": server.hours_ago(0)}))
+        .sms_fields(
+            &json!({"from": PHONE, "text": text, "message_id": "gw-fallback", "received_at": server.hours_ago(0)}),
+        )
         .await;
     assert_eq!(
         (body["status"].as_str(), body["tracking_code"].as_str()),
@@ -266,7 +268,9 @@ async fn replies_reach_the_gateway(backend: Backend) {
     }
     let told = delivered.get(1).map(|(to, text)| (to.as_str(), text.as_str()));
     assert!(
-        told.is_some_and(|(to, text)| to == PHONE && text.contains("باطل شد") && text.contains("خوانش مأمور ۱۰۰۲۰ است")),
+        told.is_some_and(|(to, text)| to == PHONE
+            && text.contains("باطل شد")
+            && text.contains("خوانش مأمور ۱۰۰۲۰ است")),
         "{delivered:?}"
     );
     server.finish().await;
