@@ -11,7 +11,9 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use shared::Lang;
@@ -19,8 +21,24 @@ use shared::wire::{ApiErrorCode, BillingPage, ErrorBody};
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::http::{ApiError, bearer_token};
+use crate::http::{ApiError, bearer_token, refused};
+use crate::limits::Key;
 use crate::store::{AuditEntry, BillingEntry, Store, StoreError};
+
+/// The shortest billing token `kontor serve` starts with.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// Refuses a billing token a guesser could find: shorter than [`MIN_TOKEN_CHARS`], or made of
+/// fewer than eight different characters.
+pub fn strong_enough(token: &str) -> anyhow::Result<()> {
+    let distinct: std::collections::HashSet<char> = token.chars().collect();
+    if token.chars().count() < MIN_TOKEN_CHARS || distinct.len() < 8 {
+        anyhow::bail!(
+            "the billing token is too weak: use at least {MIN_TOKEN_CHARS} random characters, e.g. `openssl rand -hex 32`"
+        );
+    }
+    Ok(())
+}
 
 /// The most readings one page holds.
 pub const MAX_PAGE: u32 = 10_000;
@@ -78,12 +96,14 @@ pub async fn page(store: &dyn Store, after: u64, limit: u32) -> Result<(Vec<Bill
 #[utoipa::path(get, path = "/api/v1/billing/readings", params(PageQuery), responses(
     (status = 200, description = "A page of the feed; continue from `next`", body = BillingPage),
     (status = 400, description = "`after` is not a cursor this server handed out", body = ErrorBody),
-    (status = 401, description = "The billing token is missing or wrong", body = ErrorBody),
+    (status = 401, description = "The billing token is missing or wrong (counted against the client's limit, and audited)", body = ErrorBody),
+    (status = 429, description = "Too many wrong tokens from this client; see `Retry-After`", body = ErrorBody),
     (status = 404, description = "The billing hand-off is not configured", body = ErrorBody),
     (status = 503, description = "The database is unavailable: ask again later", body = ErrorBody),
 ), security(("billing_token" = [])))]
 pub async fn readings(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<BillingPage>, ApiError> {
@@ -91,10 +111,22 @@ pub async fn readings(
     let Some(expected) = state.billing_token.as_deref() else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, lang));
     };
+    // A wrong token is a failure of the client's, counted and kept in the audit log.
+    let client_ip = crate::http::client_ip(&state, peer, &headers);
+    let client = Key::Client(client_ip);
+    let mut tries = state.limiter.reserve(&[(client.clone(), 1)]).await.map_err(|r| refused(r, lang))?;
     let given = bearer_token(&headers).unwrap_or("");
     if !crate::tokens::same_secret(given.as_bytes(), expected.as_bytes()) {
+        tries.failed(&client, 1).await;
+        let detail = client_ip.to_string();
+        let entry =
+            AuditEntry { at: OffsetDateTime::now_utc(), username: "billing", action: "token_failed", detail: &detail };
+        if let Err(e) = state.store.audit(&entry).await {
+            tracing::error!(error = %crate::writer::error_chain(&e), "billing: recording a failed token failed");
+        }
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, ApiErrorCode::Unauthorized, lang));
     }
+    drop(tries);
     let Ok(Query(query)) = query else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidCursor, lang));
     };

@@ -126,13 +126,9 @@ pub async fn file(
     }
     let store = state.store.as_ref();
     let now = OffsetDateTime::now_utc();
-    // The identity limits first, as for declarations.
-    let client = Key::Client(peer.ip());
+    let client = Key::Client(crate::http::client_ip(&state, peer, &headers));
     let subscriptions: Vec<Option<SubscriptionNumber>> =
         request.complaints.iter().map(|c| SubscriptionNumber::parse(&c.subscription).ok()).collect();
-    let mut keys = vec![client.clone()];
-    keys.extend(subscriptions.iter().flatten().map(|s| Key::Subscription(s.to_string())));
-    state.limiter.check(&keys).await.map_err(|r| refused(r, lang))?;
     // A device token covers the subscription it was issued for.
     let covered = match bearer_token(&headers) {
         Some(token) => store
@@ -141,6 +137,21 @@ pub async fn file(
             .map_err(|e| ApiError::from_store(&e, lang))?,
         None => None,
     };
+    // The identity limits, as for declarations: a try for each complaint that proves its meter
+    // by a serial (or by nothing), reserved before any is judged; the token's complaints need none.
+    let uncovered: Vec<Option<&SubscriptionNumber>> = subscriptions
+        .iter()
+        .filter(|s| s.as_ref().map(SubscriptionNumber::as_str) != covered.as_deref() || covered.is_none())
+        .map(Option::as_ref)
+        .collect();
+    let mut wanted: Vec<(Key, u32)> = Vec::new();
+    if !uncovered.is_empty() {
+        wanted.push((client.clone(), u32::try_from(uncovered.len()).unwrap_or(u32::MAX)));
+    }
+    for subscription in uncovered.iter().flatten() {
+        wanted.push((Key::Subscription(subscription.to_string()), 1));
+    }
+    let mut tries = state.limiter.reserve(&wanted).await.map_err(|r| refused(r, lang))?;
     let mut results = Vec::with_capacity(request.complaints.len());
     for (submission, subscription) in request.complaints.iter().zip(&subscriptions) {
         let meter = match subscription {
@@ -154,9 +165,9 @@ pub async fn file(
         };
         let proven = meter.is_some_and(|m| proof.identifies(&m) == Identity::Verified);
         if !proven {
-            state.limiter.record_failure(client.clone()).await;
+            tries.failed(&client, 1).await;
             if let Some(subscription) = subscription {
-                state.limiter.record_failure(Key::Subscription(subscription.to_string())).await;
+                tries.failed(&Key::Subscription(subscription.to_string()), 1).await;
             }
             results.push(result(submission.id, Err(ComplaintCode::IdentityMismatch), lang));
             continue;

@@ -1,7 +1,7 @@
 //! The HTTP API: routes, handlers and their errors (sync API v1, `sync-api.md`).
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Json;
@@ -18,7 +18,7 @@ use shared::wire::{
     self, ApiErrorCode, ErrorBody, MAX_BATCH, MAX_BODY_BYTES, Submission, SyncResponse, SyncResult, VerifyRequest,
     VerifyResponse,
 };
-use shared::{Code, Lang, MeterSerial, Status, SubscriptionNumber, TrackingCode, digits};
+use shared::{Code, Lang, MeterSerial, Status, SubscriptionNumber, TrackingCode};
 use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
@@ -236,12 +236,13 @@ pub async fn verify(
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let (lang, body) = json_body(&headers, body)?;
     let request: VerifyRequest = serde_json::from_slice(&body).map_err(|_| envelope_error(&body, lang))?;
-    let client = Key::Client(peer.ip());
+    let client = Key::Client(client_ip(&state, peer, &headers));
     let subscription = SubscriptionNumber::parse(&request.subscription);
-    let sub_key = Key::Subscription(
-        subscription.as_ref().map_or_else(|_| digits::normalize(&request.subscription), ToString::to_string),
-    );
-    state.limiter.check([&client, &sub_key]).await.map_err(|r| refused(r, lang))?;
+    let mut wanted = vec![(client, 1)];
+    if let Ok(sub) = &subscription {
+        wanted.push((Key::Subscription(sub.to_string()), 1));
+    }
+    let mut tries = state.limiter.reserve(&wanted).await.map_err(|r| refused(r, lang))?;
 
     let serial = MeterSerial::parse(&request.meter_serial).ok();
     let meter = match &subscription {
@@ -252,8 +253,9 @@ pub async fn verify(
         Err(_) => None,
     };
     let Some(meter) = meter.filter(|m| serial.as_ref() == Some(&m.meter_serial)) else {
-        state.limiter.record_failure(client).await;
-        state.limiter.record_failure(sub_key).await;
+        for (key, _) in &wanted {
+            tries.failed(key, 1).await;
+        }
         return Err(ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::IdentityMismatch, lang));
     };
 
@@ -269,6 +271,56 @@ pub async fn verify(
         .await
         .map_err(|e| ApiError::from_write(&WriteError::from(&e), lang))?;
     Ok(Json(VerifyResponse { device_token: token, meter: meter.info() }))
+}
+
+/// The client's address for the per-client limits: the TCP peer, unless the peer is one of
+/// `--trusted-proxies`. Then the hops the proxies recorded (`Forwarded: for=…`, or else
+/// `X-Forwarded-For`) are read from the nearest back, and the first that is not itself a trusted
+/// proxy is the client. A header from any other peer is ignored: anyone can write one.
+pub(crate) fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    forwarded_client(&state.trusted_proxies, peer.ip(), headers)
+}
+
+fn forwarded_client(trusted: &[ipnet::IpNet], peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    // Each header may come more than once; hops are in order, the nearest last.
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
+    let forwarded: Vec<&str> = headers.get_all(header::FORWARDED).iter().filter_map(|v| v.to_str().ok()).collect();
+    if forwarded.is_empty() {
+        for value in headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()) {
+            hops.extend(value.split(',').map(|hop| hop.trim().parse().ok()));
+        }
+    } else {
+        for element in forwarded.iter().flat_map(|v| v.split(',')) {
+            let node = element.split(';').find_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                name.trim().eq_ignore_ascii_case("for").then(|| value.trim().trim_matches('"'))
+            });
+            hops.push(node.and_then(forwarded_node));
+        }
+    }
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) if is_trusted(&ip) => {}
+            Some(ip) => return ip,
+            // A hop that cannot be read (`unknown`, an obfuscated name): the proxy's own view
+            // stops there, so the peer itself is the client.
+            None => return peer,
+        }
+    }
+    peer
+}
+
+/// The address of a `Forwarded` node: `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]` or
+/// `[2001:db8::1]:4711`.
+fn forwarded_node(node: &str) -> Option<IpAddr> {
+    if let Some(rest) = node.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    node.parse().ok().or_else(|| node.rsplit_once(':')?.0.parse().ok())
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -344,21 +396,28 @@ pub async fn sync(
         }
     }
 
-    let client = Key::Client(peer.ip());
-    let mut keys = vec![client.clone()];
-    keys.extend(incoming.iter().map(|i| Key::Subscription(i.subscription.clone())));
-    state.limiter.check(&keys).await.map_err(|r| refused(r, lang))?;
-    // More serials for one subscription than its failure limit, in one batch, is guessing: it
-    // would be answered before the limit could count it.
-    let limits = state.limiter.limits();
-    let mut serials: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for item in &incoming {
-        serials.entry(item.subscription.as_str()).or_default().insert(item.meter_serial.as_str());
+    // One try for each meter an item claims by its serial (a device token's items claim none):
+    // reserved before anything is judged, so a batch or a burst of guesses gets no more answers
+    // than the limits allow. A phone whose token covers its items is never held up by failures
+    // that other people caused on its subscription or its address.
+    let client = Key::Client(client_ip(&state, peer, &headers));
+    let claims = claimed_meters(&incoming);
+    let mut wanted: Vec<(Key, u32)> = Vec::new();
+    let guesses: usize = claims.values().map(|(_, serials)| serials.len()).sum();
+    if guesses > 0 {
+        wanted.push((client.clone(), u32::try_from(guesses).unwrap_or(u32::MAX)));
     }
-    if serials.values().any(|s| s.len() as u32 > limits.per_subscription) {
-        state.limiter.record_failure(client.clone()).await;
-        return Err(ApiError::rate_limited(lang, limits.window));
+    for (subscription, (valid, serials)) in &claims {
+        if *valid {
+            wanted.push((
+                Key::Subscription((*subscription).to_owned()),
+                u32::try_from(serials.len()).unwrap_or(u32::MAX),
+            ));
+        }
     }
+    let mut tries = state.limiter.reserve(&wanted).await.map_err(|r| refused(r, lang))?;
+    let subscriptions: Vec<String> = incoming.iter().map(|i| i.subscription.clone()).collect();
+    let serials: Vec<String> = incoming.iter().map(|i| i.meter_serial.clone()).collect();
 
     let outcomes = if incoming.is_empty() {
         Vec::new()
@@ -368,13 +427,20 @@ pub async fn sync(
             ApiError::from_write(&e, lang)
         })?
     };
-    // After the client's, `keys` holds each item's subscription, in the items' order.
-    for (key, outcome) in keys[1..].iter().zip(&outcomes) {
+    // Each meter claimed wrongly is one failure, however many items claimed it.
+    let mut failed: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for ((subscription, serial), outcome) in subscriptions.iter().zip(&serials).zip(&outcomes) {
         if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
-            state.limiter.record_failure(client.clone()).await;
-            state.limiter.record_failure(key.clone()).await;
+            failed.entry(subscription.as_str()).or_default().insert(serial.as_str());
         }
     }
+    let failures: usize = failed.values().map(HashSet::len).sum();
+    tries.failed(&client, u32::try_from(failures).unwrap_or(u32::MAX)).await;
+    for (subscription, serials) in &failed {
+        let key = Key::Subscription((*subscription).to_owned());
+        tries.failed(&key, u32::try_from(serials.len()).unwrap_or(u32::MAX)).await;
+    }
+    drop(tries);
 
     let results = slots
         .into_iter()
@@ -391,7 +457,7 @@ pub async fn sync(
             },
         })
         .collect();
-    let meters = baselines(&state, &keys[1..], &outcomes).await;
+    let meters = baselines(&state, &subscriptions, &outcomes).await;
     let server_time = OffsetDateTime::now_utc().to_offset(wire::SERVER_OFFSET);
     let answer = SyncResponse { results, server_time, meters };
     Ok(json_answer(&answer, ANSWER_BYTES_PER_RESULT * answer.results.len()))
@@ -400,15 +466,11 @@ pub async fn sync(
 /// The meters the batch proved it holds, as they stand now: a phone's fresh baseline for its
 /// offline checks. Best effort: the batch is stored whatever happens here, so a meter that cannot
 /// be read is left out (the phone keeps its older baseline) rather than failing the answer.
-async fn baselines(state: &AppState, subscriptions: &[Key], outcomes: &[Outcome]) -> Vec<wire::MeterInfo> {
+async fn baselines(state: &AppState, subscriptions: &[String], outcomes: &[Outcome]) -> Vec<wire::MeterInfo> {
     let mut proven: Vec<&str> = Vec::new();
-    for (key, outcome) in subscriptions.iter().zip(outcomes) {
+    for (subscription, outcome) in subscriptions.iter().zip(outcomes) {
         let identity_failed = matches!(outcome.code, Some(Code::IdentityMismatch | Code::Malformed | Code::IdConflict));
-        if let Key::Subscription(subscription) = key
-            && !identity_failed
-            && !proven.contains(&subscription.as_str())
-            && proven.len() < wire::MAX_BASELINES
-        {
+        if !identity_failed && !proven.contains(&subscription.as_str()) && proven.len() < wire::MAX_BASELINES {
             proven.push(subscription);
         }
     }
@@ -422,6 +484,19 @@ async fn baselines(state: &AppState, subscriptions: &[Key], outcomes: &[Outcome]
         }
     }
     meters
+}
+
+/// The meters a batch's items claim by their serials, by subscription: whether the subscription
+/// is a valid number (only those are counted per subscription: a key is never made of junk), and
+/// the distinct serials claimed for it. Items a device token covers claim nothing.
+fn claimed_meters(incoming: &[Incoming]) -> HashMap<&str, (bool, HashSet<&str>)> {
+    let mut claims: HashMap<&str, (bool, HashSet<&str>)> = HashMap::new();
+    for item in incoming.iter().filter(|i| !matches!(i.proof, Proof::Device)) {
+        let entry =
+            claims.entry(item.subscription.as_str()).or_insert((item.parsed_subscription.is_some(), HashSet::new()));
+        entry.1.insert(item.meter_serial.as_str());
+    }
+    claims
 }
 
 fn usable_id(raw: &RawValue) -> Option<Uuid> {
@@ -450,5 +525,59 @@ pub(crate) fn refused(refusal: Refused, lang: Lang) -> ApiError {
             tracing::error!(error = %crate::writer::error_chain(&*e), "reading the identity limits failed");
             ApiError::from_write(&WriteError::from(&*e), lang)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).expect("a name"),
+                value.parse().expect("a value"),
+            );
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_names_the_client() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("cidr"), "::1/128".parse().expect("cidr")];
+        let xff = headers(&[("x-forwarded-for", "203.0.113.7, 10.1.1.1")]);
+        // From the proxy: the nearest hop that is not a proxy.
+        assert_eq!(forwarded_client(&trusted, ip("10.0.0.2"), &xff), ip("203.0.113.7"));
+        // From anyone else: the header is ignored.
+        assert_eq!(forwarded_client(&trusted, ip("198.51.100.1"), &xff), ip("198.51.100.1"));
+        assert_eq!(forwarded_client(&[], ip("10.0.0.2"), &xff), ip("10.0.0.2"));
+        // A client that writes its own header gets the hop the proxy appended, not its claim.
+        let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9")]);
+        assert_eq!(forwarded_client(&trusted, ip("10.0.0.2"), &spoofed), ip("203.0.113.9"));
+        // Two headers, as two proxies may write them.
+        let split = headers(&[("x-forwarded-for", "203.0.113.7"), ("x-forwarded-for", "10.2.2.2")]);
+        assert_eq!(forwarded_client(&trusted, ip("::1"), &split), ip("203.0.113.7"));
+        // No header, or nothing readable: the proxy is the client.
+        assert_eq!(forwarded_client(&trusted, ip("10.0.0.2"), &HeaderMap::new()), ip("10.0.0.2"));
+        let junk = headers(&[("x-forwarded-for", "not-an-address")]);
+        assert_eq!(forwarded_client(&trusted, ip("10.0.0.2"), &junk), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn the_forwarded_header_in_its_forms() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("cidr")];
+        let from = |value: &str| forwarded_client(&trusted, ip("10.0.0.2"), &headers(&[("forwarded", value)]));
+        assert_eq!(from("for=192.0.2.60;proto=https;by=203.0.113.43"), ip("192.0.2.60"));
+        assert_eq!(from("for=\"[2001:db8:cafe::17]:4711\""), ip("2001:db8:cafe::17"));
+        assert_eq!(from("for=192.0.2.43:8080, for=10.9.9.9"), ip("192.0.2.43"));
+        assert_eq!(from("for=unknown"), ip("10.0.0.2"));
+        // Forwarded wins over X-Forwarded-For when both are there.
+        let both = headers(&[("forwarded", "for=192.0.2.1"), ("x-forwarded-for", "192.0.2.2")]);
+        assert_eq!(forwarded_client(&trusted, ip("10.0.0.2"), &both), ip("192.0.2.1"));
     }
 }

@@ -59,6 +59,8 @@ pub struct Shared {
     pub console: console::Console,
     /// The token the billing system sends; the billing hand-off is off without it.
     pub billing_token: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` name the client (`http::client_ip`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// How to run the server, besides its listener and store.
@@ -72,6 +74,8 @@ pub struct ServeOptions {
     pub console: console::ConsoleOptions,
     /// The token the billing system must send as `Authorization: Bearer`.
     pub billing_token: Option<String>,
+    /// The TLS proxies in front: only from these peers is a forwarded client address believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// How many threads serve HTTP when not told (`kontor serve --http-threads`), on a machine with
@@ -106,6 +110,9 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(token) = options.billing_token.as_deref() {
+        billing::strong_enough(token)?;
+    }
     let (writer, writer_task) = Writer::spawn(store.clone());
     let state = AppState(Arc::new(Shared {
         limiter: IdentityLimiter::for_store(options.limits, &store, "api"),
@@ -115,6 +122,7 @@ pub async fn serve(
         web_root: options.web_root,
         sms: options.sms,
         billing_token: options.billing_token.filter(|t| !t.is_empty()),
+        trusted_proxies: options.trusted_proxies,
     }));
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));

@@ -64,23 +64,35 @@ impl Default for Limits {
 /// Why a request may not go on.
 #[derive(Debug)]
 pub enum Refused {
-    /// A key used up its failures: wait this long.
+    /// A key used up its tries: wait this long.
     Wait(Duration),
     /// The shared counters could not be read; the request is refused rather than let through
     /// uncounted. (Shared by the checks that one failed read was for.)
     Store(Arc<StoreError>),
 }
 
+/// One key's window in this process: its failures, and the tries reserved and not yet judged.
 struct Window {
     started: Instant,
     failures: u32,
+    in_flight: u32,
 }
 
-enum Counters {
-    /// One process owns the store: the counters are in its memory.
-    Local(Mutex<HashMap<Key, Window>>),
-    /// Instances share the store: the counters are in it, named within `scope`.
-    Shared { store: Arc<dyn Store>, scope: &'static str, recorded: AtomicU64, reads: OnceLock<mpsc::Sender<Read>> },
+/// This process's counters. On SQLite they are all there are; on PostgreSQL they hold this
+/// instance's tries in flight and its own failures, beside the shared rows.
+struct Local {
+    windows: HashMap<Key, Window>,
+    /// Expired windows are swept at most this often once there are many, so that a flood of
+    /// keys costs one sweep a second, not one per failure.
+    next_sweep: Instant,
+}
+
+/// The counters in the database, for instances that share it.
+struct Shared {
+    store: Arc<dyn Store>,
+    scope: &'static str,
+    recorded: AtomicU64,
+    reads: OnceLock<mpsc::Sender<Read>>,
 }
 
 /// One check of the shared counters, waiting to be read.
@@ -141,32 +153,64 @@ async fn read_windows(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Read>) {
 }
 
 /// The failure counters.
+///
+/// A try is reserved before it is judged ([`IdentityLimiter::reserve`]), under the same lock that
+/// counts failures: a key with `f` failures and `r` tries in flight admits at most `limit - f - r`
+/// more, so a burst of parallel guesses gets no more answers than the limit, however fast it comes.
+/// A try that fails becomes a failure ([`Tries::failed`]); one that succeeds is released when its
+/// [`Tries`] is dropped. Across PostgreSQL instances the failures are shared and the tries in
+/// flight are each instance's own: a burst spread over `n` instances gets at most `n` times the
+/// limit in its first moment, and the limit after.
 pub struct IdentityLimiter {
     limits: Limits,
-    counters: Counters,
+    local: Mutex<Local>,
+    shared: Option<Shared>,
+    /// Woken whenever tries are judged, for the requests waiting for room.
+    released: tokio::sync::Notify,
 }
 
-/// Entries kept in memory before expired windows are swept.
+/// Windows kept in memory before expired ones are swept.
 const SWEEP_AT: usize = 100_000;
+/// The most windows kept: past it, with every window still open, a try on a key not yet counted
+/// is refused (an attack on the limiter itself, from more addresses than any one province has).
+const MAX_KEYS: usize = 400_000;
 /// Shared rows: expired windows are deleted after this many failures recorded by an instance.
 const SHARED_SWEEP_EVERY: u64 = 1_000;
+
+/// The longest a request waits for tries in flight on its keys to be judged.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why tries could not be reserved now.
+enum Room {
+    /// Failures used up a key's room: wait this long.
+    None(Duration),
+    /// Tries being judged hold the room: their outcome decides.
+    Busy,
+}
+
+/// Tries reserved for one request's keys; released when dropped, counted by [`Tries::failed`].
+#[must_use = "tries are released when dropped"]
+pub struct Tries<'a> {
+    limiter: &'a IdentityLimiter,
+    held: Vec<(Key, u32)>,
+}
 
 impl IdentityLimiter {
     /// Counters in this process's memory.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, counters: Counters::Local(Mutex::new(HashMap::new())) }
+        let local = Local { windows: HashMap::new(), next_sweep: Instant::now() };
+        Self { limits, local: Mutex::new(local), shared: None, released: tokio::sync::Notify::new() }
     }
 
     /// Counters where `store` says every instance can see them: in the database when several
     /// instances may share it, in memory otherwise. `scope` keeps limiters apart in the table.
     pub fn for_store(limits: Limits, store: &Arc<dyn Store>, scope: &'static str) -> Self {
+        let mut limiter = Self::new(limits);
         if store.shared_by_instances() {
-            let counters =
-                Counters::Shared { store: store.clone(), scope, recorded: AtomicU64::new(0), reads: OnceLock::new() };
-            Self { limits, counters }
-        } else {
-            Self::new(limits)
+            limiter.shared =
+                Some(Shared { store: store.clone(), scope, recorded: AtomicU64::new(0), reads: OnceLock::new() });
         }
+        limiter
     }
 
     pub fn limits(&self) -> Limits {
@@ -180,80 +224,168 @@ impl IdentityLimiter {
         }
     }
 
-    /// `Err(Refused::Wait(retry_after))` when any of `keys` has used up its failures.
-    pub async fn check<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Result<(), Refused> {
-        let wait = match &self.counters {
-            Counters::Local(windows) => {
-                let now = Instant::now();
-                let windows = windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let mut wait = Duration::ZERO;
-                for key in keys {
-                    if let Some(w) = windows.get(key) {
-                        let age = now.duration_since(w.started);
-                        if age < self.limits.window && w.failures >= self.limit(key) {
-                            wait = wait.max(self.limits.window - age);
-                        }
-                    }
-                }
-                wait
-            }
-            Counters::Shared { store, scope, reads, .. } => {
-                let keys: Vec<(String, u32)> = keys.into_iter().map(|k| (k.name(scope), self.limit(k))).collect();
-                let names: Vec<String> = keys.iter().map(|(name, _)| name.clone()).collect();
-                let window_ms = self.limits.window.as_millis() as i64;
-                let now = unix_ms(OffsetDateTime::now_utc());
-                // The reader starts with the first check, on the runtime that serves the checks.
-                let reader = reads.get_or_init(|| {
-                    let (queue, waiting) = mpsc::channel(READ_QUEUE);
-                    tokio::spawn(read_windows(store.clone(), waiting));
-                    queue
-                });
-                let stopped = || Refused::Store(Arc::new(StoreError::Unavailable("the limits' reader stopped".into())));
-                let (reply, rows) = oneshot::channel();
-                reader.send(Read { names, since_ms: now - window_ms, reply }).await.map_err(|_| stopped())?;
-                let rows = rows.await.map_err(|_| stopped())?.map_err(Refused::Store)?;
-                let mut wait_ms = 0;
-                for (name, started_ms, failures) in rows {
-                    if keys.iter().any(|(n, limit)| *n == name && failures >= *limit) {
-                        wait_ms = wait_ms.max(started_ms + window_ms - now);
-                    }
-                }
-                Duration::from_millis(wait_ms.max(0) as u64)
-            }
-        };
-        if wait.is_zero() { Ok(()) } else { Err(Refused::Wait(wait)) }
+    fn local(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts one failed attempt against `key`. A shared counter that cannot be written is
-    /// logged: the attempt was answered already.
-    pub async fn record_failure(&self, key: Key) {
-        match &self.counters {
-            Counters::Local(windows) => {
-                let now = Instant::now();
-                let mut windows = windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if windows.len() >= SWEEP_AT {
-                    let window = self.limits.window;
-                    windows.retain(|_, w| now.duration_since(w.started) < window);
+    /// The shared failures of `keys` still in their window: (key name, started, failures).
+    async fn shared_failures(&self, shared: &Shared, keys: &[(Key, u32)]) -> Result<Vec<FailureWindow>, Refused> {
+        let names: Vec<String> = keys.iter().map(|(k, _)| k.name(shared.scope)).collect();
+        let window_ms = self.limits.window.as_millis() as i64;
+        let now = unix_ms(OffsetDateTime::now_utc());
+        // The reader starts with the first check, on the runtime that serves the checks.
+        let reader = shared.reads.get_or_init(|| {
+            let (queue, waiting) = mpsc::channel(READ_QUEUE);
+            tokio::spawn(read_windows(shared.store.clone(), waiting));
+            queue
+        });
+        let stopped = || Refused::Store(Arc::new(StoreError::Unavailable("the limits' reader stopped".into())));
+        let (reply, rows) = oneshot::channel();
+        reader.send(Read { names, since_ms: now - window_ms, reply }).await.map_err(|_| stopped())?;
+        rows.await.map_err(|_| stopped())?.map_err(Refused::Store)
+    }
+
+    /// Reserves `n` tries for each `(key, n)`. A key whose failures leave no room refuses them all
+    /// with the longest wait among such keys. A key whose room is taken by tries still being
+    /// judged makes the request wait its turn (at most [`QUEUE_WAIT`]): honest requests that
+    /// arrive together are judged a few at a time, a burst of guesses meets the limit. A key
+    /// listed twice counts both.
+    pub async fn reserve(&self, wanted: &[(Key, u32)]) -> Result<Tries<'_>, Refused> {
+        let shared_rows = match &self.shared {
+            Some(shared) if !wanted.is_empty() => self.shared_failures(shared, wanted).await?,
+            _ => Vec::new(),
+        };
+        let deadline = Instant::now() + QUEUE_WAIT;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.try_reserve(wanted, &shared_rows) {
+                Ok(tries) => return Ok(tries),
+                Err(Room::Busy) if Instant::now() < deadline => {
+                    let _ = tokio::time::timeout_at(deadline.into(), released).await;
                 }
-                let entry = windows.entry(key).or_insert(Window { started: now, failures: 0 });
-                if now.duration_since(entry.started) >= self.limits.window {
-                    *entry = Window { started: now, failures: 0 };
-                }
-                entry.failures = entry.failures.saturating_add(1);
+                Err(Room::Busy) => return Err(Refused::Wait(Duration::from_secs(1))),
+                Err(Room::None(wait)) => return Err(Refused::Wait(wait)),
             }
-            Counters::Shared { store, scope, recorded, .. } => {
-                let window_ms = self.limits.window.as_millis() as i64;
-                let now = unix_ms(OffsetDateTime::now_utc());
-                if let Err(e) = store.record_failure(&key.name(scope), now, window_ms).await {
+        }
+    }
+
+    fn try_reserve(&self, wanted: &[(Key, u32)], shared_rows: &[FailureWindow]) -> Result<Tries<'_>, Room> {
+        let window_ms = self.limits.window.as_millis() as i64;
+        let now_ms = unix_ms(OffsetDateTime::now_utc());
+        let now = Instant::now();
+        let window = self.limits.window;
+        let mut local = self.local();
+        if local.windows.len() >= SWEEP_AT && now >= local.next_sweep {
+            local.windows.retain(|_, w| w.in_flight > 0 || now.duration_since(w.started) < window);
+            local.next_sweep = now + Duration::from_secs(1);
+        }
+        let mut wait = Duration::ZERO;
+        let mut busy = false;
+        let mut asked: HashMap<&Key, u32> = HashMap::new();
+        for (key, n) in wanted {
+            *asked.entry(key).or_default() += n;
+        }
+        let mut new_keys = 0;
+        for (&key, &n) in &asked {
+            let (mut failures, mut left, in_flight) = match local.windows.get(key) {
+                Some(w) if now.duration_since(w.started) < window => {
+                    (w.failures, window - now.duration_since(w.started), w.in_flight)
+                }
+                Some(w) => (0, window, w.in_flight),
+                None => {
+                    new_keys += 1;
+                    (0, window, 0)
+                }
+            };
+            if let Some(shared) = &self.shared {
+                let name = key.name(shared.scope);
+                if let Some((_, started_ms, shared_failures)) = shared_rows.iter().find(|row| row.0 == name)
+                    && *shared_failures > failures
+                {
+                    failures = *shared_failures;
+                    left = Duration::from_millis((started_ms + window_ms - now_ms).max(0) as u64);
+                }
+            }
+            if failures.saturating_add(n) > self.limit(key) {
+                wait = wait.max(left.max(Duration::from_secs(1)));
+            } else if failures.saturating_add(in_flight).saturating_add(n) > self.limit(key) {
+                busy = true;
+            }
+        }
+        if wait.is_zero() && local.windows.len() + new_keys > MAX_KEYS {
+            tracing::warn!(keys = local.windows.len(), "identity limits full; refusing tries on new keys");
+            wait = Duration::from_secs(60);
+        }
+        if !wait.is_zero() {
+            return Err(Room::None(wait));
+        }
+        if busy {
+            return Err(Room::Busy);
+        }
+        for (&key, &n) in &asked {
+            let w = local.windows.entry(key.clone()).or_insert(Window { started: now, failures: 0, in_flight: 0 });
+            w.in_flight += n;
+        }
+        let held = asked.into_iter().map(|(k, n)| (k.clone(), n)).collect();
+        Ok(Tries { limiter: self, held })
+    }
+}
+
+impl Tries<'_> {
+    /// Counts `n` of the tries reserved for `key` as failures (at most as many as were reserved).
+    /// A shared counter that cannot be written is logged: the try was answered already.
+    pub async fn failed(&mut self, key: &Key, n: u32) {
+        let Some(held) = self.held.iter_mut().find(|(k, _)| k == key) else { return };
+        let n = n.min(held.1);
+        if n == 0 {
+            return;
+        }
+        held.1 -= n;
+        let limiter = self.limiter;
+        {
+            let now = Instant::now();
+            let mut local = limiter.local();
+            if let Some(w) = local.windows.get_mut(key) {
+                if now.duration_since(w.started) >= limiter.limits.window {
+                    w.started = now;
+                    w.failures = 0;
+                }
+                w.failures = w.failures.saturating_add(n);
+                w.in_flight = w.in_flight.saturating_sub(n);
+            }
+        }
+        limiter.released.notify_waiters();
+        if let Some(shared) = &limiter.shared {
+            let window_ms = limiter.limits.window.as_millis() as i64;
+            let now = unix_ms(OffsetDateTime::now_utc());
+            for _ in 0..n {
+                if let Err(e) = shared.store.record_failure(&key.name(shared.scope), now, window_ms).await {
                     tracing::error!(error = %crate::writer::error_chain(&e), "counting an identity failure failed");
                 }
-                if recorded.fetch_add(1, Ordering::Relaxed) % SHARED_SWEEP_EVERY == SHARED_SWEEP_EVERY - 1
-                    && let Err(e) = store.sweep_failures(now - window_ms).await
-                {
-                    tracing::warn!(error = %crate::writer::error_chain(&e), "sweeping expired identity failures failed");
+            }
+            if shared.recorded.fetch_add(u64::from(n), Ordering::Relaxed) % SHARED_SWEEP_EVERY < u64::from(n)
+                && let Err(e) = shared.store.sweep_failures(now - window_ms).await
+            {
+                tracing::warn!(error = %crate::writer::error_chain(&e), "sweeping expired identity failures failed");
+            }
+        }
+    }
+}
+
+impl Drop for Tries<'_> {
+    /// The tries not counted as failures succeeded: they free their room.
+    fn drop(&mut self) {
+        {
+            let mut local = self.limiter.local();
+            for (key, n) in &self.held {
+                if let Some(w) = local.windows.get_mut(key) {
+                    w.in_flight = w.in_flight.saturating_sub(*n);
                 }
             }
         }
+        self.limiter.released.notify_waiters();
     }
 }
 
@@ -261,27 +393,80 @@ impl IdentityLimiter {
 mod tests {
     use super::*;
 
+    fn limits(per_subscription: u32, per_client: u32, window: Duration) -> Limits {
+        Limits { per_subscription, per_client, window }
+    }
+
     #[tokio::test]
     async fn a_key_is_refused_after_its_limit_and_others_are_not() {
-        let limiter =
-            IdentityLimiter::new(Limits { per_subscription: 2, per_client: 3, window: Duration::from_secs(60) });
+        let limiter = IdentityLimiter::new(limits(2, 3, Duration::from_secs(60)));
         let sub = Key::Subscription("1234".into());
         let other = Key::Subscription("5678".into());
-        limiter.record_failure(sub.clone()).await;
-        assert!(limiter.check([&sub]).await.is_ok());
-        limiter.record_failure(sub.clone()).await;
-        let Err(Refused::Wait(wait)) = limiter.check([&sub, &other]).await else { panic!("over the limit") };
+        for _ in 0..2 {
+            let mut tries = limiter.reserve(&[(sub.clone(), 1)]).await.expect("room");
+            tries.failed(&sub, 1).await;
+        }
+        let Err(Refused::Wait(wait)) = limiter.reserve(&[(sub.clone(), 1), (other.clone(), 1)]).await else {
+            panic!("over the limit")
+        };
         assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
-        assert!(limiter.check([&other]).await.is_ok());
+        assert!(limiter.reserve(&[(other, 1)]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tries_in_flight_count_before_they_are_judged() {
+        let limiter = IdentityLimiter::new(limits(3, 100, Duration::from_secs(60)));
+        let sub = Key::Subscription("1234".into());
+        // Three guesses arrive together: all reserved, none judged yet; a fourth has no room.
+        let held: Vec<Tries<'_>> = {
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                held.push(limiter.reserve(&[(sub.clone(), 1)]).await.expect("room"));
+            }
+            held
+        };
+        // A fourth waits for them: when they fail, it is refused without being judged.
+        let one = [(sub.clone(), 1)];
+        let fourth = limiter.reserve(&one);
+        let judge = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for mut tries in held {
+                tries.failed(&sub, 1).await;
+            }
+        };
+        let (fourth, ()) = tokio::join!(fourth, judge);
+        assert!(matches!(fourth, Err(Refused::Wait(w)) if w > Duration::from_secs(50)));
+    }
+
+    #[tokio::test]
+    async fn tries_that_succeed_free_their_room_for_those_waiting() {
+        let limiter = IdentityLimiter::new(limits(3, 100, Duration::from_secs(60)));
+        let sub = Key::Subscription("1234".into());
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(limiter.reserve(&[(sub.clone(), 1)]).await.expect("room"));
+        }
+        let one = [(sub.clone(), 1)];
+        let fourth = limiter.reserve(&one);
+        let judge = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+        };
+        let (fourth, ()) = tokio::join!(fourth, judge);
+        drop(fourth.expect("room once the others succeeded"));
+        // One batch asking for more than the limit gets none.
+        assert!(matches!(limiter.reserve(&[(sub.clone(), 4)]).await, Err(Refused::Wait(_))));
+        assert!(limiter.reserve(&[(sub.clone(), 3)]).await.is_ok());
     }
 
     #[tokio::test]
     async fn windows_expire() {
-        let limiter =
-            IdentityLimiter::new(Limits { per_subscription: 1, per_client: 1, window: Duration::from_millis(1) });
+        let limiter = IdentityLimiter::new(limits(1, 1, Duration::from_millis(1)));
         let key = Key::Client(IpAddr::from([127, 0, 0, 1]));
-        limiter.record_failure(key.clone()).await;
+        let mut tries = limiter.reserve(&[(key.clone(), 1)]).await.expect("room");
+        tries.failed(&key, 1).await;
+        drop(tries);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(limiter.check([&key]).await.is_ok());
+        assert!(limiter.reserve(&[(key, 1)]).await.is_ok());
     }
 }

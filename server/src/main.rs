@@ -54,6 +54,11 @@ enum Command {
         /// GET /api/v1/billing/readings; that endpoint is off without it.
         #[arg(long, env = "KONTOR_BILLING_TOKEN", hide_env_values = true)]
         billing_token: Option<String>,
+        /// The reverse proxies in front (CIDRs, comma-separated, e.g. 10.0.0.0/8,::1/128): from
+        /// these peers only, the client's address is read from `X-Forwarded-For` or `Forwarded`
+        /// for the per-client limits. Without it every peer is the client.
+        #[arg(long, env = "KONTOR_TRUSTED_PROXIES", value_delimiter = ',')]
+        trusted_proxies: Vec<ipnet::IpNet>,
         /// Threads serving HTTP; by default one per processor, less one on SQLite, whose writer
         /// has a thread of its own.
         #[arg(long, env = "KONTOR_HTTP_THREADS")]
@@ -173,7 +178,17 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { listen, database, demo, web_root, sms, ivr_listen, billing_token, http_threads: _ } => {
+        Command::Serve {
+            listen,
+            database,
+            demo,
+            web_root,
+            sms,
+            ivr_listen,
+            billing_token,
+            trusted_proxies,
+            http_threads: _,
+        } => {
             let sms = sms.config()?;
             let ivr = match ivr_listen {
                 Some(address) => Some(
@@ -216,7 +231,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if billing_token.is_some() {
                 println!("Billing hand-off at /api/v1/billing/readings");
             }
-            let options = ServeOptions { web_root: Some(web_root), sms, ivr, billing_token, ..ServeOptions::default() };
+            let options = ServeOptions {
+                web_root: Some(web_root),
+                sms,
+                ivr,
+                billing_token,
+                trusted_proxies,
+                ..ServeOptions::default()
+            };
             let served = server::serve(listener, store.clone(), options, server::shutdown_signal()).await;
             store.close().await;
             served

@@ -30,15 +30,6 @@ pub struct SmsConfig {
     pub retry: Retry,
 }
 
-/// Receives one SMS from the gateway and answers the text to send back.
-#[utoipa::path(post, path = "/api/v1/sms/inbound", request_body(content = SmsInbound,
-        description = "JSON or form-encoded (`application/x-www-form-urlencoded`) fields"), responses(
-    (status = 200, description = "The reply to send to the sender, for every message", body = SmsReply),
-    (status = 400, description = "A field is missing", body = ErrorBody),
-    (status = 401, description = "The shared secret is missing or wrong; nothing is stored", body = ErrorBody),
-    (status = 404, description = "The SMS channel is not configured", body = ErrorBody),
-    (status = 503, description = "The database is unavailable: deliver the message again later", body = ErrorBody),
-))]
 /// When the reading an SMS carries was taken, if the message is the web app's fallback for a
 /// declaration the server already has: the receipt names it, and the same reading was taken when
 /// the subscriber entered it in the app, however late the message arrives. The writer then judges
@@ -55,6 +46,15 @@ async fn reading_time(state: &AppState, declaration: &shared::sms::SmsDeclaratio
     }
 }
 
+/// Receives one SMS from the gateway and answers the text to send back.
+#[utoipa::path(post, path = "/api/v1/sms/inbound", request_body(content = SmsInbound,
+        description = "JSON or form-encoded (`application/x-www-form-urlencoded`) fields"), responses(
+    (status = 200, description = "The reply to send to the sender, for every message", body = SmsReply),
+    (status = 400, description = "A field is missing", body = ErrorBody),
+    (status = 401, description = "The shared secret is missing or wrong; nothing is stored", body = ErrorBody),
+    (status = 404, description = "The SMS channel is not configured", body = ErrorBody),
+    (status = 503, description = "The database is unavailable: deliver the message again later", body = ErrorBody),
+))]
 pub async fn inbound(
     State(state): State<AppState>,
     HeadersAndBody { headers, body }: HeadersAndBody,

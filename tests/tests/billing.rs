@@ -20,7 +20,7 @@ tests::on_both_backends!(
     a_late_reading_and_a_void_correct_the_bill,
 );
 
-const TOKEN: &str = "billing-test-token";
+const TOKEN: &str = "billing-test-token-0123456789abcdef";
 
 async fn start(backend: Backend) -> TestServer {
     TestServer::start_with(backend, |o| o.billing_token = Some(TOKEN.into())).await

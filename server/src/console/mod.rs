@@ -68,11 +68,21 @@ impl Default for ConsoleOptions {
 pub struct Console {
     pub options: ConsoleOptions,
     login_limiter: IdentityLimiter,
+    /// Password checks running at once (argon2 with 19 MiB each): the rest wait their turn, so a
+    /// flood of sign-ins costs time, not memory.
+    hashing: tokio::sync::Semaphore,
 }
+
+/// Password checks at once: two processors' worth.
+const HASHING_AT_ONCE: usize = 2;
 
 impl Console {
     pub fn new(options: ConsoleOptions, store: &Arc<dyn Store>) -> Self {
-        Self { options, login_limiter: IdentityLimiter::for_store(options.login_limits, store, "console") }
+        Self {
+            options,
+            login_limiter: IdentityLimiter::for_store(options.login_limits, store, "console"),
+            hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+        }
     }
 }
 
@@ -373,35 +383,51 @@ async fn login(
         return Ok(login_form(&headers, lang, StatusCode::FORBIDDEN, &form.username, Some(text)));
     }
     let username: String = form.username.trim().chars().take(64).collect();
-    let keys = [Key::Operator(username.clone()), Key::Client(peer.ip())];
+    let keys = [Key::Operator(username.clone()), Key::Client(crate::http::client_ip(&state, peer, &headers))];
     let limiter = &state.console.login_limiter;
-    if let Err(refusal) = limiter.check(&keys).await {
-        let wait = match refusal {
-            Refused::Wait(wait) => wait,
-            Refused::Store(e) => return Err(store_failed(lang, &e)),
-        };
-        let text = tr(
-            lang,
-            "تلاش‌های ناموفق زیاد بود؛ کمی بعد دوباره امتحان کنید.",
-            "Too many failed attempts; try again later.",
-        );
-        let mut response = login_form(&headers, lang, StatusCode::TOO_MANY_REQUESTS, &username, Some(text));
-        if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    // The try is reserved before the password is checked: parallel guesses get no more
+    // answers than the limit.
+    let reserved = limiter.reserve(&[(keys[0].clone(), 1), (keys[1].clone(), 1)]).await;
+    let mut tries = match reserved {
+        Ok(tries) => tries,
+        Err(refusal) => {
+            let wait = match refusal {
+                Refused::Wait(wait) => wait,
+                Refused::Store(e) => return Err(store_failed(lang, &e)),
+            };
+            let text = tr(
+                lang,
+                "تلاش‌های ناموفق زیاد بود؛ کمی بعد دوباره امتحان کنید.",
+                "Too many failed attempts; try again later.",
+            );
+            let mut response = login_form(&headers, lang, StatusCode::TOO_MANY_REQUESTS, &username, Some(text));
+            if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
+    };
     let operator = state.store.operator(&username).await.map_err(|e| store_failed(lang, &e))?;
     let hash = operator.as_ref().map(|o| o.password_hash.clone());
     let password = form.password;
-    let verified =
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_deref())).await.unwrap_or(false);
+    // Each check holds ~19 MiB for a moment: a few at a time, however many sign-ins arrive.
+    let verified = match state.console.hashing.acquire().await {
+        Ok(_permit) => tokio::task::spawn_blocking(move || auth::verify_password(&password, hash.as_deref()))
+            .await
+            .unwrap_or(false),
+        Err(_) => false,
+    };
     let now = OffsetDateTime::now_utc();
     let Some(operator) = operator.filter(|_| verified) else {
-        for key in keys {
-            limiter.record_failure(key).await;
+        for key in &keys {
+            tries.failed(key, 1).await;
         }
-        let entry = AuditEntry { at: now, username: &username, action: "login_failed", detail: &peer.ip().to_string() };
+        drop(tries);
+        let detail = match &keys[1] {
+            Key::Client(ip) => ip.to_string(),
+            _ => String::new(),
+        };
+        let entry = AuditEntry { at: now, username: &username, action: "login_failed", detail: &detail };
         if let Err(e) = state.store.audit(&entry).await {
             tracing::error!(error = %crate::writer::error_chain(&e), "console: recording a failed sign-in failed");
         }
