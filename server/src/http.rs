@@ -21,6 +21,7 @@ use shared::wire::{
 use shared::{Code, Lang, MeterSerial, Status, SubscriptionNumber, TrackingCode};
 use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
@@ -52,6 +53,13 @@ pub fn router(state: AppState) -> axum::Router {
     }
     router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(console_headers))
+        // Every answer: never sniffed as another type, and no address leaks to other sites.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // A body that stops arriving (a client gone, or a slowloris) is cut off after 10 s of
         // silence and answered 400, rather than holding its connection to the 30 s limit.
@@ -60,6 +68,28 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The console's pages: no script, styles and images only from the console itself, forms posted
+/// only to it, never in a frame; and, but for the stylesheet, never kept by a browser or a proxy
+/// (they show citizens' readings to a signed-in operator).
+const CONSOLE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+async fn console_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = request.uri().path();
+    let console = path == "/office" || path.starts_with("/office/");
+    let stylesheet = path == "/office/console.css";
+    let mut response = next.run(request).await;
+    if console {
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_POLICY));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        if !stylesheet {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    response
 }
 
 /// How long a request body may fall silent before the request is refused.

@@ -22,6 +22,7 @@ tests::on_both_backends!(
     a_reviewer_clears_the_queue,
     an_approval_that_would_make_the_meter_go_back_is_refused,
     a_reading_sent_by_the_app_and_by_sms_is_billed_once,
+    answers_carry_the_security_headers,
 );
 
 /// The forms of a page, each from `<form` to `</form>`.
@@ -462,5 +463,38 @@ async fn a_reading_sent_by_the_app_and_by_sms_is_billed_once(backend: Backend) {
     assert_eq!(server.store.billing_feed(0, 100).await.expect("feed").len(), 1, "billed once");
     let (_, again) = server.sms("09350000000", "10090*5*1111222233", "gw-twice").await;
     assert_eq!(again["tracking_code"], sms["tracking_code"], "a replay answers the first outcome");
+    server.finish().await;
+}
+
+async fn answers_carry_the_security_headers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let headers = |path: &'static str| {
+        let server = &server;
+        async move {
+            let response = server.http.get(format!("{}{path}", server.base)).send().await.expect("an answer");
+            let headers = response.headers().clone();
+            let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (
+                get("x-content-type-options"),
+                get("referrer-policy"),
+                get("content-security-policy"),
+                get("cache-control"),
+                get("x-frame-options"),
+            )
+        }
+    };
+    // Every answer, the API's and errors too.
+    for path in ["/api/v1/openapi.json", "/healthz", "/no-such-page"] {
+        let (nosniff, referrer, ..) = headers(path).await;
+        assert_eq!((nosniff.as_deref(), referrer.as_deref()), (Some("nosniff"), Some("same-origin")), "{path}");
+    }
+    // The console: a strict policy (no script at all), no frames, nothing kept but the stylesheet.
+    let (_, _, policy, cache, frames) = headers("/office/login").await;
+    let policy = policy.expect("a content security policy");
+    assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(!policy.contains("script-src"), "{policy}");
+    assert_eq!((cache.as_deref(), frames.as_deref()), (Some("no-store"), Some("DENY")));
+    let (_, _, _, cache, _) = headers("/office/console.css").await;
+    assert_ne!(cache.as_deref(), Some("no-store"));
     server.finish().await;
 }
