@@ -33,12 +33,20 @@ impl Meter {
         MeterContext { digits: info.digits, avg_daily_m3: info.avg_daily_m3, max_hourly_m3: info.max_daily_m3 / 24.0 }
     }
 
-    /// The meter's last known reading, as a one-point chain.
-    pub fn chain(&self) -> Chain {
-        let point = self.info.as_ref().and_then(|info| {
+    /// The meter's last known reading, as a one-point chain: the later, in reading time, of the
+    /// server's baseline and this phone's own readings of the meter that count or may yet count
+    /// (sent and accepted, or still waiting), so that readings entered one after another offline
+    /// are each checked against the one before, as the server will check them.
+    pub fn chain(&self, declarations: &[Declaration]) -> Chain {
+        let baseline = self.info.as_ref().and_then(|info| {
             Some(Point { source: Source::Billing, reading: info.last_reading?, read_at: info.last_read_at? })
         });
-        Chain::of_latest(point)
+        let own = declarations
+            .iter()
+            .filter(|d| d.subscription == self.subscription && d.may_count())
+            // Offline there is no store sequence to name: a point of the phone's own is a baseline too.
+            .map(|d| Point { source: Source::Billing, reading: d.reading, read_at: d.read_at });
+        Chain::of_latest(baseline.into_iter().chain(own).max_by_key(|p| p.read_at))
     }
 }
 
@@ -93,6 +101,15 @@ impl Declaration {
             review_accepted: None,
             review_reason: None,
             clock_offset_ms: offset_ms(clock),
+        }
+    }
+
+    /// Whether it counts or may yet: waiting to be sent, accepted, or approved on review.
+    pub fn may_count(&self) -> bool {
+        match (self.state, self.review_accepted) {
+            (_, Some(accepted)) => accepted,
+            (State::Waiting | State::Accepted, None) => true,
+            (State::NeedsReview | State::Rejected, None) => false,
         }
     }
 

@@ -215,12 +215,18 @@ async fn with_sync_lock(state: AppState) -> Option<Result<(), ApiError>> {
 
 /// Sends what is waiting after reading the outbox again: another tab may have sent some of it,
 /// or saved more, since this tab last looked.
+/// Items on screen that the read did not see (saved while it ran) are kept: nothing is ever
+/// deleted from the outbox, so what the screen has and the device lacks can only be newer.
 async fn send_with_fresh_outbox(state: AppState) -> Result<(), ApiError> {
     if let Ok(mut stored) = outbox::declarations().await {
+        let shown = state.declarations.get_untracked();
+        stored.extend(shown.into_iter().filter(|d| !stored.iter().any(|s| s.id == d.id)).collect::<Vec<_>>());
         crate::model::newest_first(&mut stored);
         state.declarations.set(stored);
     }
     if let Ok(mut stored) = outbox::complaints().await {
+        let shown = state.complaints.get_untracked();
+        stored.extend(shown.into_iter().filter(|c| !stored.iter().any(|s| s.id == c.id)).collect::<Vec<_>>());
         crate::model::newest_first_complaints(&mut stored);
         state.complaints.set(stored);
     }

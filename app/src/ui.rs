@@ -235,7 +235,8 @@ fn Declare() -> impl IntoView {
         // Times are the server's as far as the phone knows it, as the server will judge them.
         let server_now = sync::clock(state).server_now(now());
         let candidate = Candidate { reading: value, read_at: server_now };
-        let decision = rules::reconcile(&meter.context(), &meter.chain(), &candidate, server_now);
+        let chain = meter.chain(&state.declarations.get_untracked());
+        let decision = rules::reconcile(&meter.context(), &chain, &candidate, server_now);
         if let Some(code) = decision.code.filter(|_| decision.status != Status::Accepted)
             && !confirm.get()
         {

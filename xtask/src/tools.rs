@@ -10,7 +10,12 @@ use anyhow::{Context as _, bail};
 pub const WASM_BINDGEN_VERSION: &str = "0.2.130";
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    // `cargo run` says where the manifest is at run time: a build of xtask shared between two
+    // checkouts (one `CARGO_TARGET_DIR`) is not rebuilt for the second, and the path compiled in
+    // would be the first's.
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// A binary of the release build: under `CARGO_TARGET_DIR` when it is set (relative to the
