@@ -845,6 +845,8 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     let warning = text("#clock").await;
     assert!(warning.contains("۱۲۰") && warning.contains("جلو"), "{warning}");
     screenshot(&client, "clock-1-refused").await;
+    client.execute("document.getElementById('baseline').scrollIntoView(); return true;", vec![]).await.expect("scroll");
+    screenshot(&client, "clock-2-refusal-in-history").await;
 
     // One tap sends the same reading again, dated right; the offer then goes.
     client
@@ -858,7 +860,8 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     declare(&client, "10052").await;
     wait_for(&client, "return document.querySelectorAll('.history li.accepted').length === 3", "the next reading")
         .await;
-    screenshot(&client, "clock-2-resent").await;
+    client.execute("document.getElementById('baseline').scrollIntoView(); return true;", vec![]).await.expect("scroll");
+    screenshot(&client, "clock-3-resent").await;
     client.close().await.expect("close the browser");
 
     let mut stored = server.store.declarations_of(SUB).await.expect("read back");
