@@ -403,7 +403,11 @@ pub async fn sync(
     let mut slots: Vec<Result<usize, Option<Uuid>>> = Vec::with_capacity(envelope.submissions.len());
     let mut incoming = Vec::with_capacity(envelope.submissions.len());
     for raw in &envelope.submissions {
+        let too_long = |text: &str| text.chars().count() > wire::MAX_IDENTIFIER_CHARS;
         match serde_json::from_str::<Submission>(raw.get()) {
+            Ok(submission) if too_long(&submission.subscription) || too_long(&submission.meter_serial) => {
+                slots.push(Err(Some(submission.id)));
+            }
             Ok(submission) => {
                 slots.push(Ok(incoming.len()));
                 incoming.push(Incoming::from_submission(&submission, Channel::App, envelope.device_id));

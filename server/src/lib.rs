@@ -76,6 +76,8 @@ pub struct ServeOptions {
     pub billing_token: Option<String>,
     /// The TLS proxies in front: only from these peers is a forwarded client address believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections open at once; [`listener::MAX_CONNECTIONS`] when `None`.
+    pub max_connections: Option<usize>,
 }
 
 /// How many threads serve HTTP when not told (`kontor serve --http-threads`), on a machine with
@@ -130,7 +132,8 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.send(true);
     };
-    listener::serve(listener, http::router(state), shutdown).await;
+    let max_connections = options.max_connections.unwrap_or(listener::MAX_CONNECTIONS);
+    listener::serve(listener, http::router(state), max_connections, shutdown).await;
     if let Some(ivr) = ivr {
         ivr.await.context("the ivr listener failed")?;
     }

@@ -6,6 +6,11 @@
 //! served by hyper's HTTP/1 builder with Tokio's timer and a [`HEADER_DEADLINE`]; bodies and
 //! whole requests have their own limits in the router (`http::router`). On shutdown the loop
 //! stops accepting, lets the connections finish the requests they are serving, and returns.
+//!
+//! Open connections are capped (`ServeOptions::max_connections`, `kontor serve --max-connections`), below the process's file
+//! descriptors: past the cap a new connection is answered `503` with `Retry-After` at once and
+//! closed, so a crowd of idle connections costs others a retry, not a hang, and the database
+//! and the log keep the descriptors they need.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,10 +27,18 @@ use tower::Service as _;
 /// the connection when it is new).
 pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The most connections open at once unless told (`kontor serve --max-connections`).
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The answer past the cap: no body, the client tries again in a second.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
 /// Serves `router` on `listener` until `shutdown` completes, then waits for the requests in
-/// flight.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+/// flight. At most `max_connections` are open at once.
+pub async fn serve(listener: TcpListener, router: Router, max_connections: usize, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     tokio::pin!(shutdown);
     loop {
@@ -42,6 +55,16 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "too many open connections; answered 503");
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt as _;
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
         let service = match make_service.call(peer).await {
             Ok(service) => TowerToHyperService::new(service),
             Err(never) => match never {},
@@ -53,6 +76,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

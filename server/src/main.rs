@@ -59,6 +59,10 @@ enum Command {
         /// for the per-client limits. Without it every peer is the client.
         #[arg(long, env = "KONTOR_TRUSTED_PROXIES", value_delimiter = ',')]
         trusted_proxies: Vec<ipnet::IpNet>,
+        /// Connections open at once; past it a new one is answered 503 with Retry-After. Keep
+        /// it well below the file-descriptor limit (`ulimit -n`).
+        #[arg(long, env = "KONTOR_MAX_CONNECTIONS", default_value_t = server::listener::MAX_CONNECTIONS)]
+        max_connections: usize,
         /// Threads serving HTTP; by default one per processor, less one on SQLite, whose writer
         /// has a thread of its own.
         #[arg(long, env = "KONTOR_HTTP_THREADS")]
@@ -187,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ivr_listen,
             billing_token,
             trusted_proxies,
+            max_connections,
             http_threads: _,
         } => {
             let sms = sms.config()?;
@@ -237,6 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ivr,
                 billing_token,
                 trusted_proxies,
+                max_connections: Some(max_connections),
                 ..ServeOptions::default()
             };
             let served = server::serve(listener, store.clone(), options, server::shutdown_signal()).await;

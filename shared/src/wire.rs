@@ -12,6 +12,10 @@ use crate::{Code, Lang, Reading, Status, digits};
 pub const MAX_BATCH: usize = 500;
 /// The largest request body the server reads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The longest subscription number or meter serial an item may carry, in characters, spaces
+/// and marks included; a longer one is no identifier and the item is answered `malformed` (and
+/// not stored), so junk cannot fill the store.
+pub const MAX_IDENTIFIER_CHARS: usize = 64;
 /// The longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 500;
 /// Iran Standard Time, the offset the server writes its times in.

@@ -149,3 +149,26 @@ async fn hostile_requests_get_a_clean_refusal_and_others_are_served() {
     assert_eq!(server.stored().await, 0, "nothing hostile was stored");
     server.finish().await;
 }
+
+/// Past the cap on open connections, a new one is answered 503 with `Retry-After` at once, not
+/// left hanging; when the crowd goes, everyone is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_idle_connections_gets_a_clear_refusal() {
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.max_connections = Some(8)).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let crowd = tokio::task::spawn_blocking(move || {
+        let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&addr).expect("connect")).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let (status, took) =
+            send(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"), b"", Duration::from_secs(5));
+        drop(idle);
+        std::thread::sleep(Duration::from_millis(200));
+        still_serving(&addr);
+        (status, took)
+    })
+    .await
+    .expect("the crowd");
+    assert_eq!(crowd.0, Some(503), "past the cap");
+    assert!(crowd.1 < Duration::from_secs(2), "refused at once, not after {:?}", crowd.1);
+    server.finish().await;
+}

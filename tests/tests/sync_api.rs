@@ -234,11 +234,19 @@ async fn one_malformed_item_does_not_block_the_batch(backend: Backend) {
         submission(Uuid::new_v4(), 10_020, "yesterday"),
         42,
         submission(Uuid::new_v4(), 10_015, &server.hours_ago(3)),
+        // Identifiers no meter has, of any size: junk is not stored.
+        {"id": Uuid::new_v4(), "subscription": "1".repeat(65), "meter_serial": SERIAL, "reading": 1,
+         "read_at": server.hours_ago(4)},
+        {"id": Uuid::new_v4(), "subscription": SUB, "meter_serial": "x".repeat(100_000), "reading": 1,
+         "read_at": server.hours_ago(4)},
     ]});
     let (status, body) = server.post("/api/v1/sync", &body).await;
     assert_eq!(status, 200, "{body}");
     let results = body["results"].as_array().expect("results");
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 8);
+    expect(&results[6], "rejected", Some("malformed"), None);
+    expect(&results[7], "rejected", Some("malformed"), None);
+    assert!(results[7]["id"].is_string());
     expect(&results[0], "accepted", None, Some(10));
     expect(&results[1], "rejected", Some("malformed"), None);
     assert_eq!(results[1]["id"], json!(missing_reading));
