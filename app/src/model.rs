@@ -87,12 +87,17 @@ pub struct Declaration {
 impl Declaration {
     /// A reading taken now, dated with the server's time as far as the phone knows it.
     pub fn new(meter: &Meter, reading: Reading, phone_now: OffsetDateTime, clock: Offset) -> Self {
+        Self::waiting(&meter.subscription, &meter.meter_serial, reading.value(), clock.server_now(phone_now), clock)
+    }
+
+    /// A declaration not sent yet, with a new id, dated `read_at` by the clock offset `clock`.
+    fn waiting(subscription: &str, meter_serial: &str, reading: u64, read_at: OffsetDateTime, clock: Offset) -> Self {
         Self {
             id: Uuid::now_v7(),
-            subscription: meter.subscription.clone(),
-            meter_serial: meter.meter_serial.clone(),
-            reading: reading.value(),
-            read_at: clock.server_now(phone_now),
+            subscription: subscription.to_owned(),
+            meter_serial: meter_serial.to_owned(),
+            reading,
+            read_at,
             state: State::Waiting,
             code: None,
             message: None,
@@ -123,19 +128,8 @@ impl Declaration {
     /// server's clock (the refused one is final and stays as it was answered).
     pub fn redated(&self, clock: Offset, phone_now: OffsetDateTime) -> Self {
         let applied = Offset(time::Duration::milliseconds(self.clock_offset_ms));
-        Self {
-            id: Uuid::now_v7(),
-            read_at: clock.redate(self.read_at, applied, phone_now),
-            state: State::Waiting,
-            code: None,
-            message: None,
-            tracking_code: None,
-            consumption_m3: None,
-            review_accepted: None,
-            review_reason: None,
-            clock_offset_ms: offset_ms(clock),
-            ..self.clone()
-        }
+        let read_at = clock.redate(self.read_at, applied, phone_now);
+        Self::waiting(&self.subscription, &self.meter_serial, self.reading, read_at, clock)
     }
 
     /// The receipt shown at once, offline: seven digits from the id, which the server can find
