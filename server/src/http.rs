@@ -53,7 +53,7 @@ pub fn router(state: AppState) -> axum::Router {
     }
     router
         .fallback(not_found)
-        .layer(axum::middleware::from_fn(console_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security_headers))
         // Every answer: never sniffed as another type, and no address leaks to other sites.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -76,11 +76,20 @@ pub fn router(state: AppState) -> axum::Router {
 const CONSOLE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-async fn console_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+/// The console's policy, and HSTS when this server speaks HTTPS itself (behind a proxy, the proxy
+/// sets it).
+async fn security_headers(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let path = request.uri().path();
     let console = path == "/office" || path.starts_with("/office/");
     let stylesheet = path == "/office/console.css";
     let mut response = next.run(request).await;
+    if state.tls {
+        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     if console {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONSOLE_POLICY));

@@ -61,6 +61,8 @@ pub struct Shared {
     pub billing_token: Option<String>,
     /// Peers whose `X-Forwarded-For` / `Forwarded` name the client (`http::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether it serves HTTPS itself (then every answer asks browsers to keep to HTTPS).
+    pub tls: bool,
 }
 
 /// How to run the server, besides its listener and store.
@@ -78,6 +80,8 @@ pub struct ServeOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connections open at once; [`listener::MAX_CONNECTIONS`] when `None`.
     pub max_connections: Option<usize>,
+    /// HTTPS with this certificate (`listener::tls_config`); plain HTTP without.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// How many threads serve HTTP when not told (`kontor serve --http-threads`), on a machine with
@@ -125,6 +129,7 @@ pub async fn serve(
         sms: options.sms,
         billing_token: options.billing_token.filter(|t| !t.is_empty()),
         trusted_proxies: options.trusted_proxies,
+        tls: options.tls.is_some(),
     }));
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
@@ -133,7 +138,7 @@ pub async fn serve(
         let _ = stopping.send(true);
     };
     let max_connections = options.max_connections.unwrap_or(listener::MAX_CONNECTIONS);
-    listener::serve(listener, http::router(state), max_connections, shutdown).await;
+    listener::serve(listener, http::router(state), max_connections, options.tls, shutdown).await;
     if let Some(ivr) = ivr {
         ivr.await.context("the ivr listener failed")?;
     }

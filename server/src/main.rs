@@ -29,6 +29,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start; boxing `serve`'s flags buys nothing")]
 enum Command {
     /// Serve the sync API and the web app.
     Serve {
@@ -59,6 +60,13 @@ enum Command {
         /// for the per-client limits. Without it every peer is the client.
         #[arg(long, env = "KONTOR_TRUSTED_PROXIES", value_delimiter = ',')]
         trusted_proxies: Vec<ipnet::IpNet>,
+        /// Serve HTTPS with this certificate chain (PEM), for phones with no proxy in front;
+        /// needs --tls-key.
+        #[arg(long, env = "KONTOR_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "KONTOR_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Connections open at once; past it a new one is answered 503 with Retry-After. Keep
         /// it well below the file-descriptor limit (`ulimit -n`).
         #[arg(long, env = "KONTOR_MAX_CONNECTIONS", default_value_t = server::listener::MAX_CONNECTIONS)]
@@ -192,8 +200,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             billing_token,
             trusted_proxies,
             max_connections,
+            tls_cert,
+            tls_key,
             http_threads: _,
         } => {
+            let tls = match (&tls_cert, &tls_key) {
+                (Some(cert), Some(key)) => Some(server::listener::tls_config(cert, key)?),
+                _ => None,
+            };
             let sms = sms.config()?;
             let ivr = match ivr_listen {
                 Some(address) => Some(
@@ -226,7 +240,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 web_root = %web_root.display(),
                 "kontor is serving"
             );
-            println!("Serving on http://{}/ (web app at /pwa/)", listener.local_addr()?);
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            println!("Serving on {scheme}://{}/ (web app at /pwa/)", listener.local_addr()?);
             if sms.is_some() {
                 println!("SMS webhook at /api/v1/sms/inbound");
             }
@@ -243,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 billing_token,
                 trusted_proxies,
                 max_connections: Some(max_connections),
+                tls,
                 ..ServeOptions::default()
             };
             let served = server::serve(listener, store.clone(), options, server::shutdown_signal()).await;

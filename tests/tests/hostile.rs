@@ -172,3 +172,67 @@ async fn a_crowd_of_idle_connections_gets_a_clear_refusal() {
     assert!(crowd.1 < Duration::from_secs(2), "refused at once, not after {:?}", crowd.1);
     server.finish().await;
 }
+
+/// A certificate for `localhost` and 127.0.0.1, made by `openssl` into `dir`: (chain, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).expect("a folder for the certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("openssl is needed to make the HTTPS test's certificate: {e}"));
+    assert!(made.success(), "openssl could not make a certificate");
+    (cert, key)
+}
+
+/// With a certificate, the server speaks HTTPS itself (nothing in front), tells browsers to keep
+/// to it, and a plain-HTTP client gets no answer from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_without_a_proxy() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls;
+
+    let dir = std::env::temp_dir().join(format!("kontor-tls-{}", uuid::Uuid::new_v4().simple()));
+    let (cert, key) = self_signed(&dir);
+    let config = server::listener::tls_config(&cert, &key).expect("the certificate loads");
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.tls = Some(config)).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls::pki_types::pem::PemObject::pem_file_iter(&cert).expect("read the certificate") {
+        roots.add(der.expect("a certificate")).expect("trust it");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake with the server's certificate");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.expect("send");
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("strict-transport-security: max-age="), "{answer}");
+
+    // Plain HTTP to the HTTPS port: the handshake fails and nothing is served.
+    let plain = tokio::task::spawn_blocking(move || {
+        send(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"), b"", Duration::from_secs(15))
+    })
+    .await
+    .expect("plain");
+    assert_ne!(plain.0, Some(200));
+    server.finish().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
