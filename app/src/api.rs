@@ -60,9 +60,9 @@ fn at_ms(ms: f64) -> Option<time::OffsetDateTime> {
 fn learn_clock(sent_ms: f64, received_ms: f64, server_ms: f64) {
     let times = (at_ms(sent_ms), at_ms(received_ms), at_ms(server_ms));
     if let (Some(sent), Some(received), Some(server)) = times
-        && let Some(offset) = Offset::learn(sent, received, server)
+        && let Some(learnt) = Offset::learn(sent, received, server)
     {
-        CLOCK.set(Some(offset));
+        CLOCK.set(Some(CLOCK.get().map_or(learnt, |known| known.updated(learnt))));
     }
 }
 

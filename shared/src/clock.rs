@@ -9,6 +9,10 @@ use time::{Duration, OffsetDateTime};
 
 /// From this far off, the phone tells the subscriber that its clock is wrong.
 pub const WARN_BEYOND: Duration = Duration::minutes(5);
+/// A new estimate within this of the one in use is noise (an HTTP date is whole seconds, a
+/// network's delay is uneven), not news: the estimate in use stays, so that readings entered
+/// seconds apart are never dated out of the order they were entered.
+pub const NOISE: Duration = Duration::seconds(2);
 
 /// How far the server's clock is ahead of the phone's (negative when the phone runs ahead).
 /// Add it to the phone's clock to get the server's time.
@@ -26,6 +30,11 @@ impl Offset {
         }
         let midpoint = sent + (received - sent) / 2;
         Some(Self(server_time - midpoint))
+    }
+
+    /// The estimate to keep after learning `learnt`: `learnt` if it is news, else this one.
+    pub fn updated(self, learnt: Offset) -> Offset {
+        if (learnt.0 - self.0).abs() < NOISE { self } else { learnt }
     }
 
     /// The server's time now, from the phone's clock.
@@ -68,6 +77,15 @@ mod tests {
         assert!(offset.worth_a_warning());
         assert_eq!(offset.phone_ahead_minutes(), 60);
         assert_eq!(offset.server_now(datetime!(2026-12-02 14:00 UTC)), datetime!(2026-12-02 13:00 UTC));
+    }
+
+    #[test]
+    fn noise_does_not_move_the_estimate() {
+        let known = Offset(Duration::milliseconds(-7_200_300));
+        assert_eq!(known.updated(Offset(Duration::milliseconds(-7_199_400))), known);
+        assert_eq!(known.updated(Offset(Duration::milliseconds(-7_201_900))), known);
+        // A real change (the clock was set) is taken at once.
+        assert_eq!(known.updated(Offset(Duration::milliseconds(-300))), Offset(Duration::milliseconds(-300)));
     }
 
     #[test]
