@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::AppState;
 use crate::http::{ApiError, HeadersAndBody, bearer_token, json_body, refused};
-use crate::limits::Key;
+use crate::limits::{Claims, Key};
 use crate::store::{Channel, Filed, Identity, NewComplaint, Proof, Staff, Store, StoreError};
 
 /// Checks a complaint against the registry and the store; the complaint to file, or why not.
@@ -137,21 +137,17 @@ pub async fn file(
             .map_err(|e| ApiError::from_store(&e, lang))?,
         None => None,
     };
-    // The identity limits, as for declarations: a try for each complaint that proves its meter
-    // by a serial (or by nothing), reserved before any is judged; the token's complaints need none.
-    let uncovered: Vec<Option<&SubscriptionNumber>> = subscriptions
-        .iter()
-        .filter(|s| s.as_ref().map(SubscriptionNumber::as_str) != covered.as_deref() || covered.is_none())
-        .map(Option::as_ref)
-        .collect();
-    let mut wanted: Vec<(Key, u32)> = Vec::new();
-    if !uncovered.is_empty() {
-        wanted.push((client.clone(), u32::try_from(uncovered.len()).unwrap_or(u32::MAX)));
+    let by_token = |subscription: &Option<SubscriptionNumber>| matches!((subscription, &covered), (Some(s), Some(c)) if s.as_str() == c.as_str());
+    // The identity limits, as for declarations: a try for each meter the complaints claim by a
+    // serial (or by nothing), reserved before any is judged; the token's complaints claim none.
+    let mut claims = Claims::default();
+    for (submission, subscription) in request.complaints.iter().zip(&subscriptions).filter(|(_, s)| !by_token(s)) {
+        let serial = submission.meter_serial.as_deref().unwrap_or("");
+        let named = subscription.as_ref().map_or(submission.subscription.as_str(), SubscriptionNumber::as_str);
+        claims.claim(named, subscription.is_some(), serial);
     }
-    for subscription in uncovered.iter().flatten() {
-        wanted.push((Key::Subscription(subscription.to_string()), 1));
-    }
-    let mut tries = state.limiter.reserve(&wanted).await.map_err(|r| refused(r, lang))?;
+    let mut tries = state.limiter.reserve(&claims.tries(&client)).await.map_err(|r| refused(r, lang))?;
+    let mut failed = Claims::default();
     let mut results = Vec::with_capacity(request.complaints.len());
     for (submission, subscription) in request.complaints.iter().zip(&subscriptions) {
         let meter = match subscription {
@@ -159,16 +155,16 @@ pub async fn file(
             None => None,
         };
         // The proof a sync item gives, judged by the same rule.
-        let proof = match subscription {
-            Some(s) if covered.as_deref() == Some(s.as_str()) => Proof::Device,
-            _ => Proof::Serial(submission.meter_serial.as_deref().and_then(|s| MeterSerial::parse(s).ok())),
+        let proof = if by_token(subscription) {
+            Proof::Device
+        } else {
+            Proof::Serial(submission.meter_serial.as_deref().and_then(|s| MeterSerial::parse(s).ok()))
         };
         let proven = meter.is_some_and(|m| proof.identifies(&m) == Identity::Verified);
         if !proven {
-            tries.failed(&client, 1).await;
-            if let Some(subscription) = subscription {
-                tries.failed(&Key::Subscription(subscription.to_string()), 1).await;
-            }
+            let serial = submission.meter_serial.as_deref().unwrap_or("");
+            let named = subscription.as_ref().map_or(submission.subscription.as_str(), SubscriptionNumber::as_str);
+            failed.claim(named, subscription.is_some(), serial);
             results.push(result(submission.id, Err(ComplaintCode::IdentityMismatch), lang));
             continue;
         }
@@ -183,6 +179,9 @@ pub async fn file(
         };
         results.push(result(submission.id, filed, lang));
     }
+    // Each meter claimed wrongly is one failure, however many complaints claimed it.
+    tries.failed_claims(&client, &failed).await;
+    drop(tries);
     Ok(Json(ComplaintsResponse { results }))
 }
 

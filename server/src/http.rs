@@ -1,6 +1,5 @@
 //! The HTTP API: routes, handlers and their errors (sync API v1, `sync-api.md`).
 
-use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::limits::{Key, Refused};
+use crate::limits::{Claims, Key, Refused};
 use crate::store::{Channel, Incoming, Outcome, Proof};
 use crate::writer::WriteError;
 
@@ -444,21 +443,12 @@ pub async fn sync(
     // than the limits allow. A phone whose token covers its items is never held up by failures
     // that other people caused on its subscription or its address.
     let client = Key::Client(client_ip(&state, peer, &headers));
-    let claims = claimed_meters(&incoming);
-    let mut wanted: Vec<(Key, u32)> = Vec::new();
-    let guesses: usize = claims.values().map(|(_, serials)| serials.len()).sum();
-    if guesses > 0 {
-        wanted.push((client.clone(), u32::try_from(guesses).unwrap_or(u32::MAX)));
+    let mut claims = Claims::default();
+    for item in incoming.iter().filter(|i| !matches!(i.proof, Proof::Device)) {
+        claims.claim(&item.subscription, item.parsed_subscription.is_some(), &item.meter_serial);
     }
-    for (subscription, (valid, serials)) in &claims {
-        if *valid {
-            wanted.push((
-                Key::Subscription((*subscription).to_owned()),
-                u32::try_from(serials.len()).unwrap_or(u32::MAX),
-            ));
-        }
-    }
-    let mut tries = state.limiter.reserve(&wanted).await.map_err(|r| refused(r, lang))?;
+    let mut tries = state.limiter.reserve(&claims.tries(&client)).await.map_err(|r| refused(r, lang))?;
+    drop(claims);
     let subscriptions: Vec<String> = incoming.iter().map(|i| i.subscription.clone()).collect();
     let serials: Vec<String> = incoming.iter().map(|i| i.meter_serial.clone()).collect();
 
@@ -471,18 +461,13 @@ pub async fn sync(
         })?
     };
     // Each meter claimed wrongly is one failure, however many items claimed it.
-    let mut failed: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut failed = Claims::default();
     for ((subscription, serial), outcome) in subscriptions.iter().zip(&serials).zip(&outcomes) {
         if outcome.code == Some(Code::IdentityMismatch) && !outcome.replayed {
-            failed.entry(subscription.as_str()).or_default().insert(serial.as_str());
+            failed.claim(subscription, true, serial);
         }
     }
-    let failures: usize = failed.values().map(HashSet::len).sum();
-    tries.failed(&client, u32::try_from(failures).unwrap_or(u32::MAX)).await;
-    for (subscription, serials) in &failed {
-        let key = Key::Subscription((*subscription).to_owned());
-        tries.failed(&key, u32::try_from(serials.len()).unwrap_or(u32::MAX)).await;
-    }
+    tries.failed_claims(&client, &failed).await;
     drop(tries);
 
     let results = slots
@@ -527,19 +512,6 @@ async fn baselines(state: &AppState, subscriptions: &[String], outcomes: &[Outco
         }
     }
     meters
-}
-
-/// The meters a batch's items claim by their serials, by subscription: whether the subscription
-/// is a valid number (only those are counted per subscription: a key is never made of junk), and
-/// the distinct serials claimed for it. Items a device token covers claim nothing.
-fn claimed_meters(incoming: &[Incoming]) -> HashMap<&str, (bool, HashSet<&str>)> {
-    let mut claims: HashMap<&str, (bool, HashSet<&str>)> = HashMap::new();
-    for item in incoming.iter().filter(|i| !matches!(i.proof, Proof::Device)) {
-        let entry =
-            claims.entry(item.subscription.as_str()).or_insert((item.parsed_subscription.is_some(), HashSet::new()));
-        entry.1.insert(item.meter_serial.as_str());
-    }
-    claims
 }
 
 fn usable_id(raw: &RawValue) -> Option<Uuid> {

@@ -15,7 +15,7 @@
 //! postgres`). A read covered 6.2 checks on average there, though most covered one (the trace
 //! log, `KONTOR_BENCH_LOG=server::limits=trace`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -333,7 +333,49 @@ impl IdentityLimiter {
     }
 }
 
+/// The meters a request claims by their serials, for the identity limits: each distinct
+/// (subscription, serial) is one try of the client's, and one of the subscription's when it is a
+/// valid number (a key is never made of junk). The same meter claimed by many items of a batch is
+/// one try: they all succeed or all fail together.
+#[derive(Default)]
+pub struct Claims<'a> {
+    by_subscription: HashMap<&'a str, (bool, HashSet<&'a str>)>,
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl<'a> Claims<'a> {
+    pub fn claim(&mut self, subscription: &'a str, valid: bool, serial: &'a str) {
+        self.by_subscription.entry(subscription).or_insert((valid, HashSet::new())).1.insert(serial);
+    }
+
+    /// The tries to reserve for these claims, the client's among them.
+    pub fn tries(&self, client: &Key) -> Vec<(Key, u32)> {
+        let total: usize = self.by_subscription.values().map(|(_, serials)| serials.len()).sum();
+        if total == 0 {
+            return Vec::new();
+        }
+        let mut wanted = vec![(client.clone(), count(total))];
+        for (subscription, (valid, serials)) in &self.by_subscription {
+            if *valid {
+                wanted.push((Key::Subscription((*subscription).to_owned()), count(serials.len())));
+            }
+        }
+        wanted
+    }
+}
+
 impl Tries<'_> {
+    /// Counts the claims that failed: each distinct one is a failure of the client's and of its
+    /// subscription's.
+    pub async fn failed_claims(&mut self, client: &Key, failed: &Claims<'_>) {
+        for (key, n) in failed.tries(client) {
+            self.failed(&key, n).await;
+        }
+    }
+
     /// Counts `n` of the tries reserved for `key` as failures (at most as many as were reserved).
     /// A shared counter that cannot be written is logged: the try was answered already.
     pub async fn failed(&mut self, key: &Key, n: u32) {

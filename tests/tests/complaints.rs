@@ -13,6 +13,7 @@ tests::on_both_backends!(
     an_office_files_a_complaint_for_a_citizen,
     a_complaint_needs_proof_of_the_meter,
     a_complaint_names_its_reading_by_the_phones_receipt,
+    a_phone_sends_its_queued_complaints_together,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -231,9 +232,10 @@ async fn a_complaint_needs_proof_of_the_meter(backend: Backend) {
     let answer: Value = answer.json().await.expect("json");
     assert_eq!(answer["results"][0]["status"], "received", "{answer}");
 
-    // Two failures so far for this subscription; three more reach its limit of five, and then
-    // even a proven complaint for it waits.
-    file(&server, vec![with(SUB, None), with(SUB, None), with(SUB, None)]).await;
+    // Two failures so far for this subscription; three more guesses (three serials: the same
+    // wrong claim sent three times is one) reach its limit of five, and then even a proven
+    // complaint for it waits.
+    file(&server, vec![with(SUB, Some("GS000001")), with(SUB, Some("GS000002")), with(SUB, Some("GS000003"))]).await;
     let body = json!({"device_id": Uuid::new_v4(), "complaints": [with(SUB, Some(SERIAL))]});
     let (status, _) = server.post("/api/v1/complaints", &body).await;
     assert_eq!(status, 429, "guessing is limited");
@@ -272,5 +274,15 @@ async fn a_complaint_names_its_reading_by_the_phones_receipt(backend: Backend) {
     )
     .await;
     assert!(refused.iter().all(|r| r["code"] == "tracking_code_invalid"), "{refused:?}");
+    server.finish().await;
+}
+
+async fn a_phone_sends_its_queued_complaints_together(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // More complaints about one meter than its failure limit, each proving it by its serial: one
+    // claim of one meter, not one guess per complaint.
+    let queued: Vec<Value> = (0..8).map(|n| complaint(Uuid::now_v7(), None, &format!("complaint {n}"))).collect();
+    let results = file(&server, queued).await;
+    assert!(results.iter().all(|r| r["status"] == "received"), "{results:?}");
     server.finish().await;
 }
