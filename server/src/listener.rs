@@ -109,33 +109,22 @@ pub async fn serve(
         };
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(HEADER_DEADLINE);
-        match &acceptor {
-            None => {
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let served = match acceptor {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                Some(acceptor) => match tokio::time::timeout(HEADER_DEADLINE, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => watcher.watch(builder.serve_connection(TokioIo::new(tls), service)).await,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            };
+            if let Err(e) = served {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            Some(acceptor) => {
-                let handshake = acceptor.accept(stream);
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(HEADER_DEADLINE, handshake).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                    };
-                    let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                    drop(permit);
-                });
-            }
-        }
+            drop(permit);
+        });
     }
     drop(listener);
     graceful.shutdown().await;
