@@ -289,10 +289,14 @@ fn Declare() -> impl IntoView {
 
 /// The meter's latest counting reading and when it was read, as the server last told: what a
 /// new reading is checked against.
-fn baseline(lang: Lang, meter: Option<Meter>) -> Option<String> {
+/// The date is isolated (`bdi`) so that a narrow screen wraps around it, not inside it.
+fn baseline(lang: Lang, meter: Option<Meter>) -> Option<impl IntoView> {
     let info = meter?.info?;
     let (reading, at) = (info.last_reading?, info.last_read_at?);
-    Some(format!("{}: {} ({})", t(lang, Text::LastReading), number(lang, &reading.to_string()), datetime(lang, at)))
+    let label = t(lang, Text::LastReading);
+    Some(
+        view! { {label} ": " <bdi>{number(lang, &reading.to_string())}</bdi> " " <bdi>"(" {datetime(lang, at)} ")"</bdi> },
+    )
 }
 
 /// Saves a declaration made on this phone, shows it, and sends it.

@@ -805,6 +805,8 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
     let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
     let chromium = Chromium::start("clock");
     let client = chromium.open().await;
+    // A subscriber's phone: 360 px wide, as the screenshots show it.
+    client.set_window_size(360, 800).await.expect("a phone-sized window");
     open_app(&client, &format!("{}/pwa/", server.base)).await;
     add_meter(&client, SUB).await;
     let text =
