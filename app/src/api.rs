@@ -72,6 +72,10 @@ struct Timing {
     received_ms: f64,
 }
 
+/// How long a request may take, answer included, before it is given up as offline: a stalled
+/// connection must never hold the outbox (the next try goes out on its own schedule).
+const REQUEST_TIMEOUT_MS: u32 = 20_000;
+
 /// POSTs a body and answers the browser's parsed JSON answer as [`Fields`].
 async fn post(url: &str, headers: &[(&str, &str)], body: JsValue) -> Result<Fields, ApiError> {
     exchange(url, headers, &body).await.map(|(answer, _)| Fields(answer))
@@ -92,6 +96,12 @@ async fn exchange(url: &str, headers: &[(&str, &str)], body: &JsValue) -> Result
     init.set_method("POST");
     init.set_headers(&header_map);
     init.set_body(&text);
+    // Aborts the request and the reading of its answer alike (where the browser has
+    // `AbortSignal.timeout`: Chromium 103, Safari 16, Firefox 100; elsewhere no timeout).
+    let abort_signal = js_sys::Reflect::get(&js_sys::global(), &"AbortSignal".into()).unwrap_or_default();
+    if !abort_signal.is_undefined() && js_sys::Reflect::has(&abort_signal, &"timeout".into()).unwrap_or(false) {
+        init.set_signal(Some(&web_sys::AbortSignal::timeout_with_u32(REQUEST_TIMEOUT_MS)));
+    }
     let window = web_sys::window().ok_or(ApiError::Offline)?;
     let sent_ms = js_sys::Date::now();
     let answer = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(|_| ApiError::Offline)?;

@@ -14,5 +14,9 @@ mod sync;
 mod ui;
 
 fn main() {
+    // The frame `index.html` paints while the WebAssembly loads gives way to the app.
+    if let Some(boot) = leptos::prelude::document().get_element_by_id("boot") {
+        boot.remove();
+    }
     leptos::mount::mount_to_body(ui::App);
 }

@@ -43,12 +43,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/complaints", post(crate::complaints::file))
         .route("/api/v1/updates", post(crate::complaints::updates));
     router = crate::console::routes(router);
-    if let Some(root) = state.web_root.as_ref().filter(|root| root.is_dir()) {
-        // The built web app. No fallback to index.html: a missing `.wasm` must be a 404, never
-        // HTML that a service worker would cache under the wrong name.
-        router = router
-            .route("/pwa", get(|| async { axum::response::Redirect::permanent("/pwa/") }))
-            .nest_service("/pwa/", tower_http::services::ServeDir::new(root));
+    if let Some(root) = state.web_root.as_ref() {
+        router = crate::pwa::routes(router, root);
     }
     router
         .fallback(not_found)
@@ -63,6 +59,8 @@ pub fn router(state: AppState) -> axum::Router {
         // A body that stops arriving (a client gone, or a slowloris) is cut off after 10 s of
         // silence and answered 400, rather than holding its connection to the 30 s limit.
         .layer(RequestBodyTimeoutLayer::new(BODY_SILENCE))
+        // A body that keeps trickling in is cut off too, soon after a short grace.
+        .layer(axum::middleware::from_fn(crate::body_rate::enforce))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())
@@ -75,8 +73,8 @@ pub fn router(state: AppState) -> axum::Router {
 const CONSOLE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's policy, and HSTS when this server speaks HTTPS itself (behind a proxy, the proxy
-/// sets it).
+/// The console's policy, and HSTS and `Secure` cookies when this server speaks HTTPS itself
+/// (behind a proxy, the proxy sets HSTS, and its `X-Forwarded-Proto` makes cookies `Secure`).
 async fn security_headers(
     State(state): State<AppState>,
     request: axum::extract::Request,
@@ -87,7 +85,21 @@ async fn security_headers(
     let stylesheet = path == "/office/console.css";
     let mut response = next.run(request).await;
     if state.tls {
-        response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+        let headers = response.headers_mut();
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+        // The console marks its cookies `Secure` when a proxy says the request came over TLS; a
+        // server speaking TLS itself marks them all.
+        let cookies: Vec<HeaderValue> = headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+        if !cookies.is_empty() {
+            headers.remove(header::SET_COOKIE);
+            for cookie in cookies {
+                let secure = match cookie.to_str() {
+                    Ok(text) if !text.contains("; Secure") => HeaderValue::from_str(&format!("{text}; Secure")).ok(),
+                    _ => None,
+                };
+                headers.append(header::SET_COOKIE, secure.unwrap_or(cookie));
+            }
+        }
     }
     if console {
         let headers = response.headers_mut();

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod billing;
+pub mod body_rate;
 pub mod complaints;
 pub mod console;
 pub mod demo;
@@ -14,6 +15,7 @@ pub mod ivr;
 pub mod limits;
 pub mod listener;
 pub mod openapi;
+pub mod pwa;
 pub mod replies;
 pub mod sms;
 pub mod store;

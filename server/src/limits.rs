@@ -1,7 +1,14 @@
 //! Limits on failed identity attempts, per subscription and per client, so that nobody can find
 //! a meter serial by guessing; the console's sign-in uses a second limiter of the same kind, per
-//! username and per client, against password guessing. Failures are counted in a fixed window; a
-//! key over its limit is refused with `429` and `Retry-After` until its window ends.
+//! username and per client, against password guessing.
+//!
+//! A key has a few free tries; past them, each try must wait after the last failure, and the wait
+//! doubles with each further failure up to the length of a window (30 s, 1, 2, 4, 8 min, then
+//! 15 min): a subscriber who mistyped their serial five times waits half a minute, not a quarter
+//! of an hour, while a guesser gets nine tries in the first quarter hour and four an hour after
+//! (a fixed window gave twenty an hour). A key's count starts again once it has had no failure for
+//! a whole window. Refusals are `429` with `Retry-After`. A phone holding a device token claims
+//! no serial, so it is never slowed by other people's failures (`http.rs`).
 //!
 //! Where the counters live follows the store. On SQLite one `kontor serve` owns the database, and
 //! the counters are in its memory. On PostgreSQL several instances may serve behind one load
@@ -46,18 +53,39 @@ impl Key {
     }
 }
 
-/// How many failures each kind of key may have per window.
+/// How many failures each kind of key has free, and how the waits grow past them.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Failures per subscription, or per username for the console's sign-in.
+    /// Free failures per subscription, or per username for the console's sign-in.
     pub per_subscription: u32,
+    /// Free failures per client.
     pub per_client: u32,
+    /// The wait after the first failure past the free ones; it doubles with each further one.
+    pub first_delay: Duration,
+    /// The longest wait, and the quiet time after which a key's count starts again.
     pub window: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { per_subscription: 5, per_client: 20, window: Duration::from_secs(15 * 60) }
+        Self {
+            per_subscription: 5,
+            per_client: 20,
+            first_delay: Duration::from_secs(30),
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl Limits {
+    /// How long after its last failure a key with `failures` of them, `free` of which were free,
+    /// waits for its next try.
+    pub fn delay(&self, free: u32, failures: u32) -> Duration {
+        if failures < free {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - free).min(20);
+        self.first_delay.saturating_mul(1 << doublings).min(self.window)
     }
 }
 
@@ -71,9 +99,10 @@ pub enum Refused {
     Store(Arc<StoreError>),
 }
 
-/// One key's window in this process: its failures, and the tries reserved and not yet judged.
+/// One key in this process: its failures since it was last quiet for a window, the last of them,
+/// and the tries reserved and not yet judged.
 struct Window {
-    started: Instant,
+    last: Instant,
     failures: u32,
     in_flight: u32,
 }
@@ -82,7 +111,7 @@ struct Window {
 /// instance's tries in flight and its own failures, beside the shared rows.
 struct Local {
     windows: HashMap<Key, Window>,
-    /// Expired windows are swept at most this often once there are many, so that a flood of
+    /// Quiet keys are swept at most this often once there are many, so that a flood of
     /// keys costs one sweep a second, not one per failure.
     next_sweep: Instant,
 }
@@ -98,7 +127,7 @@ struct Shared {
 /// One check of the shared counters, waiting to be read.
 struct Read {
     names: Vec<String>,
-    /// Windows that started at or before this have ended for this check.
+    /// Keys whose last failure came at or before this are quiet for this check.
     since_ms: i64,
     reply: oneshot::Sender<Result<Vec<FailureWindow>, Arc<StoreError>>>,
 }
@@ -136,7 +165,7 @@ async fn read_windows(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Read>) {
                         .names
                         .iter()
                         .filter_map(|name| by_name.get(name.as_str()))
-                        .filter(|(_, started_ms, _)| *started_ms > read.since_ms)
+                        .filter(|(_, last_ms, _)| *last_ms > read.since_ms)
                         .map(|row| (*row).clone())
                         .collect();
                     let _ = read.reply.send(Ok(mine));
@@ -155,8 +184,9 @@ async fn read_windows(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Read>) {
 /// The failure counters.
 ///
 /// A try is reserved before it is judged ([`IdentityLimiter::reserve`]), under the same lock that
-/// counts failures: a key with `f` failures and `r` tries in flight admits at most `limit - f - r`
-/// more, so a burst of parallel guesses gets no more answers than the limit, however fast it comes.
+/// counts failures: a key with `f` of its `limit` free failures used and `r` tries in flight admits
+/// at most `limit - f - r` more, and past its free tries one at a time once its wait is over, so a
+/// burst of parallel guesses gets no more answers than that, however fast it comes.
 /// A try that fails becomes a failure ([`Tries::failed`]); one that succeeds is released when its
 /// [`Tries`] is dropped. Across PostgreSQL instances the failures are shared and the tries in
 /// flight are each instance's own: a burst spread over `n` instances gets at most `n` times the
@@ -169,12 +199,12 @@ pub struct IdentityLimiter {
     released: tokio::sync::Notify,
 }
 
-/// Windows kept in memory before expired ones are swept.
+/// Keys kept in memory before quiet ones are swept.
 const SWEEP_AT: usize = 100_000;
 /// The most windows kept: past it, with every window still open, a try on a key not yet counted
 /// is refused (an attack on the limiter itself, from more addresses than any one province has).
 const MAX_KEYS: usize = 400_000;
-/// Shared rows: expired windows are deleted after this many failures recorded by an instance.
+/// Shared rows: quiet keys are deleted after this many failures recorded by an instance.
 const SHARED_SWEEP_EVERY: u64 = 1_000;
 
 /// The longest a request waits for tries in flight on its keys to be judged.
@@ -182,7 +212,7 @@ const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why tries could not be reserved now.
 enum Room {
-    /// Failures used up a key's room: wait this long.
+    /// Failures used up a key's room for now: wait this long.
     None(Duration),
     /// Tries being judged hold the room: their outcome decides.
     Busy,
@@ -228,7 +258,7 @@ impl IdentityLimiter {
         self.local.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The shared failures of `keys` still in their window: (key name, started, failures).
+    /// The shared failures of `keys` not yet quiet: (key name, last failure, failures).
     async fn shared_failures(&self, shared: &Shared, keys: &[(Key, u32)]) -> Result<Vec<FailureWindow>, Refused> {
         let names: Vec<String> = keys.iter().map(|(k, _)| k.name(shared.scope)).collect();
         let window_ms = self.limits.window.as_millis() as i64;
@@ -245,8 +275,9 @@ impl IdentityLimiter {
         rows.await.map_err(|_| stopped())?.map_err(Refused::Store)
     }
 
-    /// Reserves `n` tries for each `(key, n)`. A key whose failures leave no room refuses them all
-    /// with the longest wait among such keys. A key whose room is taken by tries still being
+    /// Reserves `n` tries for each `(key, n)`. A key whose failures leave no room now refuses them
+    /// all with the longest wait among such keys; more than one try on a key past its free ones
+    /// waits until the key is quiet. A key whose room is taken by tries still being
     /// judged makes the request wait its turn (at most [`QUEUE_WAIT`]): honest requests that
     /// arrive together are judged a few at a time, a burst of guesses meets the limit. A key
     /// listed twice counts both.
@@ -272,13 +303,12 @@ impl IdentityLimiter {
     }
 
     fn try_reserve(&self, wanted: &[(Key, u32)], shared_rows: &[FailureWindow]) -> Result<Tries<'_>, Room> {
-        let window_ms = self.limits.window.as_millis() as i64;
         let now_ms = unix_ms(OffsetDateTime::now_utc());
         let now = Instant::now();
         let window = self.limits.window;
         let mut local = self.local();
         if local.windows.len() >= SWEEP_AT && now >= local.next_sweep {
-            local.windows.retain(|_, w| w.in_flight > 0 || now.duration_since(w.started) < window);
+            local.windows.retain(|_, w| w.in_flight > 0 || now.duration_since(w.last) < window);
             local.next_sweep = now + Duration::from_secs(1);
         }
         let mut wait = Duration::ZERO;
@@ -289,10 +319,9 @@ impl IdentityLimiter {
         }
         let mut new_keys = 0;
         for (&key, &n) in &asked {
-            let (mut failures, mut left, in_flight) = match local.windows.get(key) {
-                Some(w) if now.duration_since(w.started) < window => {
-                    (w.failures, window - now.duration_since(w.started), w.in_flight)
-                }
+            // Failures not yet quiet, and the time since the last of them.
+            let (mut failures, mut since_last, in_flight) = match local.windows.get(key) {
+                Some(w) if now.duration_since(w.last) < window => (w.failures, now.duration_since(w.last), w.in_flight),
                 Some(w) => (0, window, w.in_flight),
                 None => {
                     new_keys += 1;
@@ -301,17 +330,28 @@ impl IdentityLimiter {
             };
             if let Some(shared) = &self.shared {
                 let name = key.name(shared.scope);
-                if let Some((_, started_ms, shared_failures)) = shared_rows.iter().find(|row| row.0 == name)
+                if let Some((_, last_ms, shared_failures)) = shared_rows.iter().find(|row| row.0 == name)
                     && *shared_failures > failures
                 {
                     failures = *shared_failures;
-                    left = Duration::from_millis((started_ms + window_ms - now_ms).max(0) as u64);
+                    since_last = Duration::from_millis((now_ms - last_ms).max(0) as u64);
                 }
             }
-            if failures.saturating_add(n) > self.limit(key) {
-                wait = wait.max(left.max(Duration::from_secs(1)));
-            } else if failures.saturating_add(in_flight).saturating_add(n) > self.limit(key) {
-                busy = true;
+            let free = self.limit(key);
+            if failures.saturating_add(n) <= free {
+                if failures.saturating_add(in_flight).saturating_add(n) > free {
+                    busy = true;
+                }
+            } else if failures < free || n > 1 {
+                // More tries at once than the key has room for: not until it is quiet.
+                wait = wait.max(window.saturating_sub(since_last).max(Duration::from_secs(1)));
+            } else {
+                let delay = self.limits.delay(free, failures);
+                if since_last < delay {
+                    wait = wait.max((delay - since_last).max(Duration::from_secs(1)));
+                } else if in_flight > 0 {
+                    busy = true;
+                }
             }
         }
         if wait.is_zero() && local.windows.len() + new_keys > MAX_KEYS {
@@ -325,7 +365,7 @@ impl IdentityLimiter {
             return Err(Room::Busy);
         }
         for (&key, &n) in &asked {
-            let w = local.windows.entry(key.clone()).or_insert(Window { started: now, failures: 0, in_flight: 0 });
+            let w = local.windows.entry(key.clone()).or_insert(Window { last: now, failures: 0, in_flight: 0 });
             w.in_flight += n;
         }
         let held = asked.into_iter().map(|(k, n)| (k.clone(), n)).collect();
@@ -390,10 +430,10 @@ impl Tries<'_> {
             let now = Instant::now();
             let mut local = limiter.local();
             if let Some(w) = local.windows.get_mut(key) {
-                if now.duration_since(w.started) >= limiter.limits.window {
-                    w.started = now;
+                if now.duration_since(w.last) >= limiter.limits.window {
                     w.failures = 0;
                 }
+                w.last = now;
                 w.failures = w.failures.saturating_add(n);
                 w.in_flight = w.in_flight.saturating_sub(n);
             }
@@ -410,7 +450,7 @@ impl Tries<'_> {
             if shared.recorded.fetch_add(u64::from(n), Ordering::Relaxed) % SHARED_SWEEP_EVERY < u64::from(n)
                 && let Err(e) = shared.store.sweep_failures(now - window_ms).await
             {
-                tracing::warn!(error = %crate::writer::error_chain(&e), "sweeping expired identity failures failed");
+                tracing::warn!(error = %crate::writer::error_chain(&e), "sweeping quiet identity failures failed");
             }
         }
     }
@@ -435,8 +475,54 @@ impl Drop for Tries<'_> {
 mod tests {
     use super::*;
 
+    /// Waits of half the window past the free tries.
     fn limits(per_subscription: u32, per_client: u32, window: Duration) -> Limits {
-        Limits { per_subscription, per_client, window }
+        Limits { per_subscription, per_client, first_delay: window / 2, window }
+    }
+
+    #[test]
+    fn waits_double_past_the_free_tries_up_to_the_window() {
+        let limits = Limits::default();
+        let waits: Vec<u64> = (4..12).map(|failures| limits.delay(5, failures).as_secs()).collect();
+        assert_eq!(waits, [0, 30, 60, 120, 240, 480, 900, 900]);
+        assert_eq!(limits.delay(5, u32::MAX), limits.window);
+    }
+
+    #[tokio::test]
+    async fn past_the_free_tries_one_try_waits_for_its_turn() {
+        let limits = Limits {
+            per_subscription: 2,
+            per_client: 100,
+            first_delay: Duration::from_millis(40),
+            window: Duration::from_secs(60),
+        };
+        let limiter = IdentityLimiter::new(limits);
+        let sub = Key::Subscription("1234".into());
+        for _ in 0..2 {
+            limiter.reserve(&[(sub.clone(), 1)]).await.expect("a free try").failed(&sub, 1).await;
+        }
+        let Err(Refused::Wait(wait)) = limiter.reserve(&[(sub.clone(), 1)]).await else { panic!("waits") };
+        assert_eq!(wait, Duration::from_secs(1), "a wait under a second is rounded up for Retry-After");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One try, not two: past the free tries a batch waits until the key is quiet.
+        assert!(
+            matches!(limiter.reserve(&[(sub.clone(), 2)]).await, Err(Refused::Wait(w)) if w > Duration::from_secs(50))
+        );
+        let mut third = limiter.reserve(&[(sub.clone(), 1)]).await.expect("its turn came");
+        // While it is judged, another waits for its outcome.
+        let one = [(sub.clone(), 1)];
+        let fourth = limiter.reserve(&one);
+        let judge = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            third.failed(&sub, 1).await;
+            drop(third);
+        };
+        let (fourth, ()) = tokio::join!(fourth, judge);
+        assert!(matches!(fourth, Err(Refused::Wait(_))), "the third failed: the next waits twice as long");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(limiter.reserve(&[(sub.clone(), 1)]).await.is_err(), "80 ms after the third failure, not 50");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(limiter.reserve(&[(sub, 1)]).await.is_ok());
     }
 
     #[tokio::test]
@@ -451,7 +537,7 @@ mod tests {
         let Err(Refused::Wait(wait)) = limiter.reserve(&[(sub.clone(), 1), (other.clone(), 1)]).await else {
             panic!("over the limit")
         };
-        assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60));
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30), "{wait:?}");
         assert!(limiter.reserve(&[(other, 1)]).await.is_ok());
     }
 
@@ -477,7 +563,7 @@ mod tests {
             }
         };
         let (fourth, ()) = tokio::join!(fourth, judge);
-        assert!(matches!(fourth, Err(Refused::Wait(w)) if w > Duration::from_secs(50)));
+        assert!(matches!(fourth, Err(Refused::Wait(w)) if w > Duration::from_secs(25)));
     }
 
     #[tokio::test]

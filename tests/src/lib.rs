@@ -238,10 +238,22 @@ impl TestServer {
 
     /// A console client of this server, signed in as nobody yet.
     pub fn console(&self) -> ConsoleClient {
+        self.console_with(reqwest::header::HeaderMap::new())
+    }
+
+    /// A console client that a trusted proxy says is at `address` (`X-Forwarded-For`).
+    pub fn console_from(&self, address: &str) -> ConsoleClient {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", address.parse().expect("an address"));
+        self.console_with(headers)
+    }
+
+    fn console_with(&self, headers: reqwest::header::HeaderMap) -> ConsoleClient {
         ConsoleClient {
             base: self.base.clone(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .default_headers(headers)
                 .build()
                 .expect("an HTTP client"),
             cookies: std::sync::Mutex::new(Vec::new()),

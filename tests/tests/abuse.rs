@@ -16,6 +16,7 @@ tests::on_both_backends!(
     parallel_sign_ins_meet_the_limit,
     parallel_billing_tokens_meet_the_limit,
     behind_a_trusted_proxy_each_client_is_its_own,
+    an_owner_who_mistyped_waits_a_moment_not_a_quarter_hour,
 );
 
 /// Guesses fired together in each test: well past every limit.
@@ -103,7 +104,7 @@ async fn parallel_sign_ins_meet_the_limit(backend: Backend) {
     println!("60 parallel wrong sign-ins in {:?}: {counts:?}", started.elapsed());
     let answered = statuses.iter().filter(|&&s| s == 401).count();
     assert!(answered <= 5, "{answered} wrong passwords were checked against a limit of 5: {counts:?}");
-    // The right password is refused too until the window ends: a guesser cannot tell.
+    // The right password is refused too until the wait is over: a guesser cannot tell.
     assert_eq!(server.console().login("rev", "correct horse battery").await.status, 429);
     let audit = server.store.audit_log(None, 200).await.expect("audit");
     assert_eq!(audit.iter().filter(|r| r.action == "login_failed").count(), answered);
@@ -143,6 +144,37 @@ async fn parallel_billing_tokens_meet_the_limit(backend: Backend) {
     )
     .await;
     assert!(weak.is_err_and(|e| e.to_string().contains("too weak")));
+    server.finish().await;
+}
+
+/// Past the free tries the waits grow (here from 400 ms, where a real server starts at 30 s):
+/// the owner who mistyped is served after the first wait, a guesser meets longer ones.
+async fn an_owner_who_mistyped_waits_a_moment_not_a_quarter_hour(backend: Backend) {
+    use std::time::Duration;
+    let server = TestServer::start_with(backend, |o| {
+        o.limits.first_delay = Duration::from_millis(400);
+    })
+    .await;
+    for n in 0..5 {
+        assert_eq!(verify(&server, &format!("TS00000{n}X"), None).await.0, 404, "free try {n}");
+    }
+    let refused = server
+        .http
+        .post(format!("{}/api/v1/meters/verify", server.base))
+        .json(&json!({"subscription": SUB, "meter_serial": SERIAL, "device_id": Uuid::new_v4()}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status().as_u16(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1", "the first wait, rounded up to a second");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // One more wrong try after the wait is answered; the next wait is twice as long.
+    assert_eq!(verify(&server, "TS0000WRONG", None).await.0, 404);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(verify(&server, SERIAL, None).await.0, 429, "800 ms after the sixth failure, not 400");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, body) = verify(&server, SERIAL, None).await;
+    assert_eq!(status, 200, "the owner's right serial: {body}");
     server.finish().await;
 }
 

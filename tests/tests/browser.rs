@@ -178,6 +178,81 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
+/// The shell as the server sends it to a browser that accepts brotli: every file compressed,
+/// hashed files cached for a year, the rest revalidated, the page under its own policy. Prints
+/// the bytes on the wire, which closing notes quote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_is_sent_compressed_and_cached() {
+    let server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    // reqwest here has no decompression: the bytes are those on the wire.
+    let get = |path: String, encodings: &'static str| {
+        let http = server.http.clone();
+        let url = format!("{}/pwa/{path}", server.base);
+        async move { http.get(url).header("accept-encoding", encodings).send().await.expect("an answer") }
+    };
+    let index = get(String::new(), "br, gzip").await;
+    assert_eq!(index.status(), 200);
+    let headers = index.headers().clone();
+    assert_eq!(headers["content-encoding"], "br");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["vary"], "accept-encoding");
+    let policy = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(policy.contains("'wasm-unsafe-eval'") && policy.contains("'sha256-"), "{policy}");
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let index_wire = index.bytes().await.expect("body").len();
+    // Unchanged since the browser's copy: 304, nothing sent again.
+    let modified = headers["last-modified"].to_str().expect("a date").to_owned();
+    let again = server
+        .http
+        .get(format!("{}/pwa/", server.base))
+        .header("if-modified-since", modified)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(again.status(), 304);
+
+    // Every hashed file the page names, as brotli and as gzip.
+    let html = std::fs::read_to_string(built_app().join("index.html")).expect("index.html");
+    let mut named: Vec<String> = html
+        .split(['"', '\''])
+        .filter_map(|part| part.strip_prefix("/pwa/"))
+        .filter(|f| [".js", ".wasm", ".css"].iter().any(|ext| f.ends_with(ext)))
+        .map(str::to_owned)
+        .collect();
+    named.sort();
+    named.dedup();
+    assert!(named.iter().any(|f| f.ends_with(".wasm")) && named.iter().any(|f| f.ends_with(".css")), "{named:?}");
+    let index_gzip = get(String::new(), "gzip").await.bytes().await.expect("body").len();
+    let index_raw = get(String::new(), "identity").await.bytes().await.expect("body").len();
+    let (mut raw, mut br, mut gz) = (index_raw, index_wire, index_gzip);
+    for file in &named {
+        let response = get(file.clone(), "gzip, deflate, br").await;
+        assert_eq!(response.status(), 200, "{file}");
+        assert_eq!(response.headers()["content-encoding"], "br", "{file}");
+        assert_eq!(response.headers()["cache-control"], "public, max-age=31536000, immutable", "{file}");
+        br += response.bytes().await.expect("body").len();
+        let response = get(file.clone(), "gzip").await;
+        assert_eq!(response.headers()["content-encoding"], "gzip", "{file}");
+        gz += response.bytes().await.expect("body").len();
+        let response = get(file.clone(), "identity").await;
+        assert!(response.headers().get("content-encoding").is_none(), "{file}");
+        raw += response.bytes().await.expect("body").len();
+    }
+    println!(
+        "app shell on the wire: {:.1} KiB as brotli, {:.1} KiB as gzip, {:.1} KiB uncompressed ({} files)",
+        br as f64 / 1024.0,
+        gz as f64 / 1024.0,
+        raw as f64 / 1024.0,
+        named.len() + 1
+    );
+    assert!(br * 2 < raw, "brotli should at least halve the shell: {br} of {raw} bytes");
+    let manifest = get("manifest.webmanifest".into(), "br").await;
+    assert_eq!(manifest.headers()["cache-control"], "no-cache");
+    let missing = get("kontor-app-0000000000000000_bg.wasm".into(), "br").await;
+    assert_eq!(missing.status(), 404, "a missing file is a 404, never the page");
+    server.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
@@ -322,6 +397,10 @@ async fn a_new_version_waits_for_the_subscriber_then_takes_over() {
     client.execute("window.kontorMarker = true; return true;", vec![]).await.expect("mark the page");
     let new_version = "0123456789abcdef";
     std::fs::write(&sw_path, sw.replace(&old_version, new_version)).expect("deploy a new version");
+    // A deploy replaces the compressed copies too (`cargo xtask dist` writes them).
+    for stale in ["sw.js.br", "sw.js.gz"] {
+        let _ = std::fs::remove_file(web_root.join(stale));
+    }
     client
         .execute("navigator.serviceWorker.getRegistration().then(r => r.update()); return true;", vec![])
         .await

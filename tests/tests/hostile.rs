@@ -217,14 +217,26 @@ async fn https_without_a_proxy() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
-    let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
-    let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake with the server's certificate");
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.expect("send");
-    let mut answer = String::new();
-    tls.read_to_string(&mut answer).await.expect("read the answer");
+    let get = |path: &'static str| {
+        let (connector, addr) = (connector.clone(), addr.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+            let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake with the server's certificate");
+            let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            tls.write_all(request.as_bytes()).await.expect("send");
+            let mut answer = String::new();
+            tls.read_to_string(&mut answer).await.expect("read the answer");
+            answer
+        }
+    };
+    let answer = get("/healthz").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("strict-transport-security: max-age="), "{answer}");
+    // The console's cookies are `Secure` with no proxy to say the request came over TLS.
+    let answer = get("/office/login").await;
+    let cookie = answer.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly"), "{cookie}");
 
     // Plain HTTP to the HTTPS port: the handshake fails and nothing is served.
     let plain = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,8 @@
 //! `cargo xtask dist`: builds the release web app into `dist/pwa` (what `kontor serve` serves)
-//! with the pinned Trunk, wasm-bindgen and wasm-opt, and writes the service worker's precache
-//! list and version from the build's hashed file names. `cargo xtask size` reports its weight.
+//! with the pinned Trunk, wasm-bindgen and wasm-opt, writes the service worker's precache list
+//! and version from the build's hashed file names, and a brotli and a gzip copy of every file
+//! worth compressing, which the server sends to browsers that accept them (`server/src/pwa.rs`).
+//! `cargo xtask size` reports the weight, as files and as the server sends them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,7 +71,42 @@ pub fn dist() -> anyhow::Result<()> {
     if !status.success() {
         bail!("trunk build failed");
     }
-    write_service_worker(&workspace_root().join("dist/pwa"))
+    let dist = workspace_root().join("dist/pwa");
+    write_service_worker(&dist)?;
+    compress_all(&dist)
+}
+
+/// The files worth compressing (images and WOFF2 fonts are compressed already).
+const COMPRESSIBLE: [&str; 7] = [".html", ".js", ".wasm", ".css", ".webmanifest", ".svg", ".json"];
+
+/// Writes `file.br` and `file.gz` beside every compressible file, where they are smaller.
+fn compress_all(dist: &Path) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    files_under(dist, dist, &mut files)?;
+    files.retain(|f| COMPRESSIBLE.iter().any(|ext| f.ends_with(ext)));
+    let (mut raw, mut br) = (0, 0);
+    for file in &files {
+        let path = dist.join(file);
+        let bytes = std::fs::read(&path)?;
+        let brotli = brotli_bytes(&bytes)?;
+        let gzip = gzip_bytes(&bytes)?;
+        raw += bytes.len();
+        br += brotli.len().min(bytes.len());
+        if brotli.len() < bytes.len() {
+            std::fs::write(with_suffix(&path, ".br"), brotli)?;
+        }
+        if gzip.len() < bytes.len() {
+            std::fs::write(with_suffix(&path, ".gz"), gzip)?;
+        }
+    }
+    println!("==> {} files compressed: {} KiB, {} KiB as brotli", files.len(), raw / 1024, br / 1024);
+    Ok(())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) -> anyhow::Result<()> {
@@ -88,7 +125,7 @@ fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) -> anyhow::Result
 fn write_service_worker(dist: &Path) -> anyhow::Result<()> {
     let mut files = Vec::new();
     files_under(dist, dist, &mut files)?;
-    files.retain(|f| f != "sw.js");
+    files.retain(|f| f != "sw.js" && !f.ends_with(".br") && !f.ends_with(".gz"));
     files.sort();
     // FNV-1a over the names (Trunk puts content hashes in most of them) and the contents (for
     // index.html, the manifest and the icons, whose names do not change).
@@ -111,18 +148,26 @@ fn write_service_worker(dist: &Path) -> anyhow::Result<()> {
 /// The app shell budget, brotli-compressed (fonts are counted apart).
 const SHELL_BUDGET: usize = 120 * 1024;
 
-fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
+fn gzip_bytes(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes)?;
-    Ok(encoder.finish()?.len())
+    Ok(encoder.finish()?)
 }
 
-fn brotli_len(bytes: &[u8]) -> anyhow::Result<usize> {
+fn brotli_bytes(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
     brotli::BrotliCompress(&mut std::io::Cursor::new(bytes), &mut out, &params)?;
-    Ok(out.len())
+    Ok(out)
+}
+
+fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    Ok(gzip_bytes(bytes)?.len())
+}
+
+fn brotli_len(bytes: &[u8]) -> anyhow::Result<usize> {
+    Ok(brotli_bytes(bytes)?.len())
 }
 
 /// `cargo xtask size`: the weight of the built app shell (HTML, JS, WASM, CSS), raw, gzip and

@@ -6,6 +6,7 @@
 //! - `cargo xtask bench`: the throughput and latency benchmark.
 //! - `cargo xtask load`: a sustained open-loop load of mixed traffic (`load.rs`).
 //! - `cargo xtask count`: instructions per one-declaration request, under callgrind (`count.rs`).
+//! - `cargo xtask siege`: the abuse suite's siege (`tests/tests/siege.rs`), longer and in release.
 
 mod bench;
 mod count;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("load") => load::load(&args[1..]),
         Some("count") => count::count(&args[1..]),
+        Some("siege") => siege(&args[1..]),
         Some("dist") => dist::dist(),
         Some("size") => dist::size(),
         _ => {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
             );
             eprintln!("  load [--seconds 60] [--rate 1000] [--backend sqlite|postgres]   sustained mixed load");
             eprintln!("  count [--requests 1000]   instructions per one-declaration request (callgrind)");
+            eprintln!("  siege [--seconds 120]   honest phones through parallel abuse, release build, both stores");
             return ExitCode::from(2);
         }
     };
@@ -56,6 +59,22 @@ fn run(extra: &[String]) -> anyhow::Result<()> {
     let mut args = vec!["serve", "--demo"];
     args.extend(extra.iter().map(String::as_str));
     tools::exec(tools::release_binary("kontor"), &args)
+}
+
+/// The siege of `tests/tests/siege.rs` for `--seconds` (120 unless told) on each store, against
+/// a release build: its figures are the ones to quote.
+fn siege(args: &[String]) -> anyhow::Result<()> {
+    let seconds = match args {
+        [] => "120".to_owned(),
+        [flag, n] if flag == "--seconds" && n.parse::<u64>().is_ok() => n.clone(),
+        _ => anyhow::bail!("usage: cargo xtask siege [--seconds N]"),
+    };
+    tools::require_postgres()?;
+    tools::cargo_test(
+        &["test", "--release", "-p", "tests", "--test", "siege", "--locked", "--", "--nocapture"],
+        &[("KONTOR_SIEGE_SECONDS", seconds.as_str())],
+    )?;
+    Ok(())
 }
 
 fn test() -> anyhow::Result<()> {

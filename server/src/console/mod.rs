@@ -59,7 +59,7 @@ impl Default for ConsoleOptions {
         Self {
             session_ttl: Duration::from_secs(10 * 3600),
             session_idle: Duration::from_secs(30 * 60),
-            login_limits: Limits { per_subscription: 5, per_client: 20, window: Duration::from_secs(15 * 60) },
+            login_limits: Limits::default(),
         }
     }
 }

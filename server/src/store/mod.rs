@@ -363,7 +363,8 @@ pub struct Counts {
     pub meters: u64,
 }
 
-/// An identity-failure window as stored: (key, window start in Unix ms, failures).
+/// A key's identity failures as stored: (key, its last failure in Unix ms, failures since it was
+/// last quiet for a whole window).
 pub type FailureWindow = (String, i64, u32);
 
 /// The maps of the write path, keyed by a batch's subscriptions and ids or by meters that exist:
@@ -493,13 +494,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether several `kontor serve` instances may share this store (PostgreSQL): then no
     /// guarantee may live in one process's memory.
     fn shared_by_instances(&self) -> bool;
-    /// Identity failures counted in the store: of the keys named, those whose window started
+    /// Identity failures counted in the store: of the keys named, those whose last failure came
     /// after `since_ms`.
     async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<FailureWindow>, StoreError>;
-    /// Counts one failure against `key` in one statement, starting its window again when the
-    /// stored one began `window_ms` or more before `now_ms`.
+    /// Counts one failure against `key` in one statement, starting its count again when its last
+    /// failure came `window_ms` or more before `now_ms`.
     async fn record_failure(&self, key: &str, now_ms: i64, window_ms: i64) -> Result<(), StoreError>;
-    /// Deletes the windows that began before `before_ms`.
+    /// Deletes the keys whose last failure came before `before_ms`.
     async fn sweep_failures(&self, before_ms: i64) -> Result<(), StoreError>;
 }
 

@@ -1431,12 +1431,12 @@ impl Store for SqlStore {
     async fn failure_windows(&self, keys: &[String], since_ms: i64) -> Result<Vec<FailureWindow>, StoreError> {
         let sql = match self.dialect {
             Dialect::Sqlite => {
-                "SELECT key, window_started_ms, failures FROM identity_failures \
-                 WHERE key IN (SELECT value FROM json_each($1)) AND window_started_ms > $2"
+                "SELECT key, last_failure_ms, failures FROM identity_failures \
+                 WHERE key IN (SELECT value FROM json_each($1)) AND last_failure_ms > $2"
             }
             Dialect::Postgres => {
-                "SELECT key, window_started_ms, failures FROM identity_failures \
-                 WHERE key = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND window_started_ms > $2"
+                "SELECT key, last_failure_ms, failures FROM identity_failures \
+                 WHERE key = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) AND last_failure_ms > $2"
             }
         };
         let rows = sqlx::query(sql).bind(json_text(&keys)?).bind(since_ms).fetch_all(&self.pool).await.map_err(db)?;
@@ -1452,12 +1452,12 @@ impl Store for SqlStore {
         // One atomic upsert: two instances counting the same key at once both count.
         retrying(move || async move {
             sqlx::query(
-                "INSERT INTO identity_failures (key, window_started_ms, failures) VALUES ($1, $2, 1) \
+                "INSERT INTO identity_failures (key, last_failure_ms, failures) VALUES ($1, $2, 1) \
              ON CONFLICT (key) DO UPDATE SET \
-               failures = CASE WHEN identity_failures.window_started_ms <= $3 THEN 1 \
+               failures = CASE WHEN identity_failures.last_failure_ms <= $3 THEN 1 \
                  ELSE identity_failures.failures + 1 END, \
-               window_started_ms = CASE WHEN identity_failures.window_started_ms <= $3 THEN $2 \
-                 ELSE identity_failures.window_started_ms END",
+               last_failure_ms = CASE WHEN identity_failures.last_failure_ms > $2 \
+                 THEN identity_failures.last_failure_ms ELSE $2 END",
             )
             .bind(key)
             .bind(now_ms)
@@ -1471,7 +1471,7 @@ impl Store for SqlStore {
     }
 
     async fn sweep_failures(&self, before_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM identity_failures WHERE window_started_ms < $1")
+        sqlx::query("DELETE FROM identity_failures WHERE last_failure_ms < $1")
             .bind(before_ms)
             .execute(&self.pool)
             .await
