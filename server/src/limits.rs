@@ -39,6 +39,8 @@ pub enum Key {
     Subscription(String),
     /// A console username, as typed.
     Operator(String),
+    /// A browser a staff member signed in from before, by its cookie's hash.
+    Browser(String),
     Client(IpAddr),
 }
 
@@ -48,6 +50,7 @@ impl Key {
         match self {
             Self::Subscription(s) => format!("{scope}/subscription/{s}"),
             Self::Operator(o) => format!("{scope}/operator/{o}"),
+            Self::Browser(b) => format!("{scope}/browser/{b}"),
             Self::Client(ip) => format!("{scope}/client/{ip}"),
         }
     }
@@ -249,7 +252,7 @@ impl IdentityLimiter {
 
     fn limit(&self, key: &Key) -> u32 {
         match key {
-            Key::Subscription(_) | Key::Operator(_) => self.limits.per_subscription,
+            Key::Subscription(_) | Key::Operator(_) | Key::Browser(_) => self.limits.per_subscription,
             Key::Client(_) => self.limits.per_client,
         }
     }

@@ -340,6 +340,19 @@ impl Answer {
 }
 
 impl ConsoleClient {
+    /// The value of a cookie this browser holds.
+    pub fn cookie_value(&self, name: &str) -> Option<String> {
+        let jar = self.cookies.lock().expect("cookie jar");
+        jar.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    /// Puts a cookie in this browser's jar, as if it had been given it.
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        let mut jar = self.cookies.lock().expect("cookie jar");
+        jar.retain(|(k, _)| k != name);
+        jar.push((name.to_owned(), value.to_owned()));
+    }
+
     fn cookie_header(&self) -> String {
         let jar = self.cookies.lock().expect("cookie jar");
         jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")

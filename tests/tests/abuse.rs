@@ -17,6 +17,7 @@ tests::on_both_backends!(
     parallel_billing_tokens_meet_the_limit,
     behind_a_trusted_proxy_each_client_is_its_own,
     an_owner_who_mistyped_waits_a_moment_not_a_quarter_hour,
+    a_trusted_browser_signs_in_through_a_guessing_attack,
 );
 
 /// Guesses fired together in each test: well past every limit.
@@ -144,6 +145,66 @@ async fn parallel_billing_tokens_meet_the_limit(backend: Backend) {
     )
     .await;
     assert!(weak.is_err_and(|e| e.to_string().contains("too weak")));
+    server.finish().await;
+}
+
+/// Sixty wrong passwords for `rev` fired together, each from a browser `from` makes: the tally
+/// of the answers.
+async fn wrong_sign_ins(from: impl Fn() -> tests::ConsoleClient) -> Vec<(u16, usize)> {
+    let clients: Vec<_> = (0..60).map(|_| from()).collect();
+    let tries = clients
+        .iter()
+        .enumerate()
+        .map(|(n, console)| async move { console.login("rev", &format!("wrong password {n}")).await.status });
+    tally(futures_join_all(tries).await)
+}
+
+/// A staff member's own browser, trusted since they last signed in there, is not locked out by
+/// someone guessing their password elsewhere; a new browser is, and so is a stolen cookie used
+/// for guessing.
+async fn a_trusted_browser_signs_in_through_a_guessing_attack(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_operator("rev", Role::Reviewer, "Billing", "correct horse battery").await;
+    let desk = server.console();
+    let first = desk.login("rev", "correct horse battery").await;
+    assert_eq!(first.status, 303);
+    let trust = first.set_cookies.iter().find(|c| c.starts_with("kontor_office_browser=")).expect("a browser cookie");
+    assert!(trust.contains("HttpOnly") && trust.contains("SameSite=Strict"), "{trust}");
+    let csrf = desk.csrf("/office/").await;
+    assert_eq!(desk.post("/office/logout", &[("csrf", &csrf)]).await.status, 303);
+
+    // The attack: sixty wrong passwords for `rev` from sixty fresh browsers.
+    let counts = wrong_sign_ins(|| server.console()).await;
+    println!("60 parallel wrong sign-ins from new browsers: {counts:?}");
+    let answered = counts.iter().filter(|(s, _)| *s == 401).map(|(_, n)| n).sum::<usize>();
+    assert!(answered <= 5, "{counts:?}");
+    assert_eq!(server.console().login("rev", "correct horse battery").await.status, 429, "a new browser waits");
+    // The desk's browser is let in at once.
+    let back = desk.login("rev", "correct horse battery").await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    assert!(
+        !back.set_cookies.iter().any(|c| c.starts_with("kontor_office_browser=")),
+        "the trust is kept, not renewed"
+    );
+    let csrf = desk.csrf("/office/").await;
+    assert_eq!(desk.post("/office/logout", &[("csrf", &csrf)]).await.status, 303);
+
+    // The cookie is worth the username's allowance to a thief, no more.
+    let jar = desk.cookie_value("kontor_office_browser").expect("the desk keeps its cookie");
+    let counts = wrong_sign_ins(|| {
+        let thief = server.console();
+        thief.set_cookie("kontor_office_browser", &jar);
+        thief
+    })
+    .await;
+    println!("60 parallel wrong sign-ins with a stolen browser cookie: {counts:?}");
+    let answered = counts.iter().filter(|(s, _)| *s == 401).map(|(_, n)| n).sum::<usize>();
+    assert!(answered <= 5, "{counts:?}");
+    assert_eq!(desk.login("rev", "correct horse battery").await.status, 429, "the guessed-with browser waits too");
+    let audit = server.store.audit_log(None, 200).await.expect("audit");
+    let trusted =
+        audit.iter().filter(|r| r.action == "login_failed" && r.detail.ends_with("(trusted browser)")).count();
+    assert_eq!(trusted, answered, "each checked guess is in the audit log, marked as from a trusted browser");
     server.finish().await;
 }
 

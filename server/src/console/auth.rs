@@ -16,6 +16,8 @@ pub const SESSION_COOKIE: &str = "kontor_office";
 pub const LOGIN_COOKIE: &str = "kontor_office_login";
 /// The console's language choice.
 pub const LANG_COOKIE: &str = "kontor_office_lang";
+/// Names a browser its staff member has signed in from before (`trusted_browsers`).
+pub const BROWSER_COOKIE: &str = "kontor_office_browser";
 
 /// Hashes a password with argon2id (OWASP's parameters: 19 MiB, two passes), as a PHC string.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {

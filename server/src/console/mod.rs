@@ -31,13 +31,13 @@ use shared::{Code, Lang, MeterSerial, Reading, SubscriptionNumber, sms};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use self::auth::{LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE};
+use self::auth::{BROWSER_COOKIE, LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE};
 use self::pages::{DeclareForm, Frame, tr};
 use crate::AppState;
 use crate::limits::{IdentityLimiter, Key, Limits, Refused};
 use crate::store::{
     AuditEntry, Incoming, MeterRecord, NewSession, ReviewDecision, ReviewRequest, ReviewResult, Session, Staff, Store,
-    StoreError, StoredDeclaration,
+    StoreError, StoredDeclaration, TrustedBrowser,
 };
 use crate::tokens::{new_token, same_secret, token_hash};
 use crate::writer::WriteError;
@@ -50,8 +50,11 @@ pub struct ConsoleOptions {
     /// A session unused this long ends (30 minutes by default): a counter screen left signed
     /// in does not stay open to the next person at the desk.
     pub session_idle: Duration,
-    /// Failed sign-ins allowed per username (`per_subscription`) and per client.
+    /// Failed sign-ins allowed per username (`per_subscription`) and per client; a trusted
+    /// browser has the username's allowance of its own instead of both.
     pub login_limits: Limits,
+    /// How long a browser stays trusted after a sign-in from it (90 days by default).
+    pub browser_trust: Duration,
 }
 
 impl Default for ConsoleOptions {
@@ -60,6 +63,7 @@ impl Default for ConsoleOptions {
             session_ttl: Duration::from_secs(10 * 3600),
             session_idle: Duration::from_secs(30 * 60),
             login_limits: Limits::default(),
+            browser_trust: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -383,11 +387,28 @@ async fn login(
         return Ok(login_form(&headers, lang, StatusCode::FORBIDDEN, &form.username, Some(text)));
     }
     let username: String = form.username.trim().chars().take(64).collect();
-    let keys = [Key::Operator(username.clone()), Key::Client(crate::http::client_ip(&state, peer, &headers))];
+    let now = OffsetDateTime::now_utc();
+    let client = crate::http::client_ip(&state, peer, &headers);
+    // A browser this username signed in from before is counted on its own (OWASP's device
+    // cookies): a guesser hammering the username, from anywhere, cannot lock its owner out of
+    // the browser they use every day, and a stolen cookie still gets only a few tries.
+    let browser = match auth::cookie(&headers, BROWSER_COOKIE).filter(|t| t.len() == 64) {
+        Some(token) => {
+            let hash = token_hash(token);
+            let owner = state.store.trusted_browser(&hash, now).await.map_err(|e| store_failed(lang, &e))?;
+            owner.filter(|owner| *owner == username).map(|_| hash)
+        }
+        None => None,
+    };
+    let keys = match &browser {
+        Some(hash) => vec![Key::Browser(hash.clone())],
+        None => vec![Key::Operator(username.clone()), Key::Client(client)],
+    };
     let limiter = &state.console.login_limiter;
     // The try is reserved before the password is checked: parallel guesses get no more
     // answers than the limit.
-    let reserved = limiter.reserve(&[(keys[0].clone(), 1), (keys[1].clone(), 1)]).await;
+    let claims: Vec<(Key, u32)> = keys.iter().map(|key| (key.clone(), 1)).collect();
+    let reserved = limiter.reserve(&claims).await;
     let mut tries = match reserved {
         Ok(tries) => tries,
         Err(refusal) => {
@@ -417,16 +438,13 @@ async fn login(
             .unwrap_or(false),
         Err(_) => false,
     };
-    let now = OffsetDateTime::now_utc();
     let Some(operator) = operator.filter(|_| verified) else {
         for key in &keys {
             tries.failed(key, 1).await;
         }
         drop(tries);
-        let detail = match &keys[1] {
-            Key::Client(ip) => ip.to_string(),
-            _ => String::new(),
-        };
+        let trusted = if browser.is_some() { " (trusted browser)" } else { "" };
+        let detail = format!("{client}{trusted}");
         let entry = AuditEntry { at: now, username: &username, action: "login_failed", detail: &detail };
         if let Err(e) = state.store.audit(&entry).await {
             tracing::error!(error = %crate::writer::error_chain(&e), "console: recording a failed sign-in failed");
@@ -458,13 +476,33 @@ async fn login(
     let entry = AuditEntry { at: now, username: &operator.username, action: "login", detail: &peer.ip().to_string() };
     state.store.audit(&entry).await.map_err(|e| store_failed(lang, &e))?;
     let mut response = see_other("/office/");
-    for cookie in [
+    let mut cookies = vec![
         auth::set_cookie(&headers, SESSION_COOKIE, &token, ttl.as_secs()),
         auth::set_cookie(&headers, LOGIN_COOKIE, "", 0),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    ];
+    if browser.is_none() {
+        // From now on this browser is known to be theirs. Without it the sign-in still stands.
+        let trust = state.console.options.browser_trust;
+        match new_token() {
+            Ok(browser_token) => {
+                let hash = crate::tokens::token_hash(&browser_token);
+                let row = TrustedBrowser {
+                    token_hash: &hash,
+                    username: &operator.username,
+                    created_at: now,
+                    expires_at: now + trust,
+                };
+                match state.store.trust_browser(&row).await {
+                    Ok(()) => cookies.push(auth::set_cookie(&headers, BROWSER_COOKIE, &browser_token, trust.as_secs())),
+                    Err(e) => {
+                        tracing::warn!(error = %crate::writer::error_chain(&e), "console: remembering a browser failed")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "console: no token for a trusted browser"),
+        }
+    }
+    for cookie in cookies.into_iter().flatten() {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)

@@ -15,7 +15,8 @@ use super::sql::{
 };
 use super::{
     AuditEntry, AuditRecord, BillingEntry, MeterRecord, NewSession, OperatorRecord, Review, ReviewDecision,
-    ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, Void, from_unix_ms, unix_ms,
+    ReviewRequest, ReviewResult, Role, Session, Staff, StoreError, StoredDeclaration, TrustedBrowser, Void,
+    from_unix_ms, unix_ms,
 };
 use shared::wire::BillingKind;
 
@@ -166,6 +167,44 @@ impl SqlStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    pub(super) async fn insert_trusted_browser(&self, browser: &TrustedBrowser<'_>) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM trusted_browsers WHERE expires_at_ms <= $1")
+            .bind(unix_ms(browser.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO trusted_browsers (token_hash, username, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(browser.token_hash)
+        .bind(browser.username)
+        .bind(unix_ms(browser.created_at))
+        .bind(unix_ms(browser.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.sync_console().await
+    }
+
+    pub(super) async fn trusted_browser_row(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT username FROM trusted_browsers WHERE token_hash = $1 AND expires_at_ms > $2")
+            .bind(token_hash)
+            .bind(unix_ms(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
     }
 
     pub(super) async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {

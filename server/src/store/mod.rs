@@ -433,6 +433,11 @@ pub trait Store: Send + Sync + 'static {
     async fn end_session(&self, token_hash: &str) -> Result<(), StoreError>;
     /// Moves a live session's end to `expires_at` (the console's idle timeout slides it).
     async fn extend_session(&self, token_hash: &str, expires_at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Remembers a browser its staff member signed in from (by the hash of its cookie), until
+    /// `expires_at`; expired ones go as new ones come.
+    async fn trust_browser(&self, browser: &TrustedBrowser<'_>) -> Result<(), StoreError>;
+    /// Whose browser a cookie (by its hash) names, unless it has expired.
+    async fn trusted_browser(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<String>, StoreError>;
     /// Records a staff action. Durable before it returns, like a declaration.
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError>;
     /// The newest audit entries first, from before `before` (a sequence number) when given.
@@ -664,6 +669,15 @@ pub struct NewSession<'a> {
     pub token_hash: &'a str,
     pub username: &'a str,
     pub csrf: &'a str,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A browser to trust for one staff member's sign-ins.
+#[derive(Debug, Clone, Copy)]
+pub struct TrustedBrowser<'a> {
+    pub token_hash: &'a str,
+    pub username: &'a str,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }

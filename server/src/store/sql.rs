@@ -29,7 +29,7 @@ use super::flusher::Flusher;
 use super::{
     AuditEntry, AuditRecord, BillingEntry, ComplaintRecord, Counts, FailureWindow, FastMap, Filed, Identity, Incoming,
     MeterRecord, NewComplaint, NewSession, OperatorRecord, Outcome, ReviewRequest, ReviewResult, Session, Store,
-    StoreError, StoredDeclaration, SubscriberRow, from_unix_ms, last_point, unix_ms,
+    StoreError, StoredDeclaration, SubscriberRow, TrustedBrowser, from_unix_ms, last_point, unix_ms,
 };
 
 /// Which database the URL named.
@@ -1326,6 +1326,14 @@ impl Store for SqlStore {
 
     async fn extend_session(&self, token_hash: &str, expires_at: OffsetDateTime) -> Result<(), StoreError> {
         retrying(move || self.set_session_end(token_hash, expires_at)).await
+    }
+
+    async fn trust_browser(&self, browser: &TrustedBrowser<'_>) -> Result<(), StoreError> {
+        retrying(move || self.insert_trusted_browser(browser)).await
+    }
+
+    async fn trusted_browser(&self, token_hash: &str, now: OffsetDateTime) -> Result<Option<String>, StoreError> {
+        self.trusted_browser_row(token_hash, now).await
     }
 
     async fn audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {

@@ -124,6 +124,10 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "trusted_browsers",
+        columns: &[("token_hash", Text), ("username", Text), ("created_at_ms", Int), ("expires_at_ms", Int)],
+    },
+    Table {
         name: "audit",
         columns: &[("seq", Int), ("at_ms", Int), ("username", Text), ("action", Text), ("detail", Text)],
     },
