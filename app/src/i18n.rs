@@ -16,8 +16,6 @@ pub enum Text {
     Meter,
     Reading,
     Save,
-    SaveAnyway,
-    Saved,
     Receipt,
     Outbox,
     Unsent,
@@ -38,7 +36,6 @@ pub enum Text {
     NoMeter,
     BadReading,
     Language,
-    StoragePersistent,
     StorageBestEffort,
     InstallOnIos,
     Complaints,
@@ -57,6 +54,26 @@ pub enum Text {
     Consumption,
     CubicMetres,
     ResendRedated,
+    Home,
+    AddAnother,
+    AddFirst,
+    Remove,
+    Edit,
+    Cancel,
+    Discard,
+    Retype,
+    SavedOnPhone,
+    Sending,
+    Copy,
+    Copied,
+    Share,
+    SaveForReview,
+    CannotAccept,
+    NoDeclarations,
+    OfThisMeter,
+    HeldNext,
+    NewReading,
+    Menu,
 }
 
 pub fn t(lang: Lang, text: Text) -> &'static str {
@@ -88,10 +105,6 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (Lang::En, Reading) => "Reading (black digits)",
         (Lang::Fa, Save) => "ثبت",
         (Lang::En, Save) => "Save",
-        (Lang::Fa, SaveAnyway) => "ارقام را بررسی کردم، ثبت شود",
-        (Lang::En, SaveAnyway) => "I checked the digits, save it",
-        (Lang::Fa, Saved) => "ذخیره شد و ارسال می‌شود.",
-        (Lang::En, Saved) => "Saved; it will be sent.",
         (Lang::Fa, Receipt) => "رسید",
         (Lang::En, Receipt) => "Receipt",
         (Lang::Fa, Outbox) => "اعلام‌های من",
@@ -126,8 +139,6 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (Lang::En, NoMeter) => "Add a meter first.",
         (Lang::Fa, BadReading) => "رقم کنتور باید عدد باشد.",
         (Lang::En, BadReading) => "The reading must be a number.",
-        (Lang::Fa, StoragePersistent) => "ذخیره‌سازی گوشی: ماندگار",
-        (Lang::En, StoragePersistent) => "Storage on this phone: persistent",
         (Lang::Fa, StorageBestEffort) => "ذخیره‌سازی گوشی: ممکن است مرورگر پاکش کند؛ برنامه را به صفحهٔ اصلی بیفزایید.",
         (Lang::En, StorageBestEffort) => {
             "Storage on this phone may be cleared by the browser; add the app to the home screen."
@@ -166,6 +177,46 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (Lang::En, CubicMetres) => "m³",
         (Lang::Fa, ResendRedated) => "ارسال دوباره با زمان درست",
         (Lang::En, ResendRedated) => "Send again with the right time",
+        (Lang::Fa, Home) => "کنتورها",
+        (Lang::En, Home) => "Meters",
+        (Lang::Fa, AddAnother) => "افزودن کنتور دیگر",
+        (Lang::En, AddAnother) => "Add another meter",
+        (Lang::Fa, AddFirst) => "شماره اشتراک و سریال کنتور روی قبض گاز شما نوشته شده است.",
+        (Lang::En, AddFirst) => "The subscription number and the meter serial are printed on your gas bill.",
+        (Lang::Fa, Remove) => "حذف از گوشی",
+        (Lang::En, Remove) => "Remove from phone",
+        (Lang::Fa, Edit) => "ویرایش",
+        (Lang::En, Edit) => "Edit",
+        (Lang::Fa, Cancel) => "انصراف",
+        (Lang::En, Cancel) => "Cancel",
+        (Lang::Fa, Discard) => "پس گرفتن",
+        (Lang::En, Discard) => "Take back",
+        (Lang::Fa, Retype) => "پس گرفتن و اصلاح رقم",
+        (Lang::En, Retype) => "Take back and retype",
+        (Lang::Fa, SavedOnPhone) => "روی گوشی ذخیره شد؛ با برقراری اتصال خودش ارسال می‌شود.",
+        (Lang::En, SavedOnPhone) => "Saved on this phone; it sends itself once there is a connection.",
+        (Lang::Fa, Sending) => "در حال ارسال…",
+        (Lang::En, Sending) => "Sending…",
+        (Lang::Fa, Copy) => "رونوشت",
+        (Lang::En, Copy) => "Copy",
+        (Lang::Fa, Copied) => "رونوشت شد",
+        (Lang::En, Copied) => "Copied",
+        (Lang::Fa, Share) => "هم‌رسانی",
+        (Lang::En, Share) => "Share",
+        (Lang::Fa, SaveForReview) => "رقم درست است؛ برای بررسی ثبت شود",
+        (Lang::En, SaveForReview) => "It is right: save it for review",
+        (Lang::Fa, CannotAccept) => "این رقم پذیرفته نمی‌شود:",
+        (Lang::En, CannotAccept) => "This reading cannot be accepted:",
+        (Lang::Fa, NoDeclarations) => "هنوز رقمی اعلام نکرده‌اید.",
+        (Lang::En, NoDeclarations) => "No readings declared yet.",
+        (Lang::Fa, OfThisMeter) => "اعلام‌های این کنتور",
+        (Lang::En, OfThisMeter) => "This meter's declarations",
+        (Lang::Fa, HeldNext) => "کارشناس آن را بررسی می‌کند؛ نتیجه همین‌جا نشان داده می‌شود.",
+        (Lang::En, HeldNext) => "Staff will check it; their decision will show here.",
+        (Lang::Fa, NewReading) => "اعلام رقم دیگر",
+        (Lang::En, NewReading) => "Declare another reading",
+        (Lang::Fa, Menu) => "بخش‌ها",
+        (Lang::En, Menu) => "Sections",
         (Lang::Fa, Language) => "English",
         (Lang::En, Language) => "فارسی",
     }
@@ -204,4 +255,81 @@ pub fn datetime(lang: Lang, t: time::OffsetDateTime) -> String {
         Lang::En => "en-GB",
     };
     String::from(date.to_locale_string(locale, &wasm_bindgen::JsValue::UNDEFINED))
+}
+
+/// What will happen to a reading that will be held for review, with the numbers to check it by.
+pub fn review_warning(lang: Lang, facts: &Facts) -> String {
+    let n = |x: u64| number(lang, &x.to_string());
+    let first = match (facts.code, lang) {
+        (shared::Code::UnusualConsumption, Lang::Fa) => format!(
+            "با این رقم، مصرف {} مترمکعب در {} روز می‌شود{}.",
+            n(facts.consumption_m3.unwrap_or(0)),
+            n(facts.days.max(1)),
+            facts.times_usual.map(|x| format!("، {} برابر مصرف معمول شما", n(x))).unwrap_or_default()
+        ),
+        (shared::Code::UnusualConsumption, Lang::En) => format!(
+            "This reading means {} m³ in {} days{}.",
+            facts.consumption_m3.unwrap_or(0),
+            facts.days.max(1),
+            facts.times_usual.map(|x| format!(", {x} times your usual use")).unwrap_or_default()
+        ),
+        (shared::Code::ReadingDecreased, Lang::Fa) => {
+            format!("این رقم از رقم قبلی ({}) کمتر است.", n(facts.last_reading.unwrap_or(0)))
+        }
+        (shared::Code::ReadingDecreased, Lang::En) => {
+            format!("This reading is lower than the last one ({}).", facts.last_reading.unwrap_or(0))
+        }
+        (code, lang) => code.message(lang).to_owned(),
+    };
+    let then = match lang {
+        Lang::Fa => "اگر ارقام را درست خوانده‌اید، ثبت می‌شود و کارشناس پیش از پذیرش بررسی‌اش می‌کند.",
+        Lang::En => "If you read the digits right, it will be saved and checked by staff before it counts.",
+    };
+    format!("{first} {then}")
+}
+
+/// What a reading that cannot be accepted is told, with the numbers that make it so.
+pub fn refusal(lang: Lang, facts: &Facts) -> String {
+    let n = |x: u64| number(lang, &x.to_string());
+    let why = match (facts.code, lang) {
+        (shared::Code::ReadingOutOfRange, Lang::Fa) => {
+            format!("این کنتور {} رقم سیاه دارد.", n(u64::from(facts.digits)))
+        }
+        (shared::Code::ReadingOutOfRange, Lang::En) => format!("This meter shows {} black digits.", facts.digits),
+        (shared::Code::ImpossibleConsumption, Lang::Fa) => format!(
+            "{} مترمکعب در {} روز بیش از توان کنتور است؛ ارقام قرمز را ننویسید.",
+            n(facts.consumption_m3.unwrap_or(0)),
+            n(facts.days.max(1))
+        ),
+        (shared::Code::ImpossibleConsumption, Lang::En) => format!(
+            "{} m³ in {} days is more than the meter can pass; leave out the red digits.",
+            facts.consumption_m3.unwrap_or(0),
+            facts.days.max(1)
+        ),
+        (code, lang) => code.message(lang).to_owned(),
+    };
+    format!("{} {why}", t(lang, Text::CannotAccept))
+}
+
+/// The numbers a warning quotes.
+pub struct Facts {
+    pub code: shared::Code,
+    pub digits: u8,
+    pub last_reading: Option<u64>,
+    pub consumption_m3: Option<u64>,
+    /// Whole days since the last reading.
+    pub days: u64,
+    /// The consumption as a multiple of the meter's usual use over those days.
+    pub times_usual: Option<u64>,
+}
+
+/// The question before a meter is removed from the phone.
+pub fn remove_question(lang: Lang, waiting: usize) -> String {
+    let n = number(lang, &waiting.to_string());
+    match (lang, waiting) {
+        (Lang::Fa, 0) => "این کنتور از گوشی حذف شود؟ اعلام‌های ارسال‌شده‌اش در سابقه می‌مانند.".to_owned(),
+        (Lang::En, 0) => "Remove this meter from the phone? Its sent declarations stay in the history.".to_owned(),
+        (Lang::Fa, _) => format!("این کنتور از گوشی حذف شود؟ {n} رقم ارسال‌نشده‌اش هم پس گرفته می‌شود."),
+        (Lang::En, _) => format!("Remove this meter from the phone? Its {n} unsent readings will be taken back too."),
+    }
 }

@@ -88,6 +88,7 @@ fn state(text: &str) -> Option<State> {
         "accepted" => State::Accepted,
         "needs_review" => State::NeedsReview,
         "rejected" => State::Rejected,
+        "discarded" => State::Discarded,
         _ => return None,
     })
 }

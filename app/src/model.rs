@@ -29,7 +29,9 @@ impl Meter {
 
     /// The context the rules check readings against, offline.
     pub fn context(&self) -> MeterContext {
-        let Some(info) = &self.info else { return MeterContext::default() };
+        // Not verified yet: the phone does not know how many digits it shows, so no reading is
+        // refused here for its length (the server checks it when the meter is verified).
+        let Some(info) = &self.info else { return MeterContext { digits: 12, ..MeterContext::default() } };
         MeterContext { digits: info.digits, avg_daily_m3: info.avg_daily_m3, max_hourly_m3: info.max_daily_m3 / 24.0 }
     }
 
@@ -58,6 +60,8 @@ pub enum State {
     Accepted,
     NeedsReview,
     Rejected,
+    /// Taken back by the subscriber before it was sent: kept as a mark, so that no tab sends it.
+    Discarded,
 }
 
 /// A declaration made on this phone; it is never edited once it may have reached the server.
@@ -114,7 +118,7 @@ impl Declaration {
         match (self.state, self.review_accepted) {
             (_, Some(accepted)) => accepted,
             (State::Waiting | State::Accepted, None) => true,
-            (State::NeedsReview | State::Rejected, None) => false,
+            (State::NeedsReview | State::Rejected | State::Discarded, None) => false,
         }
     }
 
@@ -164,6 +168,16 @@ impl Declaration {
             consumption_m3: result.consumption_m3,
             ..self.clone()
         }
+    }
+
+    /// Whether the server has answered it.
+    pub fn answered(&self) -> bool {
+        !matches!(self.state, State::Waiting | State::Discarded)
+    }
+
+    /// The declaration taken back before it was sent.
+    pub fn discarded(&self) -> Self {
+        Self { state: State::Discarded, ..self.clone() }
     }
 
     /// The declaration with staff's decision on it.

@@ -88,6 +88,16 @@ pub async fn meters() -> Result<Vec<Meter>, OutboxError> {
     get_all(METERS, js::meter).await
 }
 
+/// Removes a meter from this phone (its declarations stay, as history).
+pub async fn remove_meter(subscription: &str) -> Result<(), OutboxError> {
+    let db = open().await?;
+    let tx = db.transaction(&[METERS], TransactionMode::ReadWrite)?;
+    tx.store(METERS)?.delete(subscription.into()).await?;
+    tx.done().await?;
+    db.close();
+    Ok(())
+}
+
 pub async fn save_declarations(items: &[Declaration]) -> Result<(), OutboxError> {
     put_all(DECLARATIONS, items).await
 }

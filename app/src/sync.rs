@@ -37,6 +37,12 @@ pub struct AppState {
     pub persistent: RwSignal<Option<bool>>,
     /// How far the server's clock is from the phone's, once an answer has told.
     pub clock: RwSignal<Option<Offset>>,
+    /// The screen on show (`location.hash` follows it, so the back button works).
+    pub screen: RwSignal<crate::ui::Screen>,
+    /// The declaration saved last on the declare screen: its outcome card follows it.
+    pub last_saved: RwSignal<Option<Uuid>>,
+    /// The complaint form's subject, so that "dispute" on a declaration can set it.
+    pub form_kind: RwSignal<shared::wire::ComplaintKind>,
 }
 
 /// The offset to date readings with: what the server's answers taught, or none.

@@ -141,7 +141,17 @@ async fn submit(client: &Client, form_with: &str) {
     client.execute(&script, vec![]).await.expect("submit");
 }
 
+/// Goes to one of the app's screens (`#declare`, `#history`, …) and waits until it is up.
+async fn show(client: &Client, hash: &str) {
+    client.execute(&format!("location.hash = '{hash}'; return true;"), vec![]).await.expect("go to the screen");
+    let ready = format!("return !!document.querySelector(\"main[data-screen='{hash}'][data-ready=true]\")");
+    wait_for(client, &ready, hash).await;
+}
+
 async fn declare(client: &Client, reading: &str) {
+    if count(client, "[name=reading]").await == 0 {
+        show(client, "#declare").await;
+    }
     let before = count(client, ".history li").await;
     fill(client, "reading", reading).await;
     submit(client, "reading").await;
@@ -152,7 +162,7 @@ async fn declare(client: &Client, reading: &str) {
 /// Opens the web app at `url` and waits until its first screen is up.
 async fn open_app(client: &Client, url: &str) {
     client.goto(url).await.expect("open the app");
-    wait_for(client, "return !!document.querySelector('[name=subscription]')", "the app").await;
+    wait_for(client, "return !!document.querySelector('main[data-ready=true]')", "the app").await;
 }
 
 /// The release build in `dist/pwa`, which every browser test serves.
@@ -162,12 +172,12 @@ fn built_app() -> PathBuf {
     web_root
 }
 
-/// Adds the test meter on the "My meters" screen and waits until it is listed.
+/// Adds the test meter on the first screen, which then leads to the declare screen.
 async fn add_meter(client: &Client, subscription: &str) {
     fill(client, "subscription", subscription).await;
     fill(client, "meter_serial", SERIAL).await;
     submit(client, "subscription").await;
-    wait_for(client, "return document.querySelectorAll('.meters li').length === 1", "the meter").await;
+    wait_for(client, "return !!document.querySelector('[name=reading]')", "the declare screen").await;
 }
 
 async fn screenshot(client: &Client, name: &str) {
@@ -278,7 +288,8 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     // The server goes away. The app still opens, and readings queue up with their receipts.
     server.stop().await;
     client.goto(&app).await.expect("reload offline");
-    wait_for(&client, "return !!document.querySelector('[name=reading]')", "the app from the service worker").await;
+    wait_for(&client, "return !!document.querySelector('main[data-ready=true]')", "the app from the service worker")
+        .await;
     record_offline_start(&client).await;
     // Seconds apart, each reading can be at most one cubic metre higher than the one before.
     for reading in ["10051", "10052", "10053"] {
@@ -290,6 +301,7 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     assert_eq!(unsent, "۳");
     screenshot(&client, "2-offline-waiting").await;
     client.goto(&app).await.expect("reload offline again");
+    show(&client, "#history").await;
     wait_for(
         &client,
         "return document.querySelectorAll('.history li.waiting').length === 3",
@@ -301,6 +313,7 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     // A new browser on the same profile still holds them.
     let client = chromium.open().await;
     client.goto(&app).await.expect("open in a new browser");
+    show(&client, "#history").await;
     wait_for(
         &client,
         "return document.querySelectorAll('.history li.waiting').length === 3",
@@ -325,6 +338,7 @@ async fn declarations_made_offline_sync_by_themselves_exactly_once() {
     .await;
     screenshot(&client, "4-english").await;
     client.goto(&app).await.expect("reload in English");
+    show(&client, "#declare").await;
     wait_for(
         &client,
         "return document.documentElement.lang === 'en' && !!document.querySelector('[name=reading]')",
@@ -620,6 +634,7 @@ async fn two_tabs_send_the_outbox_once() {
     let second = client.new_window(true).await.expect("a second tab").handle;
     client.switch_to_window(second.clone()).await.expect("to the second tab");
     client.goto(&app).await.expect("open the app again");
+    show(&client, "#history").await;
     wait_for(&client, "return document.querySelectorAll('.history li.waiting').length === 2", "the same outbox").await;
 
     // The server returns, slowly; both tabs try at once. One sends, the other stands aside.
@@ -804,6 +819,137 @@ async fn a_reviewers_decision_reaches_the_phone() {
     server.finish().await;
 }
 
+/// Every button, link and field on screen smaller than a 44-px target, by its text.
+async fn small_targets(client: &Client) -> Vec<String> {
+    let script = "return Array.from(document.querySelectorAll('main button, main a, main input, main select, nav a, header button'))
+        .filter(e => e.offsetParent !== null)
+        .filter(e => { const r = e.getBoundingClientRect(); return r.height < 44 || r.width < 44; })
+        .map(e => e.tagName + ': ' + e.textContent.trim());";
+    let found = client.execute(script, vec![]).await.expect("targets");
+    serde_json::from_value(found).expect("a list")
+}
+
+/// A subscriber's first visit at 360 px, with the mistakes people make: a meter added offline
+/// with a wrong serial is corrected, a mistyped reading still waiting is taken back and retyped,
+/// a reading the meter cannot show is refused on the phone with no way to save it, a high one
+/// is warned about with its numbers; then home, history, and removing the meter. Every screen is
+/// photographed and every target is at least 44 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_corrects_mistakes_on_clear_screens() {
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let chromium = Chromium::start("screens");
+    let client = chromium.open().await;
+    client.set_window_size(360, 740).await.expect("a phone-sized window");
+    let app = format!("{}/pwa/", server.base);
+    open_app(&client, &app).await;
+    assert_eq!(count(&client, "[name=subscription]").await, 1, "a first visit starts by adding a meter");
+    screenshot(&client, "screens-0-first-visit").await;
+    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
+
+    // No signal. The meter goes in with a typo in its serial: kept, to be verified.
+    server.stop().await;
+    fill(&client, "subscription", SUB).await;
+    fill(&client, "meter_serial", "TS000009").await;
+    submit(&client, "subscription").await;
+    wait_for(&client, "return !!document.querySelector('[name=reading]')", "the declare screen").await;
+    show(&client, "#meters").await;
+    assert_eq!(count(&client, ".meter .pending").await, 1, "not verified yet");
+    screenshot(&client, "screens-1-home-unverified").await;
+    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    // Edit: the form starts from what was typed.
+    click(&client, ".meter .actions button.link").await;
+    wait_for(&client, "return document.querySelector('[name=meter_serial]').value === 'TS000009'", "the edit form")
+        .await;
+    fill(&client, "meter_serial", SERIAL).await;
+    submit(&client, "meter_serial").await;
+    wait_for(&client, "return !!document.querySelector('[name=reading]')", "the declare screen").await;
+
+    // A typo in the reading, saved offline: the card says where it is, and it can be taken back.
+    declare(&client, "10500").await;
+    wait_for(&client, "return !!document.querySelector('#outcome.waiting')", "the outcome card").await;
+    screenshot(&client, "screens-2-saved-offline").await;
+    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    click(&client, "#outcome .retype").await;
+    wait_for(&client, "return document.querySelector('[name=reading]').value === '10500'", "the reading to retype")
+        .await;
+    assert_eq!(count(&client, ".history li").await, 0, "taken back");
+    assert_eq!(count(&client, "#outcome").await, 0);
+    declare(&client, "10050").await;
+
+    // The signal returns: sent by itself; the card shows the outcome and the tracking code.
+    server.resume().await;
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    wait_for(&client, "return !!document.querySelector('#outcome.accepted .tracking')", "the outcome").await;
+    let card = client.find(Locator::Css("#outcome")).await.expect("card").text().await.expect("text");
+    assert!(card.contains("۵۰") && card.contains("پذیرفته شد"), "{card}");
+    screenshot(&client, "screens-3-accepted").await;
+
+    // A reading with more digits than the meter shows cannot be accepted: said with the number,
+    // and no button saves it anyway.
+    fill(&client, "reading", "1234567").await;
+    submit(&client, "reading").await;
+    wait_for(&client, "return document.getElementById('reading-problem').textContent.includes('۵')", "the refusal")
+        .await;
+    let button =
+        client.find(Locator::Css("form button[type=submit]")).await.expect("button").text().await.expect("text");
+    assert_eq!(button, "ثبت", "no save-anyway for a reading that cannot be accepted");
+    submit(&client, "reading").await;
+    assert_eq!(count(&client, ".history li").await, 1, "nothing saved");
+    let invalid: Value = client
+        .execute("return document.getElementById('reading').getAttribute('aria-invalid')", vec![])
+        .await
+        .expect("aria");
+    assert_eq!(invalid, json!("true"), "the error is tied to its field");
+    screenshot(&client, "screens-4-refused").await;
+    // A lower one would be held for review if saved, and the warning gives the number to check.
+    fill(&client, "reading", "10040").await;
+    submit(&client, "reading").await;
+    wait_for(&client, "return document.getElementById('reading-problem').textContent.includes('۱۰۰۵۰')", "the warning")
+        .await;
+    let button =
+        client.find(Locator::Css("form button[type=submit]")).await.expect("button").text().await.expect("text");
+    assert_eq!(button, "رقم درست است؛ برای بررسی ثبت شود");
+    screenshot(&client, "screens-5-warning").await;
+
+    show(&client, "#meters").await;
+    wait_for(
+        &client,
+        "return document.querySelector('.meter .last').textContent.includes('۱۰۰۵۰')",
+        "the last reading",
+    )
+    .await;
+    screenshot(&client, "screens-6-home").await;
+    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    show(&client, "#history").await;
+    assert_eq!(count(&client, ".history li").await, 1);
+    screenshot(&client, "screens-7-history").await;
+    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    show(&client, "#complaints").await;
+    screenshot(&client, "screens-8-complaints").await;
+    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+
+    // Removing the meter asks first, then leaves the phone as on the first visit.
+    show(&client, "#meters").await;
+    client
+        .execute(
+            "const b = document.querySelectorAll('.meter .actions button.link'); b[b.length - 1].click(); return true;",
+            vec![],
+        )
+        .await
+        .expect("remove");
+    wait_for(&client, "return !!document.querySelector('.confirm button.danger')", "the question").await;
+    screenshot(&client, "screens-9-remove").await;
+    click(&client, ".confirm button.danger").await;
+    wait_for(&client, "return !!document.querySelector('[name=subscription]')", "no meter left").await;
+    client.close().await.expect("close the browser");
+
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let readings: Vec<(Option<u64>, Status)> = stored.iter().map(|d| (d.reading, d.status)).collect();
+    assert_eq!(readings, [(Some(10_050), Status::Accepted)], "the taken-back typo never left the phone");
+    server.finish().await;
+}
+
 /// Opens IndexedDB as the first version of the app left it (meters and declarations, no
 /// complaints store) with one unverified meter and one waiting declaration, from a page of the
 /// app's origin that is not the app.
@@ -847,14 +993,17 @@ async fn a_complaint_filed_offline_gets_an_answer_back() {
     // it is sent at once.
     leave_a_first_version_outbox(&client, &server.base).await;
     client.goto(&app).await.expect("open the app");
+    wait_for(&client, "return document.querySelectorAll('.meters li').length === 1", "the meter, after the upgrade")
+        .await;
+    show(&client, "#history").await;
     wait_for(&client, "return !!document.querySelector('.history li.declaration.accepted .tracking')", "the sync")
         .await;
-    assert_eq!(count(&client, ".meters li").await, 1, "the meter survived the upgrade");
     wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
 
     // No signal: the subscriber disputes that reading from its history, and the complaint waits.
     server.stop().await;
     client.goto(&app).await.expect("reload offline");
+    show(&client, "#history").await;
     wait_for(&client, "return !!document.querySelector('.history li.declaration button.link')", "the history").await;
     client
         .execute("document.querySelector('.history li.declaration button.link').click(); return true;", vec![])
