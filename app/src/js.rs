@@ -108,6 +108,8 @@ pub fn declaration(f: &Fields) -> Option<Declaration> {
         review_accepted: f.flag("review_accepted"),
         review_reason: f.text("review_reason"),
         clock_offset_ms: f.number("clock_offset_ms").filter(|n| n.is_finite()).map_or(0, |n| n as i64),
+        corrects: f.uuid("corrects"),
+        replaced_by: f.uuid("replaced_by"),
     })
 }
 
@@ -134,6 +136,8 @@ pub struct Outcome {
     pub message: String,
     pub tracking_code: Option<String>,
     pub consumption_m3: Option<u64>,
+    /// The earlier declaration this correction replaced.
+    pub supersedes: Option<Uuid>,
 }
 
 pub fn outcome(f: &Fields) -> Option<Outcome> {
@@ -144,5 +148,6 @@ pub fn outcome(f: &Fields) -> Option<Outcome> {
         message: f.text("message")?,
         tracking_code: f.text("tracking_code"),
         consumption_m3: f.whole("consumption_m3"),
+        supersedes: f.uuid("supersedes"),
     })
 }

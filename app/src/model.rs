@@ -39,13 +39,22 @@ impl Meter {
     /// server's baseline and this phone's own readings of the meter that count or may yet count
     /// (sent and accepted, or still waiting), so that readings entered one after another offline
     /// are each checked against the one before, as the server will check them.
-    pub fn chain(&self, declarations: &[Declaration]) -> Chain {
+    ///
+    /// For a correction of `corrected`, that reading is left out, whether the phone holds it or
+    /// the server's baseline is it.
+    pub fn chain(&self, declarations: &[Declaration], corrected: Option<&Declaration>) -> Chain {
+        let is_corrected = |reading: u64, read_at: OffsetDateTime| {
+            // The server's baseline carries the time to the second at best.
+            corrected.is_some_and(|c| c.reading == reading && (c.read_at - read_at).abs() < time::Duration::SECOND)
+        };
         let baseline = self.info.as_ref().and_then(|info| {
             Some(Point { source: Source::Billing, reading: info.last_reading?, read_at: info.last_read_at? })
         });
+        let baseline = baseline.filter(|p| !is_corrected(p.reading, p.read_at));
         let own = declarations
             .iter()
             .filter(|d| d.subscription == self.subscription && d.may_count())
+            .filter(|d| !is_corrected(d.reading, d.read_at))
             // Offline there is no store sequence to name: a point of the phone's own is a baseline too.
             .map(|d| Point { source: Source::Billing, reading: d.reading, read_at: d.read_at });
         Chain::of_latest(baseline.into_iter().chain(own).max_by_key(|p| p.read_at))
@@ -86,6 +95,10 @@ pub struct Declaration {
     /// What was added to the phone's clock to date it: the server's clock as known then, in
     /// milliseconds (0 before the phone knew, and in declarations saved before it kept this).
     pub clock_offset_ms: i64,
+    /// The earlier declaration of this phone that this one corrects (a mistyped reading).
+    pub corrects: Option<Uuid>,
+    /// The correction that replaced this one on the server: it no longer counts.
+    pub replaced_by: Option<Uuid>,
 }
 
 impl Declaration {
@@ -110,11 +123,37 @@ impl Declaration {
             review_accepted: None,
             review_reason: None,
             clock_offset_ms: offset_ms(clock),
+            corrects: None,
+            replaced_by: None,
         }
+    }
+
+    /// A reading that corrects `earlier` (a typo the server has already answered).
+    pub fn correcting(
+        meter: &Meter,
+        reading: Reading,
+        earlier: Uuid,
+        phone_now: OffsetDateTime,
+        clock: Offset,
+    ) -> Self {
+        Self { corrects: Some(earlier), ..Self::new(meter, reading, phone_now, clock) }
+    }
+
+    /// Whether the subscriber may still replace it with a correction: answered as accepted or
+    /// held, not decided by staff nor replaced, and read less than the server's window ago.
+    pub fn correctable(&self, server_now: OffsetDateTime) -> bool {
+        let window = time::Duration::hours(shared::wire::CORRECTION_WINDOW_HOURS);
+        matches!(self.state, State::Accepted | State::NeedsReview)
+            && self.review_accepted.is_none()
+            && self.replaced_by.is_none()
+            && server_now - self.read_at < window
     }
 
     /// Whether it counts or may yet: waiting to be sent, accepted, or approved on review.
     pub fn may_count(&self) -> bool {
+        if self.replaced_by.is_some() {
+            return false;
+        }
         match (self.state, self.review_accepted) {
             (_, Some(accepted)) => accepted,
             (State::Waiting | State::Accepted, None) => true,
@@ -150,6 +189,7 @@ impl Declaration {
             reading: ReadingInput::Number(self.reading.into()),
             read_at: self.read_at,
             note: None,
+            corrects: self.corrects,
         }
     }
 

@@ -43,6 +43,8 @@ pub struct AppState {
     pub last_saved: RwSignal<Option<Uuid>>,
     /// The complaint form's subject, so that "dispute" on a declaration can set it.
     pub form_kind: RwSignal<shared::wire::ComplaintKind>,
+    /// The answered declaration the declare form is correcting, if any.
+    pub form_corrects: RwSignal<Option<Uuid>>,
 }
 
 /// The offset to date readings with: what the server's answers taught, or none.
@@ -269,7 +271,18 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
             .and_then(|m| m.device_token.clone());
         let synced = api::sync(&request, token.as_deref(), lang_tag(state.lang.get_untracked())).await?;
         let results = synced.outcomes;
-        let updated: Vec<Declaration> = answered(&batch, &results, |r| r.id).map(|(d, r)| d.with_result(r)).collect();
+        let mut updated: Vec<Declaration> =
+            answered(&batch, &results, |r| r.id).map(|(d, r)| d.with_result(r)).collect();
+        let settled = updated.len();
+        // A correction the server took in place of an earlier reading: that one no longer counts.
+        let all = state.declarations.get_untracked();
+        for result in &results {
+            if let (Some(by), Some(earlier)) = (result.id, result.supersedes)
+                && let Some(d) = all.iter().find(|d| d.id == earlier)
+            {
+                updated.push(Declaration { replaced_by: Some(by), ..d.clone() });
+            }
+        }
         take_baselines(state, &synced.meters).await;
         // The outcome is on the device before the item leaves the queue.
         if outbox::save_declarations(&updated).await.is_err() {
@@ -278,7 +291,7 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
         state.declarations.update(|all| replace_by_id(all, &updated));
         state.last_sync.set(Some(now()));
         save_last_sync(now());
-        if updated.len() < batch.len() {
+        if settled < batch.len() {
             return Err(ApiError::Server);
         }
     }

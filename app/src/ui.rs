@@ -15,6 +15,7 @@ use leptos::task::spawn_local;
 use shared::rules::{self, Candidate};
 use shared::wire::{ComplaintCode, ComplaintKind, complaint_text};
 use shared::{Lang, MeterSerial, Reading, Status, SubscriptionNumber, TrackingCode};
+use uuid::Uuid;
 
 use crate::api::ApiError;
 use crate::i18n::{Facts, Text, clock_warning, datetime, number, t};
@@ -83,6 +84,7 @@ pub fn App() -> impl IntoView {
         screen: RwSignal::new(Screen::current()),
         last_saved: RwSignal::new(None),
         form_kind: RwSignal::new(ComplaintKind::Dispute),
+        form_corrects: RwSignal::new(None),
     };
     provide_context(state);
     let loaded = RwSignal::new(false);
@@ -471,7 +473,9 @@ fn check(state: AppState, meter: &Meter, value: Reading) -> Check {
     let server_now = sync::clock(state).server_now(now());
     let candidate = Candidate { reading: value, read_at: server_now };
     let context = meter.context();
-    let chain = meter.chain(&state.declarations.get_untracked());
+    let declarations = state.declarations.get_untracked();
+    let corrected = correcting(state).and_then(|id| declarations.iter().find(|d| d.id == id));
+    let chain = meter.chain(&declarations, corrected);
     let decision = rules::reconcile(&context, &chain, &candidate, server_now);
     let Some(code) = decision.code.filter(|_| decision.status != Status::Accepted) else { return Check::Fine };
     let last = chain.points().last().copied();
@@ -531,7 +535,10 @@ fn Declare() -> impl IntoView {
             }
             Check::Held(_) | Check::Fine => {}
         }
-        let declaration = Declaration::new(&meter, value, now(), sync::clock(state));
+        let declaration = match correcting(state) {
+            Some(earlier) => Declaration::correcting(&meter, value, earlier, now(), sync::clock(state)),
+            None => Declaration::new(&meter, value, now(), sync::clock(state)),
+        };
         spawn_local(async move {
             let id = declaration.id;
             // Written to the device before the screen says "saved".
@@ -539,6 +546,7 @@ fn Declare() -> impl IntoView {
                 Err(e) => warning.set(Some(e)),
                 Ok(()) => {
                     state.last_saved.set(Some(id));
+                    state.form_corrects.set(None);
                     reading.set(String::new());
                     warning.set(None);
                     confirm.set(false);
@@ -556,6 +564,7 @@ fn Declare() -> impl IntoView {
             {move || (!has_meter()).then(|| view! { <AddMeterForm/> })}
             {move || has_meter().then(|| view! {
                 <form on:submit=save>
+                    <Correcting/>
                     <label for="meter">{move || t(lang.get(), Text::Meter)}</label>
                     <MeterChoice chosen=chosen id="meter"/>
                     <label for="reading">{move || t(lang.get(), Text::Reading)}</label>
@@ -637,6 +646,7 @@ fn Outcome() -> impl IntoView {
                         <button class="secondary retype" disabled=move || state.syncing.get()
                             on:click=move |_| retype(state, &taken)>{t(l, Text::Retype)}</button>
                     })}
+                    {correct_button(state, &d, l)}
                     <button class="link" on:click=move |_| state.last_saved.set(None)>{t(l, Text::NewReading)}</button>
                 </div>
             }
@@ -645,8 +655,68 @@ fn Outcome() -> impl IntoView {
     }
 }
 
+/// The reading the declare form is correcting, while that reading may still be corrected.
+fn correcting(state: AppState) -> Option<Uuid> {
+    let id = state.form_corrects.get()?;
+    let server_now = sync::clock(state).server_now(now());
+    state.declarations.get().iter().find(|d| d.id == id).filter(|d| d.correctable(server_now)).map(|d| d.id)
+}
+
+/// Above the declare form while it corrects an earlier reading: which one, and a way out.
+#[component]
+fn Correcting() -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    let earlier = move || {
+        let id = correcting(state)?;
+        state.declarations.get().into_iter().find(|d| d.id == id)
+    };
+    move || {
+        earlier().map(|d| {
+            let l = lang.get();
+            view! {
+                <p class="correcting" id="correcting">
+                    {t(l, Text::Replaces)} " " <strong><bdi>{number(l, &d.reading.to_string())}</bdi></strong>
+                    " " <bdi>"(" {datetime(l, d.read_at)} ")"</bdi> " "
+                    <button type="button" class="link" on:click=move |_| state.form_corrects.set(None)>
+                        {t(l, Text::Cancel)}
+                    </button>
+                </p>
+            }
+        })
+    }
+}
+
+/// Opens the declare form to replace an answered reading with a corrected one.
+fn correct(state: AppState, declaration: &Declaration) {
+    state.form_meter.set(declaration.subscription.clone());
+    state.form_reading.set(declaration.reading.to_string());
+    state.form_corrects.set(Some(declaration.id));
+    state.last_saved.set(None);
+    go(state, Screen::Declare);
+    request_animation_frame(|| {
+        if let Some(field) = document().get_element_by_id("reading") {
+            focus(&field);
+        }
+    });
+}
+
+/// The "correct this reading" action, where the reading may still be replaced.
+fn correct_button(state: AppState, d: &Declaration, l: Lang) -> Option<impl IntoView + use<>> {
+    let server_now = sync::clock(state).server_now(now());
+    d.correctable(server_now).then(|| {
+        let taken = d.clone();
+        view! {
+            <button class="link correct" on:click=move |_| correct(state, &taken)>{t(l, Text::CorrectReading)}</button>
+        }
+    })
+}
+
 /// What a declaration's card and list entry say of its state, and their class.
 fn outcome_label(d: &Declaration) -> (&'static str, Text) {
+    if d.replaced_by.is_some() {
+        return ("discarded", Text::Replaced);
+    }
     match (d.state, d.review_accepted) {
         (_, Some(true)) => ("accepted", Text::ApprovedOnReview),
         (_, Some(false)) => ("rejected", Text::RejectedOnReview),
@@ -815,7 +885,9 @@ fn DeclarationList(only: Option<String>) -> impl IntoView {
                                 {t(l, Text::Consumption)} ": " {number(l, &m3.to_string())} " " {t(l, Text::CubicMetres)}
                             </div>
                         })}
-                        {reason.filter(|_| class != "accepted").map(|m| view! { <div class="reason">{m}</div> })}
+                        {reason.filter(|_| class != "accepted" && d.replaced_by.is_none())
+                            .map(|m| view! { <div class="reason">{m}</div> })}
+                        {correct_button(state, &d, l)}
                         {sms.map(|href| view! {
                             <div class="actions">
                                 <a class="button-link" href=href>{t(l, Text::SendBySms)}</a>

@@ -72,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
                     reading: ReadingInput::Number((10_000 + round + 1).into()),
                     read_at: billed + time::Duration::hours(round as i64 + 1),
                     note: None,
+                    corrects: None,
                 };
                 Incoming::from_submission(&submission, Channel::App, None)
             })

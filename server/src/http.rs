@@ -494,6 +494,7 @@ pub async fn sync(
                 tracking_code: None,
                 consumption_m3: None,
                 replayed: false,
+                supersedes: None,
             },
         })
         .collect();
@@ -540,6 +541,7 @@ fn result_of(outcome: &Outcome, lang: Lang) -> SyncResult {
         tracking_code: outcome.tracking_seq.and_then(TrackingCode::from_sequence).map(|c| c.to_string()),
         consumption_m3: outcome.consumption_m3,
         replayed: outcome.replayed,
+        supersedes: outcome.supersedes,
     }
 }
 

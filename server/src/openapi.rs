@@ -15,6 +15,10 @@ use utoipa::OpenApi;
             outcome (`replayed: true`); the same id with other content is refused (`id_conflict`). \
             Make ids with UUIDv7 where you can: time-ordered ids are much cheaper for the server to \
             index than random ones (any UUID is accepted). \
+            A submission with `corrects` (a mistyped reading fixed by its sender) replaces the \
+            earlier one when that is still the meter's latest reading or waits for review, came from \
+            the same device and was stored less than 24 hours ago; the result then names it in \
+            `supersedes`. \
             Messages follow `Accept-Language` (Persian by default, English on request). \
             Tracking codes are digits only and end with a Damm check digit."
     ),

@@ -113,6 +113,15 @@ impl Chain {
         let at = self.points.partition_point(|p| p.read_at <= point.read_at);
         self.points.insert(at, point);
     }
+
+    /// Takes the meter's latest point out when it is `source` (a reading its sender corrects),
+    /// and hands it back; `None`, leaving the chain as it was, when a later point follows it.
+    pub fn remove_latest(&mut self, source: Source) -> Option<Point> {
+        if self.points.last()?.source != source {
+            return None;
+        }
+        self.points.pop()
+    }
 }
 
 /// The later of two readings in reading time; on a tie, `then`, as in a [`Chain`] that `then`
@@ -414,6 +423,20 @@ mod tests {
 
     fn chain(points: &[(Source, u64, i64)]) -> Chain {
         Chain::new(points.iter().map(|&(s, r, d)| point(s, r, d)).collect())
+    }
+
+    #[test]
+    fn only_the_latest_point_is_taken_out() {
+        let mut c = chain(&[
+            (Source::Billing, 1_000, 10),
+            (Source::Declaration(1), 1_010, 5),
+            (Source::Declaration(2), 1_020, 1),
+        ]);
+        assert_eq!(c.remove_latest(Source::Declaration(1)), None, "a later reading follows it");
+        assert_eq!(c.points().len(), 3);
+        assert_eq!(c.remove_latest(Source::Declaration(2)).map(|p| p.reading), Some(1_020));
+        assert_eq!(c.latest().map(|p| p.reading), Some(1_010));
+        assert_eq!(Chain::default().remove_latest(Source::Billing), None);
     }
 
     #[test]

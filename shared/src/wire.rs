@@ -87,7 +87,17 @@ pub struct Submission {
     /// Optional free text, at most 500 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The id of an earlier submission of this device that this one corrects (a mistyped
+    /// reading). Where the earlier one is still the meter's latest reading, or waits for review,
+    /// and was stored less than [`CORRECTION_WINDOW_HOURS`] ago, it is voided and this one judged
+    /// in its place, in one transaction; otherwise this one is judged as a reading of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrects: Option<Uuid>,
 }
+
+/// How long after an earlier submission was stored its sender may still replace it by a
+/// correction ([`Submission::corrects`]). Later, staff decide (a dispute).
+pub const CORRECTION_WINDOW_HOURS: i64 = 24;
 
 /// A reading as sent: a JSON number (the contract), or digits in a string (tolerated). Whether it
 /// is a whole number of the right size is a rule with its own code, not a parse failure.
@@ -153,6 +163,10 @@ pub struct SyncResult {
     pub consumption_m3: Option<u64>,
     /// True when this id had been stored before: the result is the first one, unchanged.
     pub replayed: bool,
+    /// The id of the earlier submission this correction replaced (voided); absent when it
+    /// replaced none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<Uuid>,
 }
 
 /// The most complaints one request may carry.
@@ -579,6 +593,7 @@ mod tests {
             tracking_code: None,
             consumption_m3: None,
             replayed: false,
+            supersedes: None,
         };
         let json = serde_json::to_value(&r).expect("serialises");
         assert_eq!(

@@ -18,6 +18,8 @@ tests::on_both_backends!(
     each_reading_is_handed_over_once_while_new_ones_arrive,
     the_feed_needs_its_token,
     a_late_reading_and_a_void_correct_the_bill,
+    a_subscribers_correction_replaces_their_typo,
+    a_correction_withdraws_a_reading_held_for_review,
 );
 
 const TOKEN: &str = "billing-test-token-0123456789abcdef";
@@ -264,5 +266,106 @@ async fn a_late_reading_and_a_void_correct_the_bill(backend: Backend) {
     let text = String::from_utf8(csv).expect("utf-8");
     assert!(text.lines().next().is_some_and(|h| h.ends_with(",kind,replaces,replaced_consumption_m3")), "{text}");
     assert!(text.lines().any(|l| l.ends_with(",correction,3,30")), "{text}");
+    server.finish().await;
+}
+
+/// Sends `submissions` from one phone (`device`), as the app does; the results.
+async fn sync_from(server: &TestServer, device: Uuid, submissions: Vec<Value>) -> Vec<Value> {
+    let (status, body) = server.post("/api/v1/sync", &json!({"device_id": device, "submissions": submissions})).await;
+    assert_eq!(status, 200, "{body}");
+    body["results"].as_array().expect("results").clone()
+}
+
+fn correcting(id: Uuid, reading: u64, read_at: &str, corrects: Uuid) -> Value {
+    let mut item = submission(id, reading, read_at);
+    item["corrects"] = json!(corrects);
+    item
+}
+
+fn outcome(result: &Value) -> (Option<&str>, Option<&str>, Option<u64>) {
+    (result["status"].as_str(), result["code"].as_str(), result["consumption_m3"].as_u64())
+}
+
+/// The case: 10,039 typed for 10,093 and corrected an hour later. Judged as a second
+/// reading the correction would be "impossible" (54 m³ in an hour); as a correction it replaces
+/// the typo, in the record and in the bill, and only its own phone may make it.
+async fn a_subscribers_correction_replaces_their_typo(backend: Backend) {
+    let server = start(backend).await;
+    let (phone, other_phone) = (Uuid::new_v4(), Uuid::new_v4());
+    let typo = Uuid::now_v7();
+    let results = sync_from(&server, phone, vec![submission(typo, 10_039, &server.hours_ago(2))]).await;
+    assert_eq!(outcome(&results[0]), (Some("accepted"), None, Some(39)));
+
+    // Without `corrects` the same reading is refused: the typo stands in its way.
+    let plain = sync_from(&server, phone, vec![submission(Uuid::now_v7(), 10_093, &server.hours_ago(1))]).await;
+    assert_eq!(outcome(&plain[0]).1, Some("impossible_consumption"), "{plain:?}");
+
+    // A correction that cannot be accepted replaces nothing.
+    let refused =
+        sync_from(&server, phone, vec![correcting(Uuid::now_v7(), 1_000_000, &server.hours_ago(1), typo)]).await;
+    assert_eq!(outcome(&refused[0]), (Some("rejected"), Some("reading_out_of_range"), None));
+    assert!(refused[0].get("supersedes").is_none(), "{refused:?}");
+
+    let fix = Uuid::now_v7();
+    let item = correcting(fix, 10_093, &server.hours_ago(1), typo);
+    let results = sync_from(&server, phone, vec![item.clone()]).await;
+    assert_eq!(outcome(&results[0]), (Some("accepted"), None, Some(93)), "measured from the billed 10,000");
+    assert_eq!(results[0]["supersedes"], json!(typo));
+    let again = sync_from(&server, phone, vec![item]).await;
+    assert_eq!((again[0]["replayed"].as_bool(), &again[0]["supersedes"]), (Some(true), &json!(typo)));
+    assert_eq!(again[0]["tracking_code"], results[0]["tracking_code"]);
+
+    // The record: the typo voided by the subscriber, the correction counting.
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    let typo_row = stored.iter().find(|d| d.reading == Some(10_039)).expect("the typo is kept");
+    assert!(!typo_row.counts, "the typo no longer counts");
+    assert!(typo_row.void.is_some(), "{typo_row:?}");
+    assert_eq!(stored.iter().filter(|d| d.counts).map(|d| d.reading).collect::<Vec<_>>(), [Some(10_093)]);
+
+    // The bill: the typo's 39 m³ voided, the correction's 93 m³ billed, nothing twice.
+    let feed = whole_feed(&server).await;
+    let kinds: Vec<(&str, Option<u64>)> =
+        feed.iter().map(|e| (e["kind"].as_str().unwrap_or("?"), e["consumption_m3"].as_u64())).collect();
+    assert_eq!(kinds, [("reading", Some(39)), ("reading", Some(93)), ("void", None)], "{feed:?}");
+    assert_eq!(feed[2]["replaces"], feed[0]["cursor"]);
+    assert_eq!(billed(&feed), 93);
+
+    // The phone hears the typo no longer counts, and why.
+    let (status, news) = server.post("/api/v1/updates", &json!({"device_id": phone, "declarations": [typo]})).await;
+    assert_eq!(status, 200, "{news}");
+    assert_eq!(news["decisions"][0]["status"], "rejected", "{news}");
+    assert!(news["decisions"][0]["reason"].as_str().is_some_and(|r| r.contains("corrected")), "{news}");
+
+    // Another phone cannot replace this phone's reading: its "correction" is a reading of its own.
+    let foreign = Uuid::now_v7();
+    let results = sync_from(&server, other_phone, vec![correcting(foreign, 10_094, &server.hours_ago(0), fix)]).await;
+    assert_eq!(outcome(&results[0]), (Some("accepted"), None, Some(1)));
+    assert!(results[0].get("supersedes").is_none(), "{results:?}");
+    // And a reading with a later one after it is no longer open to correction.
+    let late = sync_from(&server, phone, vec![correcting(Uuid::now_v7(), 10_095, &server.hours_ago(0), fix)]).await;
+    assert!(late[0].get("supersedes").is_none(), "{late:?}");
+    let counting = server.store.declarations_of(SUB).await.expect("read back");
+    assert!(counting.iter().any(|d| d.reading == Some(10_093) && d.counts), "the corrected reading stands");
+    server.finish().await;
+}
+
+/// A typo held for review (far above the usual use) and corrected: the correction is judged in
+/// its place, and the held one leaves the review queue.
+async fn a_correction_withdraws_a_reading_held_for_review(backend: Backend) {
+    let server = start(backend).await;
+    let phone = Uuid::new_v4();
+    let typo = Uuid::now_v7();
+    let results = sync_from(&server, phone, vec![submission(typo, 10_900, &server.hours_ago(2))]).await;
+    assert_eq!(outcome(&results[0]).0, Some("needs_review"), "{results:?}");
+    assert_eq!(server.store.review_queue(100).await.expect("queue").len(), 1);
+
+    let fix = Uuid::now_v7();
+    let results = sync_from(&server, phone, vec![correcting(fix, 10_090, &server.hours_ago(1), typo)]).await;
+    assert_eq!(outcome(&results[0]), (Some("accepted"), None, Some(90)));
+    assert_eq!(results[0]["supersedes"], json!(typo));
+    assert!(server.store.review_queue(100).await.expect("queue").is_empty(), "nothing left to review");
+    let feed = whole_feed(&server).await;
+    assert_eq!(feed.len(), 1, "the held typo never reached billing: {feed:?}");
+    assert_eq!(billed(&feed), 90);
     server.finish().await;
 }

@@ -829,6 +829,33 @@ async fn small_targets(client: &Client) -> Vec<String> {
     serde_json::from_value(found).expect("a list")
 }
 
+/// What axe-core (Deque's accessibility checker, installed by `cargo xtask dist` into
+/// `target/tools`) finds wrong on the page as it stands: one line per rule broken, with the
+/// elements. The script is handed to the browser as the body of a WebDriver script, which the
+/// app's content security policy does not govern.
+async fn axe_violations(client: &Client) -> Vec<String> {
+    let path = workspace().join("target/tools/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; `cargo xtask dist` installs axe-core", path.display()));
+    let loaded: Value = client
+        .execute(&format!("{source}\n;return typeof axe === 'object' || typeof window.axe === 'object';"), vec![])
+        .await
+        .expect("axe-core loads");
+    assert_eq!(loaded, json!(true), "axe-core is defined in the page");
+    let script = "const done = arguments[arguments.length - 1];
+        axe.run(document).then(r => done(r.violations.map(v =>
+            v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+          .catch(e => done(['axe failed: ' + e]));";
+    let found = client.execute_async(script, vec![]).await.expect("axe runs");
+    serde_json::from_value(found).expect("a list")
+}
+
+/// The checks every screen passes: axe-core finds nothing, and every target is at least 44 px.
+async fn screen_is_usable(client: &Client, screen: &str) {
+    assert_eq!(axe_violations(client).await, Vec::<String>::new(), "axe-core on {screen}");
+    assert_eq!(small_targets(client).await, Vec::<String>::new(), "targets under 44 px on {screen}");
+}
+
 /// A subscriber's first visit at 360 px, with the mistakes people make: a meter added offline
 /// with a wrong serial is corrected, a mistyped reading still waiting is taken back and retyped,
 /// a reading the meter cannot show is refused on the phone with no way to save it, a high one
@@ -844,7 +871,7 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
     open_app(&client, &app).await;
     assert_eq!(count(&client, "[name=subscription]").await, 1, "a first visit starts by adding a meter");
     screenshot(&client, "screens-0-first-visit").await;
-    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    screen_is_usable(&client, "screens-0-first-visit").await;
     wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
 
     // No signal. The meter goes in with a typo in its serial: kept, to be verified.
@@ -856,7 +883,7 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
     show(&client, "#meters").await;
     assert_eq!(count(&client, ".meter .pending").await, 1, "not verified yet");
     screenshot(&client, "screens-1-home-unverified").await;
-    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    screen_is_usable(&client, "screens-1-home-unverified").await;
     // Edit: the form starts from what was typed.
     click(&client, ".meter .actions button.link").await;
     wait_for(&client, "return document.querySelector('[name=meter_serial]').value === 'TS000009'", "the edit form")
@@ -869,7 +896,7 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
     declare(&client, "10500").await;
     wait_for(&client, "return !!document.querySelector('#outcome.waiting')", "the outcome card").await;
     screenshot(&client, "screens-2-saved-offline").await;
-    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    screen_is_usable(&client, "screens-2-saved-offline").await;
     click(&client, "#outcome .retype").await;
     wait_for(&client, "return document.querySelector('[name=reading]').value === '10500'", "the reading to retype")
         .await;
@@ -884,6 +911,7 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
     let card = client.find(Locator::Css("#outcome")).await.expect("card").text().await.expect("text");
     assert!(card.contains("۵۰") && card.contains("پذیرفته شد"), "{card}");
     screenshot(&client, "screens-3-accepted").await;
+    screen_is_usable(&client, "screens-3-accepted").await;
 
     // A reading with more digits than the meter shows cannot be accepted: said with the number,
     // and no button saves it anyway.
@@ -902,6 +930,7 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
         .expect("aria");
     assert_eq!(invalid, json!("true"), "the error is tied to its field");
     screenshot(&client, "screens-4-refused").await;
+    screen_is_usable(&client, "screens-4-refused").await;
     // A lower one would be held for review if saved, and the warning gives the number to check.
     fill(&client, "reading", "10040").await;
     submit(&client, "reading").await;
@@ -911,6 +940,7 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
         client.find(Locator::Css("form button[type=submit]")).await.expect("button").text().await.expect("text");
     assert_eq!(button, "رقم درست است؛ برای بررسی ثبت شود");
     screenshot(&client, "screens-5-warning").await;
+    screen_is_usable(&client, "screens-5-warning").await;
 
     show(&client, "#meters").await;
     wait_for(
@@ -920,14 +950,37 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
     )
     .await;
     screenshot(&client, "screens-6-home").await;
-    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    screen_is_usable(&client, "screens-6-home").await;
     show(&client, "#history").await;
     assert_eq!(count(&client, ".history li").await, 1);
     screenshot(&client, "screens-7-history").await;
-    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    screen_is_usable(&client, "screens-7-history").await;
     show(&client, "#complaints").await;
     screenshot(&client, "screens-8-complaints").await;
-    assert_eq!(small_targets(&client).await, Vec::<String>::new());
+    screen_is_usable(&client, "screens-8-complaints").await;
+
+    // 10,050 was a typo for 10,058: corrected from the history, the new reading replaces it on
+    // the server (as a second reading, 8 m³ in a minute would be refused as impossible).
+    show(&client, "#history").await;
+    click(&client, ".history li .correct").await;
+    wait_for(&client, "return !!document.getElementById('correcting')", "the correction form").await;
+    let form = client.find(Locator::Css("#correcting")).await.expect("notice").text().await.expect("text");
+    assert!(form.contains("۱۰۰۵۰"), "says which reading it replaces: {form}");
+    let typed: Value = client.execute("return document.getElementById('reading').value", vec![]).await.expect("value");
+    assert_eq!(typed, json!("10050"), "starts from the reading to correct");
+    screenshot(&client, "screens-9-correcting").await;
+    screen_is_usable(&client, "screens-9-correcting").await;
+    declare(&client, "10058").await;
+    wait_for(&client, "return !!document.querySelector('#outcome.accepted .tracking')", "the correction's outcome")
+        .await;
+    show(&client, "#history").await;
+    wait_for(&client, "return document.querySelectorAll('.history li.discarded').length === 1", "the replaced one")
+        .await;
+    let replaced = client.find(Locator::Css(".history li.discarded")).await.expect("entry").text().await.expect("text");
+    assert!(replaced.contains("۱۰۰۵۰") && replaced.contains("با اصلاح شما جایگزین شد"), "{replaced}");
+    assert_eq!(count(&client, ".history li .correct").await, 1, "only the correction may be corrected now");
+    screenshot(&client, "screens-10-corrected").await;
+    screen_is_usable(&client, "screens-10-corrected").await;
 
     // Removing the meter asks first, then leaves the phone as on the first visit.
     show(&client, "#meters").await;
@@ -939,14 +992,19 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
         .await
         .expect("remove");
     wait_for(&client, "return !!document.querySelector('.confirm button.danger')", "the question").await;
-    screenshot(&client, "screens-9-remove").await;
+    screenshot(&client, "screens-11-remove").await;
+    screen_is_usable(&client, "screens-11-remove").await;
     click(&client, ".confirm button.danger").await;
     wait_for(&client, "return !!document.querySelector('[name=subscription]')", "no meter left").await;
     client.close().await.expect("close the browser");
 
     let stored = server.store.declarations_of(SUB).await.expect("read back");
-    let readings: Vec<(Option<u64>, Status)> = stored.iter().map(|d| (d.reading, d.status)).collect();
-    assert_eq!(readings, [(Some(10_050), Status::Accepted)], "the taken-back typo never left the phone");
+    let readings: Vec<(Option<u64>, Status, bool)> = stored.iter().map(|d| (d.reading, d.status, d.counts)).collect();
+    assert_eq!(
+        readings,
+        [(Some(10_050), Status::Accepted, false), (Some(10_058), Status::Accepted, true)],
+        "the taken-back typo never left the phone; the sent one was replaced by its correction"
+    );
     server.finish().await;
 }
 

@@ -372,6 +372,7 @@ fn submission(subscription: &str, serial: &str, reading: u64, read_at: OffsetDat
         reading: ReadingInput::Number(reading.into()),
         read_at,
         note: None,
+        corrects: None,
     }
 }
 

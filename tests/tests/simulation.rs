@@ -162,6 +162,7 @@ async fn many_phones_through_a_hostile_network_store_each_declaration_once() {
                     reading: ReadingInput::Number((meter.reading.floor() as u64).into()),
                     read_at: now,
                     note: None,
+                    corrects: None,
                 },
                 meter: m,
                 outcome: None,

@@ -29,22 +29,34 @@ fn ensure_trunk() -> anyhow::Result<()> {
     tools::cargo(&["install", "trunk", "--version", TRUNK_VERSION, "--locked"])
 }
 
-fn ensure_wasm_opt() -> anyhow::Result<PathBuf> {
+/// Deque's accessibility checker, whose script the browser tests run on every screen
+/// (`target/tools/node_modules/axe-core/axe.min.js`).
+const AXE: &str = "axe-core@4.14.1";
+
+/// The npm tools, installed together into `target/tools` when one is missing or of another
+/// version: Binaryen's wasm-opt (for Trunk) and axe-core (for the browser tests' accessibility
+/// check). The directory holding wasm-opt.
+fn ensure_node_tools() -> anyhow::Result<PathBuf> {
     let bin = tools_dir().join("node_modules/.bin");
     let version = Command::new(bin.join("wasm-opt")).arg("--version").output().ok();
-    if version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("132")) {
+    let wasm_opt_ok = version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains("132"));
+    let axe_package =
+        std::fs::read_to_string(tools_dir().join("node_modules/axe-core/package.json")).unwrap_or_default();
+    let axe_version = AXE.rsplit('@').next().unwrap_or_default();
+    let axe_ok = axe_package.contains(&format!("\"version\": \"{axe_version}\""));
+    if wasm_opt_ok && axe_ok {
         return Ok(bin);
     }
-    println!("==> installing wasm-opt ({BINARYEN}, npm)");
+    println!("==> installing {BINARYEN} and {AXE} (npm, into target/tools)");
     std::fs::create_dir_all(tools_dir())?;
     let status = Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(tools_dir())
-        .arg(BINARYEN)
+        .args([BINARYEN, AXE])
         .status()
-        .context("running npm (Node.js is needed to install wasm-opt)")?;
+        .context("running npm (Node.js is needed to install wasm-opt and axe-core)")?;
     if !status.success() {
-        bail!("npm could not install {BINARYEN}");
+        bail!("npm could not install {BINARYEN} and {AXE}");
     }
     Ok(bin)
 }
@@ -54,7 +66,7 @@ pub fn dist() -> anyhow::Result<()> {
     tools::ensure_wasm_target()?;
     tools::ensure_wasm_bindgen()?;
     ensure_trunk()?;
-    let wasm_opt = ensure_wasm_opt()?;
+    let wasm_opt = ensure_node_tools()?;
     // Trunk runs cargo offline: the crates must be here first (a no-op once they are).
     tools::cargo(&["fetch", "--locked"])?;
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -609,6 +609,7 @@ fn submission_of(lang: Lang, form: &DeclareForm) -> Result<Submission, &'static 
         reading: ReadingInput::from(reading),
         read_at: time::PrimitiveDateTime::new(date, time).assume_offset(SERVER_OFFSET),
         note: None,
+        corrects: None,
     })
 }
 

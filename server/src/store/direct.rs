@@ -234,8 +234,9 @@ impl Direct {
             cache.data_version = Some(data_version);
         }
         let meters = meters(tx, &mut cache.meters, &sql::wanted(batch, &stored))?;
+        let originals = originals(tx, batch)?;
         let mut chains = FastMap::with_capacity_and_hasher(meters.len(), Default::default());
-        for (sub, from) in sql::chain_starts(batch, &meters) {
+        for (sub, from) in sql::chain_starts(batch, &meters, &originals) {
             let chain = match from {
                 Some(from) => chain_from(tx, &sub, from)?,
                 None => Chain::new(meters[&sub].last.into_iter().collect()),
@@ -259,12 +260,22 @@ impl Direct {
             };
             held.insert(sub.clone(), list);
         }
-        let mut known = Known { stored, meters, chains, held };
+        let mut known = Known { stored, meters, chains, held, originals };
         let judged = sql::judge(batch, &mut known, seqs, now)?;
 
         if !insert_declarations(tx, &judged.rows, now)? {
             // Stored before, by another request: the transaction is rolled back.
             return Ok(Err(Raced));
+        }
+        for s in &judged.superseded {
+            tx.prepare_cached(sql::SUPERSEDE)
+                // By name: SQLite numbers `$N` parameters in order of appearance, not by N.
+                .and_then(|mut st| {
+                    st.execute(rusqlite::named_params! {
+                        "$1": s.seq as i64, "$2": sql::superseded_reason(s.by), "$3": unix_ms(now)
+                    })
+                })
+                .map_err(classify)?;
         }
         for &(seq, consumption) in &judged.consumption_updates {
             tx.prepare_cached(SET_CONSUMPTION)
@@ -318,7 +329,7 @@ fn insert_rows<R>(
 #[inline(never)]
 fn insert_declarations(conn: &Connection, rows: &[sql::NewRow<'_>], now: OffsetDateTime) -> Result<bool, StoreError> {
     let records = sql::declaration_records(rows, now);
-    let inserted = insert_rows(conn, &INSERT_DECLARATIONS, &records, 21, |s, at, r| {
+    let inserted = insert_rows(conn, &INSERT_DECLARATIONS, &records, 22, |s, at, r| {
         s.raw_bind_parameter(at, r.seq)?;
         s.raw_bind_parameter(at + 1, r.id)?;
         s.raw_bind_parameter(at + 2, r.channel)?;
@@ -339,7 +350,8 @@ fn insert_declarations(conn: &Connection, rows: &[sql::NewRow<'_>], now: OffsetD
         s.raw_bind_parameter(at + 17, r.fingerprint)?;
         s.raw_bind_parameter(at + 18, r.sender)?;
         s.raw_bind_parameter(at + 19, r.operator)?;
-        s.raw_bind_parameter(at + 20, r.office)
+        s.raw_bind_parameter(at + 20, r.office)?;
+        s.raw_bind_parameter(at + 21, &r.supersedes)
     })?;
     Ok(inserted == records.len())
 }
@@ -376,6 +388,30 @@ fn append_billing(
     Ok(Some(first + rows.len() as i64))
 }
 
+/// The earlier declarations the batch's corrections name (no query when none does).
+fn originals(conn: &Connection, batch: &[Incoming]) -> Result<FastMap<String, sql::Original>, StoreError> {
+    let ids = sql::corrected_ids(batch);
+    let mut found = FastMap::default();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let mut statement = conn.prepare_cached(&sql::originals_query(Dialect::Sqlite)).map_err(classify)?;
+    let mut rows = statement.query([sql::json_text(&ids)?]).map_err(classify)?;
+    while let Some(row) = rows.next().map_err(classify)? {
+        let original = sql::Original::from_columns(
+            row.get(1).map_err(classify)?,
+            row.get(2).map_err(classify)?,
+            row.get(3).map_err(classify)?,
+            row.get(4).map_err(classify)?,
+            row.get(5).map_err(classify)?,
+            row.get(6).map_err(classify)?,
+            row.get(7).map_err(classify)?,
+        )?;
+        found.insert(row.get(0).map_err(classify)?, original);
+    }
+    Ok(found)
+}
+
 fn stored_outcomes(conn: &Connection, ids: &[String]) -> Result<FastMap<String, StoredOutcome>, StoreError> {
     let mut statement = conn.prepare_cached(&STORED_OUTCOMES).map_err(classify)?;
     let mut rows = statement.query([sql::json_text(&ids)?]).map_err(classify)?;
@@ -390,6 +426,7 @@ fn stored_outcomes(conn: &Connection, ids: &[String]) -> Result<FastMap<String, 
             row.get(4).map_err(classify)?,
             row.get(5).map_err(classify)?,
             row.get(6).map_err(classify)?,
+            row.get::<_, Option<String>>(7).map_err(classify)?.as_deref(),
         )?;
         found.insert(row.get(0).map_err(classify)?, outcome);
     }

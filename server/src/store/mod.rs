@@ -228,8 +228,11 @@ pub struct Incoming {
     pub note: Option<String>,
     /// Who declared it at a counter office.
     pub staff: Option<Staff>,
+    /// The earlier declaration of the same device this one corrects (the sync API's
+    /// `corrects`): see [`sql::judge`] for when it is replaced.
+    pub corrects: Option<Uuid>,
     /// What makes two submissions under one id "the same content": the canonical identifiers,
-    /// the reading, the instant it was read and the note.
+    /// the reading, the instant it was read, the note and what it corrects.
     pub fingerprint: String,
     /// The id and the reading time as stored, written where the request is read (on any of the
     /// runtime's threads) rather than by the single writer.
@@ -267,11 +270,15 @@ impl Incoming {
             (None, ReadingInput::Text(t)) => digits::normalize(t),
         };
         let note = wire::clean_note(s.note.as_deref());
-        let fingerprint = format!(
+        let mut fingerprint = format!(
             "{subscription}\u{1F}{meter_serial}\u{1F}{reading_text}\u{1F}{}\u{1F}{}",
             unix_ms(s.read_at),
             note.as_deref().unwrap_or("")
         );
+        // Only when present: fingerprints stored before corrections existed stay the same.
+        if let Some(corrects) = s.corrects {
+            fingerprint.push_str(&format!("\u{1F}corrects {corrects}"));
+        }
         Self {
             id: s.id,
             channel,
@@ -285,6 +292,7 @@ impl Incoming {
             read_at: s.read_at,
             note,
             staff: None,
+            corrects: s.corrects,
             fingerprint,
             texts: Texts::of(s.id, s.read_at),
         }
@@ -322,6 +330,7 @@ impl Incoming {
             read_at: call.received_at,
             note: None,
             staff: None,
+            corrects: None,
             fingerprint,
             texts: Texts::of(id, call.received_at),
         }
@@ -354,6 +363,8 @@ pub struct Outcome {
     /// none for a rejection.
     pub tracking_seq: Option<u64>,
     pub replayed: bool,
+    /// The id of the earlier declaration this correction voided ([`Incoming::corrects`]).
+    pub supersedes: Option<Uuid>,
 }
 
 /// Counts for tests, benchmarks and operators.

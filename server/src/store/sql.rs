@@ -308,11 +308,12 @@ pub(super) struct StoredOutcome {
     consumption: Option<u64>,
     duplicate_of: Option<u64>,
     fingerprint: String,
+    supersedes: Option<Uuid>,
 }
 
 /// The columns a stored outcome is read from, in [`StoredOutcome::from_columns`]'s order.
 pub(super) const STORED_OUTCOME_COLUMNS: &str =
-    "id, seq, status, code, answered_consumption, duplicate_of, fingerprint";
+    "id, seq, status, code, answered_consumption, duplicate_of, fingerprint, supersedes";
 
 impl StoredOutcome {
     /// From the columns after `id` of [`STORED_OUTCOME_COLUMNS`].
@@ -323,8 +324,10 @@ impl StoredOutcome {
         consumption: Option<i64>,
         duplicate_of: Option<i64>,
         fingerprint: String,
+        supersedes: Option<&str>,
     ) -> Result<Self, StoreError> {
         Ok(Self {
+            supersedes: supersedes.and_then(|id| Uuid::parse_str(id).ok()),
             seq: seq as u64,
             status: Status::from_str_opt(status).ok_or_else(|| StoreError::Corrupt(format!("status {status:?}")))?,
             code: code.and_then(Code::from_str_opt),
@@ -343,6 +346,7 @@ impl StoredOutcome {
                 consumption_m3: None,
                 tracking_seq: None,
                 replayed: false,
+                supersedes: None,
             };
         }
         Outcome {
@@ -352,6 +356,7 @@ impl StoredOutcome {
             consumption_m3: self.consumption,
             tracking_seq: tracking_seq(self.status, self.seq, self.duplicate_of),
             replayed: true,
+            supersedes: self.supersedes,
         }
     }
 }
@@ -365,6 +370,8 @@ pub(super) struct NewRow<'a> {
     pub(super) seq: u64,
     pub(super) item: &'a Incoming,
     pub(super) decision: Decision,
+    /// The earlier declaration this one replaced, as its sender's correction.
+    pub(super) supersedes: Option<Uuid>,
 }
 
 pub(super) fn opt_u64(v: Option<i64>) -> Option<u64> {
@@ -439,6 +446,7 @@ impl SqlStore {
                 row.try_get(4)?,
                 row.try_get(5)?,
                 row.try_get(6)?,
+                row.try_get::<Option<String>, _>(7)?.as_deref(),
             )?;
             found.insert(row.try_get::<String, _>(0)?, outcome);
         }
@@ -562,8 +570,9 @@ impl SqlStore {
         let among = json_text(&wanted)?;
         let seqs = self.lock_and_number(&mut tx, &wanted, &among, fresh_count(batch, &stored)).await?;
         let meters = self.locked_meters(&mut tx, &wanted, &among).await?;
+        let originals = self.originals(&mut tx, batch).await?;
         let mut chains = FastMap::default();
-        for (sub, from) in chain_starts(batch, &meters) {
+        for (sub, from) in chain_starts(batch, &meters, &originals) {
             let chain = match from {
                 Some(from) => self.chain_from(&mut tx, &meters[&sub], from).await?,
                 None => Chain::new(meters[&sub].last.into_iter().collect()),
@@ -571,11 +580,20 @@ impl SqlStore {
             chains.insert(sub, chain);
         }
         let held = self.held_among(&mut tx, &meters, &among).await?;
-        let mut known = Known { stored, meters, chains, held };
+        let mut known = Known { stored, meters, chains, held, originals };
         let judged = judge(batch, &mut known, seqs, now)?;
         if let Err(raced) = self.insert_judged(&mut tx, &judged, now).await? {
             tx.rollback().await.map_err(db)?;
             return Ok(Err(raced));
+        }
+        for s in &judged.superseded {
+            sqlx::query(SUPERSEDE)
+                .bind(s.seq as i64)
+                .bind(superseded_reason(s.by))
+                .bind(unix_ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         // Rare (a declaration landing before later ones): after the insert, since the later one
         // may be of this batch.
@@ -591,6 +609,33 @@ impl SqlStore {
         self.append_billing(&mut tx, &corrections, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(Ok(judged.outcomes))
+    }
+
+    /// The earlier declarations the batch's corrections name (no query when none does).
+    async fn originals(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &[Incoming],
+    ) -> Result<FastMap<String, Original>, StoreError> {
+        let ids = corrected_ids(batch);
+        let mut found = FastMap::default();
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let sql = originals_query(self.dialect);
+        for row in sqlx::query(AssertSqlSafe(sql)).bind(json_text(&ids)?).fetch_all(&mut *conn).await.map_err(db)? {
+            let original = Original::from_columns(
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+                row.try_get(7)?,
+            )?;
+            found.insert(row.try_get::<String, _>(0)?, original);
+        }
+        Ok(found)
     }
 
     /// PostgreSQL: the held declarations of the batch's meters, in one round trip (`among` is
@@ -754,6 +799,7 @@ pub(super) fn declaration_records<'a>(rows: &[NewRow<'a>], now: OffsetDateTime) 
                 sender: item.sender.as_deref(),
                 operator: item.staff.as_ref().map(|s| s.operator.as_str()),
                 office: item.staff.as_ref().map(|s| s.office.as_str()),
+                supersedes: row.supersedes.map(|id| id.to_string()),
             }
         })
         .collect()
@@ -763,7 +809,7 @@ pub(super) fn declaration_records<'a>(rows: &[NewRow<'a>], now: OffsetDateTime) 
 /// name them from here).
 pub(super) const DECLARATION_COLUMNS: &str = "seq, id, channel, device_id, subscription, meter_serial, reading, \
      read_at_ms, read_at, note, received_at_ms, status, code, answered_consumption, consumption_m3, duplicate_of, \
-     counts, fingerprint, sender, operator, office";
+     counts, fingerprint, sender, operator, office, supersedes";
 
 /// PostgreSQL: inserts the declaration rows of [`declarations_json`] (SQLite binds them row by
 /// row, `direct.rs`).
@@ -772,7 +818,7 @@ static INSERT_DECLARATIONS: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO declarations ({DECLARATION_COLUMNS}) \
          SELECT (r ->> 0)::bigint, r ->> 1, r ->> 2, r ->> 3, r ->> 4, r ->> 5, (r ->> 6)::bigint, \
            (r ->> 7)::bigint, r ->> 8, r ->> 9, (r ->> 10)::bigint, r ->> 11, r ->> 12, (r ->> 13)::bigint, \
-           (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20 \
+           (r ->> 14)::bigint, (r ->> 15)::bigint, (r ->> 16)::boolean, r ->> 17, r ->> 18, r ->> 19, r ->> 20, r ->> 21 \
          FROM jsonb_array_elements($1::jsonb) AS rows(r) \
          ON CONFLICT (id) DO NOTHING"
     )
@@ -802,12 +848,13 @@ pub(super) struct DeclarationRecord<'a> {
     pub(super) sender: Option<&'a str>,
     pub(super) operator: Option<&'a str>,
     pub(super) office: Option<&'a str>,
+    pub(super) supersedes: Option<String>,
 }
 
 impl serde::Serialize for DeclarationRecord<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple as _;
-        let mut t = serializer.serialize_tuple(21)?;
+        let mut t = serializer.serialize_tuple(22)?;
         t.serialize_element(&self.seq)?;
         t.serialize_element(&self.id)?;
         t.serialize_element(self.channel)?;
@@ -829,6 +876,7 @@ impl serde::Serialize for DeclarationRecord<'_> {
         t.serialize_element(&self.sender)?;
         t.serialize_element(&self.operator)?;
         t.serialize_element(&self.office)?;
+        t.serialize_element(&self.supersedes)?;
         t.end()
     }
 }
@@ -871,6 +919,96 @@ pub(super) struct Known {
     pub(super) chains: FastMap<String, Chain>,
     /// Each meter's declarations waiting for a reviewer (repeats of them aside).
     pub(super) held: FastMap<String, Vec<Held>>,
+    /// The earlier declarations the batch's corrections name, by id (empty when none does).
+    pub(super) originals: FastMap<String, Original>,
+}
+
+/// An earlier declaration that a correction names ([`Incoming::corrects`]), as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Original {
+    pub(super) seq: u64,
+    pub(super) subscription: String,
+    pub(super) device_id: Option<String>,
+    /// It counts for billing.
+    pub(super) counts: bool,
+    /// It waits for a reviewer (not a repeat, not decided, not voided).
+    pub(super) held: bool,
+    pub(super) received_at: OffsetDateTime,
+    pub(super) read_at: OffsetDateTime,
+}
+
+/// The declarations of the JSON array of ids `$1` that corrections name: (id, seq, subscription,
+/// device_id, counts, held, received_at_ms, read_at_ms), as [`Original::from_columns`] reads them.
+pub(super) fn originals_query(dialect: Dialect) -> String {
+    format!(
+        "SELECT id, seq, subscription, device_id, CAST(CASE WHEN counts THEN 1 ELSE 0 END AS BIGINT), \
+           CAST(CASE WHEN status = 'needs_review' AND review IS NULL AND void_reason IS NULL \
+             AND duplicate_of IS NULL THEN 1 ELSE 0 END AS BIGINT), received_at_ms, read_at_ms \
+         FROM declarations WHERE {}",
+        dialect.id_among_json()
+    )
+}
+
+impl Original {
+    /// From the columns after `id` of [`originals_query`].
+    pub(super) fn from_columns(
+        seq: i64,
+        subscription: String,
+        device_id: Option<String>,
+        counts: i64,
+        held: i64,
+        received_at_ms: i64,
+        read_at_ms: i64,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: seq as u64,
+            subscription,
+            device_id,
+            counts: counts != 0,
+            held: held != 0,
+            received_at: from_unix_ms(received_at_ms)?,
+            read_at: from_unix_ms(read_at_ms)?,
+        })
+    }
+
+    /// Whether `item` may replace this declaration: the same meter, from the same device, within
+    /// the window, and still open to it (the meter's latest counting reading, which the judge
+    /// checks against the chain, or one waiting for review).
+    fn open_to(&self, item: &Incoming, now: OffsetDateTime) -> bool {
+        let window = time::Duration::hours(shared::wire::CORRECTION_WINDOW_HOURS);
+        item.device_id.is_some()
+            && self.device_id.as_deref() == item.device_id.map(|d| d.to_string()).as_deref()
+            && item.parsed_subscription.as_ref().is_some_and(|s| s.as_str() == self.subscription)
+            && now - self.received_at <= window
+            && (self.counts || self.held)
+    }
+}
+
+/// The ids the batch's corrections name, each once (none in most batches).
+pub(super) fn corrected_ids(batch: &[Incoming]) -> Vec<String> {
+    batch.iter().filter_map(|i| i.corrects).map(|id| id.to_string()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The statement that voids a declaration its sender corrected (`$1` its seq, `$2` the reason,
+/// `$3` when, ms); one that waited for review leaves the review queue.
+pub(super) const SUPERSEDE: &str = "UPDATE declarations SET counts = false, void_reason = $2, voided_by = 'subscriber', \
+     voided_at_ms = $3, review = CASE WHEN status = 'needs_review' AND review IS NULL THEN 'withdrawn' ELSE review END \
+     WHERE seq = $1";
+
+/// What a voided declaration's record says of the correction that replaced it (`new_seq`'s).
+pub(super) fn superseded_reason(new_seq: u64) -> String {
+    let code = shared::TrackingCode::from_sequence(new_seq).map(|c| c.to_string()).unwrap_or_default();
+    format!("اصلاح مشترک، کد پیگیری {code} — corrected by the subscriber: tracking code {code}")
+}
+
+/// A declaration a correction of the batch replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Superseded {
+    pub(super) seq: u64,
+    /// It counted for billing: the feed gets a void.
+    pub(super) counted: bool,
+    /// The correction's seq.
+    pub(super) by: u64,
 }
 
 /// A declaration waiting for a reviewer, as a repeat of it is answered.
@@ -970,6 +1108,8 @@ pub(super) struct Judged<'a> {
     pub(super) rows: Vec<NewRow<'a>>,
     pub(super) consumption_updates: Vec<(u64, u64)>,
     pub(super) outcomes: Vec<Outcome>,
+    /// Earlier declarations that corrections replaced: each is voided ([`SUPERSEDE`]).
+    pub(super) superseded: Vec<Superseded>,
 }
 
 impl Judged<'_> {
@@ -995,7 +1135,8 @@ impl Judged<'_> {
                 last.insert(seq, m3);
             }
         }
-        last.into_iter().map(|(seq, m3)| (seq, BillingKind::Correction, Some(m3))).collect()
+        let voids = self.superseded.iter().filter(|s| s.counted).map(|s| (s.seq, BillingKind::Void, None));
+        voids.chain(last.into_iter().map(|(seq, m3)| (seq, BillingKind::Correction, Some(m3)))).collect()
     }
 
     /// The highest sequence number handed out.
@@ -1029,13 +1170,17 @@ pub(super) fn fresh_count(batch: &[Incoming], stored: &FastMap<String, StoredOut
 pub(super) fn chain_starts(
     batch: &[Incoming],
     meters: &FastMap<String, MeterRecord>,
+    originals: &FastMap<String, Original>,
 ) -> Vec<(String, Option<OffsetDateTime>)> {
     let mut earliest: FastMap<&str, OffsetDateTime> =
         FastMap::with_capacity_and_hasher(meters.len(), Default::default());
     for item in batch {
         if let Some(sub) = &item.parsed_subscription {
-            let at = earliest.entry(sub.as_str()).or_insert(item.read_at);
-            *at = (*at).min(item.read_at);
+            // A correction needs the reading before the one it may replace.
+            let original = item.corrects.and_then(|id| originals.get(&id.to_string()));
+            let from = original.map_or(item.read_at, |o| item.read_at.min(o.read_at - time::Duration::milliseconds(1)));
+            let at = earliest.entry(sub.as_str()).or_insert(from);
+            *at = (*at).min(from);
         }
     }
     meters
@@ -1063,6 +1208,7 @@ pub(super) fn judge<'a>(
     let mut by_id: FastMap<Uuid, usize> = FastMap::with_capacity_and_hasher(batch.len(), Default::default());
     let mut consumption_updates: Vec<(u64, u64)> = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut superseded = Vec::new();
 
     for item in batch {
         let fingerprint = &item.fingerprint;
@@ -1081,6 +1227,7 @@ pub(super) fn judge<'a>(
                 consumption: row.decision.consumption_m3,
                 duplicate_of: row.decision.duplicate_of,
                 fingerprint: row.item.fingerprint.clone(),
+                supersedes: row.supersedes,
             };
             outcomes.push(prior.replay(item.id, fingerprint));
             continue;
@@ -1089,6 +1236,7 @@ pub(super) fn judge<'a>(
             return Err(StoreError::Corrupt("ran out of allocated sequence numbers".into()));
         };
         let meter = item.parsed_subscription.as_ref().and_then(|s| known.meters.get_mut(s.as_str()));
+        let mut supersedes = None;
         let decision = match meter.map(|m| (item.proof.identifies(m), m)) {
             Some((identity, meter)) if identity != Identity::Refused => {
                 let verified = identity == Identity::Verified;
@@ -1101,12 +1249,30 @@ pub(super) fn judge<'a>(
                         let Some(chain) = known.chains.get_mut(meter.subscription.as_str()) else {
                             return Err(StoreError::Corrupt("a chain went missing".into()));
                         };
+                        let held = known.held.entry(meter.subscription.to_string()).or_default();
+                        // A correction: the reading it replaces steps aside while it is judged.
+                        let original = item
+                            .corrects
+                            .and_then(|id| known.originals.get(&id.to_string()))
+                            .filter(|o| verified && o.open_to(item, now));
+                        let aside = original.and_then(|o| step_aside(o, chain, meter, held));
                         let candidate = Candidate { reading, read_at: item.read_at };
                         let mut decision = rules::reconcile(&meter.context(), chain, &candidate, now);
                         if !verified {
                             decision = rules::from_unverified_sender(decision);
                         }
-                        let held = known.held.entry(meter.subscription.to_string()).or_default();
+                        if let Some(aside) = aside {
+                            if decision.status == Status::Rejected {
+                                // A refused correction replaces nothing: the earlier reading stands.
+                                aside.restore(chain, meter, held);
+                            } else {
+                                superseded.push(Superseded { seq: aside.seq, counted: aside.point.is_some(), by: seq });
+                                supersedes = item.corrects;
+                                if let Some(id) = item.corrects {
+                                    known.originals.remove(&id.to_string());
+                                }
+                            }
+                        }
                         if decision.status == Status::NeedsReview && decision.duplicate_of.is_none() {
                             // The same reading held already (a double tap, or the same reading by
                             // another channel): one declaration, one review item.
@@ -1157,11 +1323,51 @@ pub(super) fn judge<'a>(
             consumption_m3: decision.consumption_m3,
             tracking_seq: tracking_seq(decision.status, seq, decision.duplicate_of),
             replayed: false,
+            supersedes,
         });
         by_id.insert(item.id, rows.len());
-        rows.push(NewRow { seq, item, decision });
+        rows.push(NewRow { seq, item, decision, supersedes });
     }
-    Ok(Judged { rows, consumption_updates, outcomes })
+    Ok(Judged { rows, consumption_updates, outcomes, superseded })
+}
+
+/// A reading taken out of its meter's chain (or review list) while its correction is judged.
+struct Aside {
+    seq: u64,
+    /// Its point, when it counted (it was the chain's latest).
+    point: Option<Point>,
+    /// Its place in the review list, when it waited for review.
+    held: Option<(usize, Held)>,
+    /// The meter's latest reading before it stepped aside.
+    last: Option<Point>,
+}
+
+/// Takes `original` out of the chain (when it is the meter's latest counting reading) or out of
+/// the review list (when it waits there); `None` when it is neither, and the correction is then
+/// judged as a reading of its own.
+fn step_aside(original: &Original, chain: &mut Chain, meter: &mut MeterRecord, held: &mut Vec<Held>) -> Option<Aside> {
+    let last = meter.last;
+    if original.counts {
+        let point = chain.remove_latest(Source::Declaration(original.seq))?;
+        meter.last = chain.latest().copied();
+        return Some(Aside { seq: original.seq, point: Some(point), held: None, last });
+    }
+    let at = held.iter().position(|h| h.seq == original.seq)?;
+    let entry = held.remove(at);
+    Some(Aside { seq: original.seq, point: None, held: Some((at, entry)), last })
+}
+
+impl Aside {
+    /// Puts the reading back as it was.
+    fn restore(self, chain: &mut Chain, meter: &mut MeterRecord, held: &mut Vec<Held>) {
+        if let Some(point) = self.point {
+            chain.insert(point);
+        }
+        if let Some((at, entry)) = self.held {
+            held.insert(at.min(held.len()), entry);
+        }
+        meter.last = self.last;
+    }
 }
 
 #[async_trait]

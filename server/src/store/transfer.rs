@@ -89,6 +89,7 @@ const TABLES: &[Table] = &[
             ("void_reason", Text),
             ("voided_at_ms", Int),
             ("repeat_of", Int),
+            ("supersedes", Text),
         ],
     },
     Table {
