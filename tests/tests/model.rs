@@ -1,8 +1,8 @@
 //! A model-based test of the trusted record, on SQLite and on PostgreSQL: one seed drives a random
 //! interleaving of channels (the app, SMS and calls from the registered phone and from another, a
-//! counter office), arrival orders, replays, double taps, typos, approvals, rejections and voids against
-//! the real store, and after every step the billing feed is checked against a small reference
-//! model of each meter's chain.
+//! counter office), arrival orders, replays, double taps, typos, a phone's corrections of its own
+//! readings, approvals, rejections and voids against the real store, and after every step the
+//! billing feed is checked against a small reference model of each meter's chain.
 //!
 //! The model does not judge readings (that is `shared::rules`, tested on its own): it takes each
 //! outcome the store answers and keeps what follows from it — which declarations count, which wait
@@ -10,6 +10,8 @@
 //! - after every step, for every meter, the consumption a billing system derives from the feed
 //!   (each tracking code's latest entry) equals the gas the model's chain passed since the billed
 //!   reading, and every replacing entry names the entry it replaces;
+//! - a correction replaces the reading it names exactly when that one is held or its meter's latest
+//!   counting reading and the correction itself is not refused;
 //! - a replay answers the first outcome; a double tap of a reading that counts, or that waits for
 //!   review, is answered as that declaration (its tracking code), never as a second one;
 //! - every so often and at the end: each declaration is stored once, the review queue holds one
@@ -69,6 +71,8 @@ struct Decl {
 struct Sent {
     incoming: Incoming,
     outcome: Outcome,
+    /// Stored as a declaration of its own (not a repeat of another, whose code it answers with).
+    own: bool,
 }
 
 struct Meter {
@@ -174,7 +178,8 @@ async fn the_feed_always_adds_up_to_the_model(backend: Backend) {
         let action = match rng.u32(0..100) {
             0..55 => fresh(&mut model, &mut rng, &run).await,
             55..65 => replay(&mut model, &mut rng, &run).await,
-            65..77 => double_tap(&mut model, &mut rng, &run).await,
+            65..72 => double_tap(&mut model, &mut rng, &run).await,
+            72..77 => correct(&mut model, &mut rng, &run).await,
             77..86 => decide(&mut model, &mut rng, &run, Decision::Approve).await,
             86..92 => decide(&mut model, &mut rng, &run, Decision::Reject).await,
             _ => decide(&mut model, &mut rng, &run, Decision::Void).await,
@@ -275,8 +280,17 @@ async fn double_tap(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -
     let read_at = original.read_at + Duration::minutes(rng.i64(1..=10));
     let counting_repeats = meter.repeated(original.reading, read_at, State::Counting);
     let held_repeats = meter.repeated(original.reading, read_at, State::Held);
+    // Another reading between the two (a correction sent minutes after the first, say) makes the
+    // tap a reading of its own, judged against that one.
+    let between = meter
+        .decls
+        .values()
+        .any(|d| d.seq != seq && d.state != State::Out && d.read_at > original.read_at && d.read_at <= read_at);
     let incoming = app(&meter.subscription, &meter.serial, original.reading, read_at);
     let outcome = send(model, m, incoming, now, context, store).await;
+    if between {
+        return "double tap (across another reading)";
+    }
     match original.state {
         State::Counting => {
             assert_eq!(
@@ -301,6 +315,60 @@ async fn double_tap(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -
         State::Out => unreachable!("only counting and held declarations are tapped again"),
     }
     "double tap"
+}
+
+/// The phone that sent a reading corrects it a few minutes later (a typo fixed): where the reading
+/// is still its meter's latest counting one, or waits for review, the correction takes its place
+/// unless it is refused itself; otherwise it is a reading of its own.
+async fn correct(model: &mut Model, rng: &mut fastrand::Rng, run: &Run<'_>) -> &'static str {
+    let (now, context, store) = (run.now, run.context.as_str(), run.store);
+    // The app's declarations that were stored as their own, with their ids.
+    let candidates: Vec<(usize, u64, Uuid)> = model
+        .sent
+        .iter()
+        .filter(|s| s.incoming.channel == Channel::App && s.own)
+        .filter_map(|s| {
+            let m = *model.by_subscription.get(&s.incoming.subscription)?;
+            let seq = s.outcome.tracking_seq?;
+            model.meters[m].decls.get(&seq).filter(|d| d.state != State::Out && d.read_at == s.incoming.read_at)?;
+            Some((m, seq, s.incoming.id))
+        })
+        .collect();
+    // Whether the store will let a correction replace it: held, or its meter's latest reading.
+    let open = |m: usize, seq: u64| {
+        let meter = &model.meters[m];
+        let latest = meter.decls.values().filter(|d| d.state == State::Counting).max_by_key(|d| (d.read_at, d.seq));
+        meter.decls[&seq].state == State::Held || latest.is_some_and(|l| l.seq == seq)
+    };
+    // Half the time one that is open, when there is one.
+    let open_ones: Vec<(usize, u64, Uuid)> = candidates.iter().copied().filter(|&(m, seq, _)| open(m, seq)).collect();
+    let pool = if rng.bool() && !open_ones.is_empty() { &open_ones } else { &candidates };
+    let Some(&(m, seq, id)) = pool.get(rng.usize(0..pool.len().max(1))) else {
+        return "correction (none yet)";
+    };
+    let open = open(m, seq);
+    let meter = &model.meters[m];
+    let original = meter.decls[&seq].clone();
+    let reading = (original.reading + 100_000 + rng.u64(0..60) - 30) % 100_000;
+    let read_at = original.read_at + Duration::minutes(rng.i64(1..=30));
+    let mut submission = submission(&meter.subscription, &meter.serial, reading, read_at);
+    submission.corrects = Some(id);
+    let incoming = Incoming::from_submission(&submission, Channel::App, Some(Uuid::nil()));
+    let outcome = send(model, m, incoming, now, context, store).await;
+    let replaced = open && outcome.status != Status::Rejected;
+    assert_eq!(
+        outcome.supersedes,
+        replaced.then_some(id),
+        "{context}: a correction of {original:?} (open: {open}) answered {outcome:?}"
+    );
+    if replaced {
+        if let Some(d) = model.meters[m].decls.get_mut(&seq) {
+            d.state = State::Out;
+        }
+        "correction (replaced)"
+    } else {
+        "correction (a reading of its own)"
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -428,7 +496,7 @@ async fn send(
             meter.decls.insert(seq, Decl { seq, reading, read_at: incoming.read_at, state });
         }
     }
-    model.sent.push(Sent { incoming, outcome: outcome.clone() });
+    model.sent.push(Sent { incoming, outcome: outcome.clone(), own: !repeat });
     outcome
 }
 
