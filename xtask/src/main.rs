@@ -7,10 +7,12 @@
 //! - `cargo xtask load`: a sustained open-loop load of mixed traffic (`load.rs`).
 //! - `cargo xtask count`: instructions per one-declaration request, under callgrind (`count.rs`).
 //! - `cargo xtask siege`: the abuse suite's siege (`tests/tests/siege.rs`), longer and in release.
+//! - `cargo xtask lighthouse`: Lighthouse's mobile audit of the web app as served (`lighthouse.rs`).
 
 mod bench;
 mod count;
 mod dist;
+mod lighthouse;
 mod load;
 mod tools;
 
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         Some("siege") => siege(&args[1..]),
         Some("dist") => dist::dist(),
         Some("size") => dist::size(),
+        Some("lighthouse") => lighthouse::lighthouse(),
         _ => {
             eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
             eprintln!("  run [ARGS…]   build and serve on SQLite with demo subscribers (ARGS go to `kontor serve`)");
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
             );
             eprintln!("  dist          build the release web app into dist/pwa");
             eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
+            eprintln!("  lighthouse    Lighthouse's mobile audit (scores, paint times) of the app as served");
             eprintln!(
                 "  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4] [--repeat N] [--connections N[,N…]]"
             );
