@@ -119,6 +119,25 @@ struct Local {
     next_sweep: Instant,
 }
 
+impl Local {
+    /// Forgets quiet keys, then keys with one failure, two, … (never one with tries in flight,
+    /// nor one past its free tries, whose waits are what hold a guesser back) until at most
+    /// `target` are left or none more may go. What it costs: a key forgotten with `n` failures
+    /// below its free ones gets those `n` tries again, and an attacker must fail on as many new
+    /// keys as it freed (a quarter of the table, 100,000) for each such forgetting. The most
+    /// failures a forgotten key had.
+    fn make_room(&mut self, now: Instant, window: Duration, target: usize, free: impl Fn(&Key) -> u32) -> u32 {
+        self.windows.retain(|_, w| w.in_flight > 0 || now.duration_since(w.last) < window);
+        let ceiling = self.windows.keys().map(&free).max().unwrap_or(0);
+        let mut most = 0;
+        while self.windows.len() > target && most + 1 < ceiling {
+            most += 1;
+            self.windows.retain(|key, w| w.in_flight > 0 || w.failures > most || w.failures >= free(key));
+        }
+        most
+    }
+}
+
 /// The counters in the database, for instances that share it.
 struct Shared {
     store: Arc<dyn Store>,
@@ -196,6 +215,8 @@ async fn read_windows(store: Arc<dyn Store>, mut queue: mpsc::Receiver<Read>) {
 /// limit in its first moment, and the limit after.
 pub struct IdentityLimiter {
     limits: Limits,
+    /// The most keys kept in memory ([`MAX_KEYS`]; smaller in tests).
+    max_keys: usize,
     local: Mutex<Local>,
     shared: Option<Shared>,
     /// Woken whenever tries are judged, for the requests waiting for room.
@@ -204,8 +225,12 @@ pub struct IdentityLimiter {
 
 /// Keys kept in memory before quiet ones are swept.
 const SWEEP_AT: usize = 100_000;
-/// The most windows kept: past it, with every window still open, a try on a key not yet counted
-/// is refused (an attack on the limiter itself, from more addresses than any one province has).
+/// The most windows kept. Past it (an attack on the limiter itself, from more addresses than any
+/// one province has), the keys that are not holding anyone back are forgotten, those with the
+/// fewest failures first ([`Local::make_room`]); only when every key is past its free tries is a
+/// try on a new key refused. Refusing new keys outright, as before, let a flood of junk keys
+/// lock every new phone out (`cargo xtask siege --seconds 60` on SQLite filled the table in under
+/// a minute, and a new phone's verification got 429).
 const MAX_KEYS: usize = 400_000;
 /// Shared rows: quiet keys are deleted after this many failures recorded by an instance.
 const SHARED_SWEEP_EVERY: u64 = 1_000;
@@ -232,7 +257,13 @@ impl IdentityLimiter {
     /// Counters in this process's memory.
     pub fn new(limits: Limits) -> Self {
         let local = Local { windows: HashMap::new(), next_sweep: Instant::now() };
-        Self { limits, local: Mutex::new(local), shared: None, released: tokio::sync::Notify::new() }
+        Self {
+            limits,
+            max_keys: MAX_KEYS,
+            local: Mutex::new(local),
+            shared: None,
+            released: tokio::sync::Notify::new(),
+        }
     }
 
     /// Counters where `store` says every instance can see them: in the database when several
@@ -357,9 +388,18 @@ impl IdentityLimiter {
                 }
             }
         }
-        if wait.is_zero() && local.windows.len() + new_keys > MAX_KEYS {
-            tracing::warn!(keys = local.windows.len(), "identity limits full; refusing tries on new keys");
-            wait = Duration::from_secs(60);
+        if wait.is_zero() && local.windows.len() + new_keys > self.max_keys {
+            let before = local.windows.len();
+            let most = local.make_room(now, window, self.max_keys * 3 / 4, |key| self.limit(key));
+            tracing::warn!(
+                forgotten = before - local.windows.len(),
+                most_failures = most,
+                "identity limits full: forgot the keys with the fewest failures"
+            );
+            if local.windows.len() + new_keys > self.max_keys {
+                tracing::warn!(keys = local.windows.len(), "identity limits full; refusing tries on new keys");
+                wait = Duration::from_secs(60);
+            }
         }
         if !wait.is_zero() {
             return Err(Room::None(wait));
@@ -481,6 +521,34 @@ mod tests {
     /// Waits of half the window past the free tries.
     fn limits(per_subscription: u32, per_client: u32, window: Duration) -> Limits {
         Limits { per_subscription, per_client, first_delay: window / 2, window }
+    }
+
+    /// A flood of keys fills the table: the keys with the fewest failures are forgotten to make
+    /// room, a new phone still gets its try, and a key whose guesser is held back is kept.
+    #[tokio::test]
+    async fn a_full_table_forgets_the_keys_that_hold_no_one_back() {
+        let mut limiter = IdentityLimiter::new(Limits::default());
+        limiter.max_keys = 1_000;
+        let target = Key::Subscription("target".into());
+        for _ in 0..5 {
+            limiter.reserve(&[(target.clone(), 1)]).await.expect("a free try").failed(&target, 1).await;
+        }
+        let partly = Key::Subscription("partly".into());
+        for _ in 0..3 {
+            limiter.reserve(&[(partly.clone(), 1)]).await.expect("a free try").failed(&partly, 1).await;
+        }
+        for i in 0..2_000 {
+            let junk = Key::Client(std::net::IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]));
+            limiter.reserve(&[(junk.clone(), 1)]).await.expect("room was made").failed(&junk, 1).await;
+        }
+        assert!(limiter.local().windows.len() <= 1_000);
+        let phone = Key::Subscription("new phone".into());
+        drop(limiter.reserve(&[(phone, 1)]).await.expect("a new key still gets its try"));
+        assert!(
+            matches!(limiter.reserve(&[(target.clone(), 1)]).await, Err(Refused::Wait(_))),
+            "the guessed key is still held back"
+        );
+        assert_eq!(limiter.local().windows.get(&partly).map(|w| w.failures), Some(3), "three failures outrank one");
     }
 
     #[test]
