@@ -110,6 +110,7 @@ pub fn declaration(f: &Fields) -> Option<Declaration> {
         clock_offset_ms: f.number("clock_offset_ms").filter(|n| n.is_finite()).map_or(0, |n| n as i64),
         corrects: f.uuid("corrects"),
         replaced_by: f.uuid("replaced_by"),
+        device_id: f.uuid("device_id"),
     })
 }
 

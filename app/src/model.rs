@@ -99,6 +99,9 @@ pub struct Declaration {
     pub corrects: Option<Uuid>,
     /// The correction that replaced this one on the server: it no longer counts.
     pub replaced_by: Option<Uuid>,
+    /// The phone's id, kept with each record so that the service worker, which cannot read
+    /// `localStorage`, can send the outbox with no page open (absent in older records).
+    pub device_id: Option<Uuid>,
 }
 
 impl Declaration {
@@ -125,6 +128,7 @@ impl Declaration {
             clock_offset_ms: offset_ms(clock),
             corrects: None,
             replaced_by: None,
+            device_id: None,
         }
     }
 

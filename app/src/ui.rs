@@ -804,7 +804,14 @@ fn baseline(lang: Lang, meter: Option<Meter>) -> Option<impl IntoView> {
 
 /// Saves a declaration made on this phone, shows it, and sends it.
 async fn queue(state: AppState, declaration: Declaration) -> Result<(), String> {
+    let declaration = Declaration { device_id: Some(sync::device_id()), ..declaration };
     outbox::save_declarations(std::slice::from_ref(&declaration)).await.map_err(|e| format!("IndexedDB: {}", e.0))?;
+    // Where the browser has Background Sync, the service worker sends it even if this page is
+    // closed before the signal returns (`index.html` asks for the sync).
+    let window: wasm_bindgen::JsValue = window().into();
+    if let Some(ask) = method(&window, "kontorSaved") {
+        let _ = ask.call0(&window);
+    }
     // A sync reading the outbox meanwhile may have listed it already.
     state.declarations.update(|all| {
         if !all.iter().any(|d| d.id == declaration.id) {

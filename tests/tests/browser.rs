@@ -1008,6 +1008,67 @@ async fn the_subscriber_corrects_mistakes_on_clear_screens() {
     server.finish().await;
 }
 
+/// The subscriber saves a reading with no signal and closes the app. When the network returns,
+/// the browser wakes the service worker (Background Sync), which sends the outbox itself and
+/// writes the outcome where the app finds it: the next visit shows the tracking code, and the
+/// reading is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_worker_sends_the_outbox_with_no_page_open() {
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let chromium = Chromium::start("background-sync");
+    let client = chromium.open().await;
+    let app = format!("{}/pwa/", server.base);
+    open_app(&client, &app).await;
+    add_meter(&client, SUB).await;
+    wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
+    let has_sync: Value = client.execute("return 'SyncManager' in window", vec![]).await.expect("feature");
+    assert_eq!(has_sync, json!(true), "Chromium has Background Sync");
+
+    server.stop().await;
+    declare(&client, "10050").await;
+    assert_eq!(count(&client, ".history li.waiting").await, 1);
+    // The app is closed before the signal returns: no page of it is left open.
+    client.goto("about:blank").await.expect("close the app");
+    server.resume().await;
+    assert_eq!(server.store.declarations_of(SUB).await.expect("read").len(), 0, "nothing sent yet");
+
+    // The network is back: the browser fires the sync, as it does when connectivity returns.
+    // (Asked for from a page of the origin outside the app's scope, which the worker does not
+    // count as the app.)
+    client.goto(&format!("{}/healthz", server.base)).await.expect("a page of the origin");
+    let fired = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.serviceWorker.getRegistration('/pwa/')
+               .then(r => r.sync.register('kontor-sync')).then(() => done(true), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("register a sync");
+    assert_eq!(fired, json!(true));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let stored = server.store.declarations_of(SUB).await.expect("read");
+        if !stored.is_empty() || Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stored.len(), 1, "the worker sent the reading with no page open");
+    assert_eq!((stored[0].reading, stored[0].status), (Some(10_050), Status::Accepted));
+
+    // The outcome is in IndexedDB, and the app shows it at the next visit; nothing is sent twice.
+    open_app(&client, &app).await;
+    show(&client, "#history").await;
+    wait_for(&client, "return !!document.querySelector('.history li.accepted .tracking')", "the outcome").await;
+    assert_eq!(count(&client, ".history li").await, 1);
+    screenshot(&client, "background-sync-outcome").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(server.store.declarations_of(SUB).await.expect("read").len(), 1, "stored once");
+    client.close().await.expect("close the browser");
+    server.finish().await;
+}
+
 /// Opens IndexedDB as the first version of the app left it (meters and declarations, no
 /// complaints store) with one unverified meter and one waiting declaration, from a page of the
 /// app's origin that is not the app.
