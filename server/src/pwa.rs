@@ -1,5 +1,6 @@
 //! The built web app, served at `/pwa/` from the folder `cargo xtask dist` writes: compressed,
-//! cached as its file names allow, under a strict content security policy of its own.
+//! cached as its file names allow, under a strict content security policy of its own. `/` leads
+//! there, and `/favicon.ico` is the app's icon.
 //!
 //! `cargo xtask dist` writes a brotli and a gzip copy beside every file worth compressing; the
 //! server sends the best one the browser accepts (tower-http's precompressed variants), so a phone
@@ -41,7 +42,17 @@ pub fn routes<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, root: &
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, policy))
         .layer(axum::middleware::from_fn(caching))
         .service(ServeDir::new(root).precompressed_br().precompressed_gzip());
+    // The site's root leads to the app (a temporary redirect: the root may one day be a page of
+    // its own), and browsers asking for `/favicon.ico` (the console's pages, say) get the flame.
+    let favicon = tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        ))
+        .service(tower_http::services::ServeFile::new(root.join("icons/icon-192.png")));
     router
+        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/pwa/") }))
+        .route_service("/favicon.ico", favicon)
         .route("/pwa", axum::routing::get(|| async { axum::response::Redirect::permanent("/pwa/") }))
         .nest_service("/pwa/", files)
 }

@@ -221,6 +221,19 @@ async fn the_shell_is_sent_compressed_and_cached() {
         .expect("an answer");
     assert_eq!(again.status(), 304);
 
+    // The site's root leads to the app; the favicon browsers ask for is the app's icon.
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+    let root = no_redirects.get(format!("{}/", server.base)).send().await.expect("an answer");
+    assert_eq!(
+        (root.status().as_u16(), root.headers().get("location").cloned()),
+        (307, Some("/pwa/".parse().expect("a value")))
+    );
+    let favicon = server.http.get(format!("{}/favicon.ico", server.base)).send().await.expect("an answer");
+    assert_eq!(favicon.status(), 200);
+    assert_eq!(favicon.headers()["content-type"], "image/png");
+    assert!(favicon.bytes().await.expect("body").starts_with(b"\x89PNG"), "a PNG");
+
     // Every hashed file the page names, as brotli and as gzip.
     // (The minified page names some of them without quotes: the build's folder lists them all.)
     let mut named: Vec<String> = std::fs::read_dir(built_app())

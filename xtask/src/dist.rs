@@ -47,6 +47,7 @@ fn ensure_node_tools() -> anyhow::Result<PathBuf> {
     if wasm_opt_ok && axe_ok {
         return Ok(bin);
     }
+    crate::setup::npm()?;
     println!("==> installing {BINARYEN} and {AXE} (npm, into target/tools)");
     std::fs::create_dir_all(tools_dir())?;
     let status = Command::new("npm")

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation, in Rust (matklad's cargo-xtask).
 //!
 //! - `cargo xtask run`: installs what is missing, builds, and serves on SQLite with demo data;
-//! - `cargo xtask test`: every check CI runs;
+//! - `cargo xtask test`: every check CI runs, after putting in place what the tests need
+//!   (`setup.rs`; `cargo xtask setup` does only that);
 //! - `cargo xtask dist`: the release web app into `dist/pwa`; `cargo xtask size`: its weight;
 //! - `cargo xtask bench`: the throughput and latency benchmark.
 //! - `cargo xtask load`: a sustained open-loop load of mixed traffic (`load.rs`).
@@ -14,6 +15,7 @@ mod count;
 mod dist;
 mod lighthouse;
 mod load;
+mod setup;
 mod tools;
 
 use std::process::ExitCode;
@@ -29,6 +31,9 @@ fn main() -> ExitCode {
         Some("siege") => siege(&args[1..]),
         Some("dist") => dist::dist(),
         Some("size") => dist::size(),
+        Some("setup") => setup::packages().and_then(|()| setup::postgres()).map(|url| {
+            println!("ready: Chromium, chromedriver, npm, openssl, and PostgreSQL at {url}");
+        }),
         Some("lighthouse") => lighthouse::lighthouse(),
         _ => {
             eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "  test          fmt, clippy, native tests on SQLite and PostgreSQL, shared on wasm32 in Chromium"
             );
+            eprintln!("  setup         install and start what the tests need (`test` does this first)");
             eprintln!("  dist          build the release web app into dist/pwa");
             eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
             eprintln!("  lighthouse    Lighthouse's mobile audit (scores, paint times) of the app as served");
@@ -60,8 +66,9 @@ fn main() -> ExitCode {
 fn run(extra: &[String]) -> anyhow::Result<()> {
     dist::dist()?;
     tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+    // `--demo` is what `run` is for; said again among the flags, it is said once.
     let mut args = vec!["serve", "--demo"];
-    args.extend(extra.iter().map(String::as_str));
+    args.extend(extra.iter().map(String::as_str).filter(|a| *a != "--demo"));
     tools::exec(tools::release_binary("kontor"), &args)
 }
 
@@ -73,10 +80,10 @@ fn siege(args: &[String]) -> anyhow::Result<()> {
         [flag, n] if flag == "--seconds" && n.parse::<u64>().is_ok() => n.clone(),
         _ => anyhow::bail!("usage: cargo xtask siege [--seconds N]"),
     };
-    tools::require_postgres()?;
+    let postgres = setup::postgres()?;
     tools::cargo_test(
         &["test", "--release", "-p", "tests", "--test", "siege", "--locked", "--", "--nocapture"],
-        &[("KONTOR_SIEGE_SECONDS", seconds.as_str())],
+        &[("KONTOR_SIEGE_SECONDS", seconds.as_str()), ("KONTOR_TEST_POSTGRES", postgres.as_str())],
     )?;
     Ok(())
 }
@@ -85,9 +92,11 @@ fn test() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     tools::ensure_wasm_target()?;
     tools::ensure_wasm_bindgen()?;
+    setup::packages()?;
     let chromedriver = tools::require_browser()?;
-    tools::require_postgres()?;
-    tools::drop_stale_test_databases();
+    let postgres = setup::postgres()?;
+    tools::drop_stale_test_databases(&postgres);
+    let database = [("KONTOR_TEST_POSTGRES", postgres.as_str())];
 
     tools::step("format", || tools::cargo(&["fmt", "--all", "--check"]))?;
     // The web app is built for the browser only: natively, its Leptos (`csr`) would share one
@@ -123,7 +132,7 @@ fn test() -> anyhow::Result<()> {
     tools::step("build the web app (release, for the browser tests)", dist::dist)?;
     let mut totals = tools::Totals::default();
     tools::step("native tests: SQLite, PostgreSQL, and the app in Chromium", || {
-        totals.add(&tools::cargo_test(&["test", "--workspace", "--exclude", "app", "--locked"], &[])?);
+        totals.add(&tools::cargo_test(&["test", "--workspace", "--exclude", "app", "--locked"], &database)?);
         Ok(())
     })?;
     tools::step("shared on wasm32 in headless Chromium", || {

@@ -150,7 +150,7 @@ pub fn ensure_wasm_bindgen() -> anyhow::Result<()> {
     cargo(&["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION])
 }
 
-/// The chromedriver path; Chromium and chromedriver come from Debian (`.ci/run` installs them).
+/// The chromedriver path; Chromium and chromedriver come from Debian (`setup::packages`).
 pub fn require_browser() -> anyhow::Result<String> {
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     if !Path::new(&driver).exists() || output_of("chromium", &["--version"]).is_none() {
@@ -162,27 +162,15 @@ pub fn require_browser() -> anyhow::Result<String> {
     Ok(driver)
 }
 
-/// The PostgreSQL URL the tests use, checked to answer.
-pub fn require_postgres() -> anyhow::Result<()> {
-    let url =
-        std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    if output_of("psql", &[&url, "-tAc", "SELECT 1"]).is_none() {
-        bail!("PostgreSQL does not answer at {url}: start it (`.ci/run` does) or set KONTOR_TEST_POSTGRES");
-    }
-    Ok(())
-}
-
-/// Drops test databases left behind by an interrupted run.
-pub fn drop_stale_test_databases() {
-    let url =
-        std::env::var("KONTOR_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+/// Drops test databases left behind by an interrupted run, on the server of `url`.
+pub fn drop_stale_test_databases(url: &str) {
     let Some(names) =
-        output_of("psql", &[&url, "-tAc", "SELECT datname FROM pg_database WHERE datname LIKE 'kontor\\_test\\_%'"])
+        output_of("psql", &[url, "-tAc", "SELECT datname FROM pg_database WHERE datname LIKE 'kontor\\_test\\_%'"])
     else {
         return;
     };
     for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
-        let _ = output_of("psql", &[&url, "-tAc", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")]);
+        let _ = output_of("psql", &[url, "-tAc", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")]);
     }
 }
 
