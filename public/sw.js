@@ -41,9 +41,12 @@ self.addEventListener('fetch', (event) => {
 // browser tries again later. Both send under the `kontor-sync` Web Lock, so never twice at once.
 self.addEventListener('sync', (event) => {
   if (event.tag !== 'kontor-sync') return;
-  event.waitUntil(self.clients.matchAll({ type: 'window' }).then((clients) => {
-    if (clients.length > 0) {
-      clients.forEach((c) => c.postMessage('sync'));
+  // Any window of the app counts, controlled by this worker or not yet (a first visit, a reload
+  // that bypassed it): it sends for itself, and the worker leaves it to.
+  event.waitUntil(self.clients.matchAll({ type: 'window', includeUncontrolled: true }).then((all) => {
+    const pages = all.filter((c) => c.url.startsWith(SCOPE));
+    if (pages.length > 0) {
+      pages.forEach((c) => c.postMessage('sync'));
       return undefined;
     }
     return self.navigator.locks ? self.navigator.locks.request('kontor-sync', sendOutbox) : sendOutbox();

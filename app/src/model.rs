@@ -172,10 +172,18 @@ impl Declaration {
     }
 
     /// The same reading as a new declaration, dated again with what the phone knows now of the
-    /// server's clock (the refused one is final and stays as it was answered).
-    pub fn redated(&self, clock: Offset, phone_now: OffsetDateTime) -> Self {
+    /// server's clock (the refused one is final and stays as it was answered). It stays after
+    /// the readings of the meter this phone took before it (`all`): the clock estimate is good
+    /// to about a second (HTTP dates), and two readings a moment apart must keep their order.
+    pub fn redated(&self, clock: Offset, phone_now: OffsetDateTime, all: &[Declaration]) -> Self {
         let applied = Offset(time::Duration::milliseconds(self.clock_offset_ms));
         let read_at = clock.redate(self.read_at, applied, phone_now);
+        let before = all
+            .iter()
+            .filter(|d| d.id < self.id && d.subscription == self.subscription && d.may_count())
+            .map(|d| d.read_at + time::Duration::MILLISECOND)
+            .max();
+        let read_at = before.map_or(read_at, |b| read_at.max(b));
         Self::waiting(&self.subscription, &self.meter_serial, self.reading, read_at, clock)
     }
 

@@ -908,7 +908,8 @@ fn DeclarationList(only: Option<String>) -> impl IntoView {
                             let refused = d.clone();
                             view! {
                                 <button class="link resend" on:click=move |_| {
-                                    let again = refused.redated(sync::clock(state), now());
+                                    let all = state.declarations.get_untracked();
+                                    let again = refused.redated(sync::clock(state), now(), &all);
                                     spawn_local(async move {
                                         if queue(state, again).await.is_ok() {
                                             sync::sync_once(state).await;

@@ -45,6 +45,10 @@ pub fn router(state: AppState) -> axum::Router {
     router = crate::console::routes(router);
     if let Some(root) = state.web_root.as_ref() {
         router = crate::pwa::routes(router, root);
+    } else if state.embedded_web
+        && let Some(web) = crate::pwa::Embedded::built_in()
+    {
+        router = crate::pwa::embedded_routes(router, web);
     }
     router
         .fallback(not_found)

@@ -55,6 +55,8 @@ pub struct Shared {
     pub limiter: IdentityLimiter,
     /// The built web app, served under `/pwa/` when the folder exists.
     pub web_root: Option<PathBuf>,
+    /// Without `web_root`, serve the web app this binary carries (`pwa::Embedded`), if any.
+    pub embedded_web: bool,
     /// The SMS channel, when configured.
     pub sms: Option<sms::SmsConfig>,
     /// The staff console's settings and sign-in limits.
@@ -70,7 +72,10 @@ pub struct Shared {
 /// How to run the server, besides its listener and store.
 #[derive(Default)]
 pub struct ServeOptions {
+    /// The built web app's folder; it takes the place of the one built in.
     pub web_root: Option<PathBuf>,
+    /// Without `web_root`, serve the web app built into the binary (`pwa::Embedded`), if any.
+    pub embedded_web: bool,
     pub limits: Limits,
     pub sms: Option<sms::SmsConfig>,
     /// Where FastAGI calls come in; the phone channel is off without it.
@@ -128,6 +133,7 @@ pub async fn serve(
         store,
         writer,
         web_root: options.web_root,
+        embedded_web: options.embedded_web,
         sms: options.sms,
         billing_token: options.billing_token.filter(|t| !t.is_empty()),
         trusted_proxies: options.trusted_proxies,

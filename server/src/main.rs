@@ -42,9 +42,10 @@ enum Command {
         /// Seed the demo subscribers and console accounts, and print them.
         #[arg(long)]
         demo: bool,
-        /// The built web app, served under /pwa/.
-        #[arg(long, env = "KONTOR_WEB_ROOT", default_value = "dist/pwa")]
-        web_root: PathBuf,
+        /// A built web app to serve under /pwa/ instead of the one built into this binary (for
+        /// development: `cargo xtask dist` writes dist/pwa).
+        #[arg(long, env = "KONTOR_WEB_ROOT")]
+        web_root: Option<PathBuf>,
         #[command(flatten)]
         sms: SmsArgs,
         /// Address for FastAGI calls from Asterisk (port 4573 is usual); the phone channel is off
@@ -237,11 +238,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(
                 address = %listener.local_addr()?,
                 database = %server::store::sql_redact(&database),
-                web_root = %web_root.display(),
+                web_root = %web_root.as_deref().map_or_else(|| "(built in)".into(), |p| p.display().to_string()),
                 "kontor is serving"
             );
             let scheme = if tls.is_some() { "https" } else { "http" };
-            println!("Serving on {scheme}://{}/ (web app at /pwa/)", listener.local_addr()?);
+            let web = match &web_root {
+                Some(root) => format!("web app at /pwa/ from {}", root.display()),
+                None if server::pwa::Embedded::built_in().is_some() => "web app at /pwa/, built in".to_owned(),
+                None => "no web app: this binary was built before `cargo xtask dist`; give --web-root".to_owned(),
+            };
+            println!("Serving on {scheme}://{}/ ({web})", listener.local_addr()?);
             if sms.is_some() {
                 println!("SMS webhook at /api/v1/sms/inbound");
             }
@@ -252,7 +258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Billing hand-off at /api/v1/billing/readings");
             }
             let options = ServeOptions {
-                web_root: Some(web_root),
+                web_root,
+                embedded_web: true,
                 sms,
                 ivr,
                 billing_token,

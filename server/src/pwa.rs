@@ -57,6 +57,138 @@ pub fn routes<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, root: &
         .nest_service("/pwa/", files)
 }
 
+/// The web app built into this binary (`build.rs`), served from memory: one file to deploy.
+pub mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/web_app.rs"));
+}
+
+/// One embedded file and its compressed copies.
+struct EmbeddedFile {
+    raw: &'static [u8],
+    br: Option<&'static [u8]>,
+    gzip: Option<&'static [u8]>,
+    content_type: HeaderValue,
+    etag: HeaderValue,
+}
+
+/// The embedded build, by path under `/pwa/`.
+pub struct Embedded {
+    files: std::collections::HashMap<&'static str, EmbeddedFile>,
+}
+
+impl Embedded {
+    /// The build this binary carries, if it carries one.
+    pub fn built_in() -> Option<Self> {
+        Self::of(embedded::FILES)
+    }
+
+    fn of(files: &'static [(&'static str, &'static [u8])]) -> Option<Self> {
+        let find = |name: String| files.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes);
+        let mut found = std::collections::HashMap::new();
+        for &(name, raw) in files {
+            if name.ends_with(".br") || name.ends_with(".gz") {
+                continue;
+            }
+            let content_type = mime_guess::from_path(name).first_or_octet_stream();
+            let digest = Sha256::digest(raw);
+            let etag = format!("\"{}\"", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..12]));
+            found.insert(
+                name,
+                EmbeddedFile {
+                    raw,
+                    br: find(format!("{name}.br")),
+                    gzip: find(format!("{name}.gz")),
+                    content_type: HeaderValue::try_from(content_type.as_ref()).ok()?,
+                    etag: HeaderValue::try_from(etag).ok()?,
+                },
+            );
+        }
+        found.contains_key("index.html").then_some(Self { files: found })
+    }
+
+    fn index(&self) -> &str {
+        self.files.get("index.html").and_then(|f| std::str::from_utf8(f.raw).ok()).unwrap_or_default()
+    }
+
+    /// A `GET` or `HEAD` of `path` (under `/pwa/`): the best copy the browser accepts, `304` when
+    /// its copy is current (by `ETag`), `404` for a file the build does not have.
+    fn answer(&self, request: &Request) -> Response {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse as _;
+        if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
+            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        }
+        let path = request.uri().path().trim_start_matches('/');
+        let path = if path.is_empty() { "index.html" } else { path };
+        let Some(file) = self.files.get(path) else { return StatusCode::NOT_FOUND.into_response() };
+        let headers = request.headers();
+        if headers.get(header::IF_NONE_MATCH).is_some_and(|tags| {
+            tags.to_str().is_ok_and(|tags| tags.split(',').any(|t| t.trim() == file.etag || t.trim() == "*"))
+        }) {
+            return (StatusCode::NOT_MODIFIED, [(header::ETAG, file.etag.clone())]).into_response();
+        }
+        let accepted = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let accepts = |coding: &str| {
+            accepted.split(',').any(|part| {
+                let mut pieces = part.split(';');
+                let name = pieces.next().unwrap_or("").trim();
+                let refused = pieces.any(|p| p.trim().strip_prefix("q=").is_some_and(|q| q.trim().parse() == Ok(0.0)));
+                name.eq_ignore_ascii_case(coding) && !refused
+            })
+        };
+        let (body, encoding) = match (file.br, file.gzip) {
+            (Some(br), _) if accepts("br") => (br, Some("br")),
+            (_, Some(gzip)) if accepts("gzip") => (gzip, Some("gzip")),
+            _ => (file.raw, None),
+        };
+        let mut response = if request.method() == axum::http::Method::HEAD {
+            Response::new(axum::body::Body::empty())
+        } else {
+            Response::new(axum::body::Body::from(body))
+        };
+        let out = response.headers_mut();
+        out.insert(header::CONTENT_TYPE, file.content_type.clone());
+        out.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        out.insert(header::ETAG, file.etag.clone());
+        if let Some(encoding) = encoding {
+            out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+        }
+        response
+    }
+}
+
+/// Adds the web app's routes under `/pwa/` from the build this binary carries.
+pub fn embedded_routes<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, web: Embedded) -> axum::Router<S> {
+    let web = std::sync::Arc::new(web);
+    let policy =
+        HeaderValue::try_from(policy(web.index())).expect("a policy of hashes and keywords is a valid header value");
+    let files = {
+        let web = web.clone();
+        tower::ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, policy))
+            .layer(axum::middleware::from_fn(caching))
+            .service(tower::service_fn(move |request: Request| {
+                let web = web.clone();
+                async move { Ok::<_, std::convert::Infallible>(web.answer(&request)) }
+            }))
+    };
+    let favicon = tower::service_fn(move |request: Request| {
+        let web = web.clone();
+        async move {
+            let (mut parts, body) = request.into_parts();
+            parts.uri = axum::http::Uri::from_static("/icons/icon-192.png");
+            let mut response = web.answer(&Request::from_parts(parts, body));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    router
+        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/pwa/") }))
+        .route_service("/favicon.ico", favicon)
+        .route("/pwa", axum::routing::get(|| async { axum::response::Redirect::permanent("/pwa/") }))
+        .nest_service("/pwa/", files)
+}
+
 /// A year, for files whose names change with their content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Every use asks whether the file changed.

@@ -308,3 +308,46 @@ fn a_restarted_server_finds_each_meters_latest_reading() {
     assert!(next.contains(r#""consumption_m3":3"#), "measured from the billed 10020: {next}");
     drop(server);
 }
+
+/// With no `--web-root`, `kontor serve` serves the web app built into the binary (from
+/// `dist/pwa` when it was compiled): one file to deploy, compressed and cached as from a folder.
+#[test]
+fn the_binary_carries_the_web_app() {
+    let dir = scratch("embedded");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let (mut child, addr) = serve(&db, &[]);
+    let exchange = |method: &str, path: &str, headers: &str| {
+        common::exchange(&addr, method, path, headers, "").map(|r| r.to_ascii_lowercase()).unwrap_or_default()
+    };
+    let page = exchange("GET", "/pwa/", "Accept-Encoding: identity\r\n");
+    assert!(
+        page.starts_with("http/1.1 200"),
+        "the binary carries the app (`cargo xtask dist` before building it): {}",
+        page.lines().next().unwrap_or("no answer")
+    );
+    assert!(page.contains("content-security-policy: default-src 'none'") && page.contains("sw.js"), "{page}");
+    let compressed = exchange("HEAD", "/pwa/", "Accept-Encoding: gzip, br\r\n");
+    assert!(
+        compressed.contains("content-encoding: br") && compressed.contains("cache-control: no-cache"),
+        "{compressed}"
+    );
+    let etag = compressed
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|| panic!("an etag: {compressed}"));
+    // The tag is compared as sent; the lowercased copy is only for reading the headers.
+    let original = common::exchange(&addr, "HEAD", "/pwa/", "", "").unwrap_or_default();
+    let tag = original.lines().find(|l| l.to_ascii_lowercase().starts_with("etag:")).map(|l| l[5..].trim().to_owned());
+    assert_eq!(tag.as_deref().map(str::to_ascii_lowercase).as_deref(), Some(etag.as_str()));
+    let again = exchange("GET", "/pwa/", &format!("If-None-Match: {}\r\n", tag.unwrap_or_default()));
+    assert!(again.starts_with("http/1.1 304"), "{again}");
+    assert!(exchange("GET", "/pwa/missing.wasm", "").starts_with("http/1.1 404"), "no HTML for a missing file");
+    let root = exchange("GET", "/", "");
+    assert!(root.starts_with("http/1.1 307") && root.contains("location: /pwa/"), "{root}");
+    let favicon = exchange("HEAD", "/favicon.ico", "");
+    assert!(favicon.starts_with("http/1.1 200") && favicon.contains("content-type: image/png"), "{favicon}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
