@@ -4,6 +4,7 @@
 //! tests in `tests/` can start the same server on a port of their own.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod billing;
 pub mod body_rate;
 pub mod complaints;

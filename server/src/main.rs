@@ -98,6 +98,17 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Copy a SQLite store consistently while it serves (VACUUM INTO), check the copy, and
+    /// name it FILE only once it is whole; never overwrites.
+    Backup {
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
+        database: String,
+        /// Where the copy goes.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Check a backup: SQLite's integrity check, every schema migration, and what it holds.
+    VerifyBackup { file: PathBuf },
     /// Import or update subscribers from the billing system's CSV export.
     ImportSubscribers {
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
@@ -271,6 +282,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let served = server::serve(listener, store.clone(), options, server::shutdown_signal()).await;
             store.close().await;
             served
+        }
+        Command::Backup { database, to } => {
+            let contents = server::backup::backup(&database, &to)?;
+            println!("backed up to {}: {contents}", to.display());
+            Ok(())
+        }
+        Command::VerifyBackup { file } => {
+            let contents = server::backup::verify(&file)?;
+            println!("{} is whole: {contents}", file.display());
+            Ok(())
         }
         Command::ImportSubscribers { database, file } => {
             let reader = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;

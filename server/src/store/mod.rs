@@ -21,7 +21,7 @@ use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits, sms
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use sql::{Dialect, SqlStore};
+pub use sql::{Dialect, SqlStore, sqlite_migrations};
 
 /// The declaration a phone's receipt stands for, within one subscription: the app declaration
 /// whose id gives that receipt (the newest, should two ever share one). `None` until the phone's

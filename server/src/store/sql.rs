@@ -59,6 +59,12 @@ impl Dialect {
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How many schema migrations this build applies to a SQLite store (`kontor verify-backup`
+/// checks a copy has them all).
+pub fn sqlite_migrations() -> usize {
+    SQLITE_MIGRATIONS.iter().count()
+}
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Every SQLite connection's settings: the write-ahead log, commits that do not wait for the disk
