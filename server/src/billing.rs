@@ -47,6 +47,7 @@ pub const DEFAULT_PAGE: u32 = 1_000;
 
 /// What the billing system asks for.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// The `next` of the previous page; the feed's start when absent.
     pub after: Option<String>,

@@ -10,13 +10,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// Why a reply could not be handed to the gateway.
+/// Why a reply could not be handed to the gateway. Never names the URL: a gateway's URL carries
+/// its API key, the recipient and the text, and this goes to the logs.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("the gateway could not be reached: {0}")]
-    Unreachable(#[from] reqwest::Error),
+    Unreachable(reqwest::Error),
     #[error("the gateway answered {0}")]
     Refused(reqwest::StatusCode),
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Unreachable(e.without_url())
+    }
+}
+
+/// A phone number as the logs may show it: the last four digits.
+pub fn masked(phone: &str) -> String {
+    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+    let shown: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!("…{shown}")
 }
 
 #[async_trait]
@@ -86,11 +100,11 @@ pub fn send_in_background(sender: Arc<dyn ReplySender>, retry: Retry, to: String
             match sender.send(&to, &text).await {
                 Ok(()) => return,
                 Err(e) if attempt < retry.attempts => {
-                    tracing::warn!(error = %e, attempt, "sms reply not sent; retrying");
+                    tracing::warn!(error = %e, attempt, to = %masked(&to), "sms reply not sent; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
-                Err(e) => tracing::error!(error = %e, to, "sms reply not sent; giving up"),
+                Err(e) => tracing::error!(error = %e, to = %masked(&to), "sms reply not sent; giving up"),
             }
         }
     });
@@ -105,5 +119,20 @@ mod tests {
         let sender = HttpSender::new("http://gw/send?to={to}&text={text}".into()).expect("valid template");
         assert_eq!(sender.url("+98912", "کد ۱ & 2"), "http://gw/send?to=%2B98912&text=%DA%A9%D8%AF+%DB%B1+%26+2");
         assert!(HttpSender::new("http://gw/send".into()).is_err());
+    }
+
+    /// A gateway that cannot be reached: what goes to the log names neither its key nor the
+    /// recipient nor the text.
+    #[tokio::test]
+    async fn a_failed_send_keeps_the_secrets_out_of_the_log() {
+        let sender = HttpSender::new("http://127.0.0.1:1/send?key=SECRET-KEY&to={to}&text={text}".into())
+            .expect("valid template");
+        let error = sender.send("09121234567", "hello").await.expect_err("nothing listens on port 1");
+        let logged = format!("{error} {error:?}");
+        assert!(
+            !logged.contains("SECRET-KEY") && !logged.contains("09121234567") && !logged.contains("hello"),
+            "{logged}"
+        );
+        assert_eq!(masked("+98 912 123 4567"), "…4567");
     }
 }

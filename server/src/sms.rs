@@ -50,9 +50,10 @@ async fn reading_time(state: &AppState, declaration: &shared::sms::SmsDeclaratio
 #[utoipa::path(post, path = "/api/v1/sms/inbound", request_body(content = SmsInbound,
         description = "JSON or form-encoded (`application/x-www-form-urlencoded`) fields"), responses(
     (status = 200, description = "The reply to send to the sender, for every message", body = SmsReply),
-    (status = 400, description = "A field is missing", body = ErrorBody),
+    (status = 400, description = "A field is missing, or `message_id` or `from` is empty", body = ErrorBody),
     (status = 401, description = "The shared secret is missing or wrong; nothing is stored", body = ErrorBody),
     (status = 404, description = "The SMS channel is not configured", body = ErrorBody),
+    (status = 415, description = "Neither JSON nor form-encoded", body = ErrorBody),
     (status = 503, description = "The database is unavailable: deliver the message again later", body = ErrorBody),
 ))]
 pub async fn inbound(
@@ -76,6 +77,11 @@ pub async fn inbound(
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidEnvelope, lang))?,
         _ => return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, lang)),
     };
+    // The id is what makes a redelivery one declaration: an empty one would be shared by every
+    // message without one, and the second sender would be refused as a conflict with the first.
+    if message.message_id.trim().is_empty() || message.from.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidEnvelope, lang));
+    }
 
     let declaration = match sms::parse(&message.text) {
         Ok(declaration) => declaration,

@@ -56,6 +56,13 @@ async fn one_message_id_is_one_declaration(backend: Backend) {
     // A different message id with the same reading is the same declaration sent twice.
     let twice = server.sms(PHONE, "10050*5*1111222233", "gw-8").await;
     assert_eq!(twice.1["tracking_code"], first.1["tracking_code"], "{}", twice.1);
+    // A message without an id cannot be told from a redelivery: refused, nothing stored, and the
+    // next sender is not taken for a conflict with it.
+    for id in ["", "  "] {
+        let (status, body) = server.sms("09123330000", "10090*5*4444555566", id).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_envelope")), "{body}");
+    }
+    assert_eq!(server.stored().await, 2);
     server.finish().await;
 }
 

@@ -541,5 +541,17 @@ async fn health_readiness_and_openapi(backend: Backend) {
     for code in shared::Code::ALL {
         assert!(codes.contains(code.as_str()), "{code} missing from the OpenAPI document");
     }
+    // The billing page's cursor and size are query parameters (openapi-spec-validator refused
+    // them as path parameters); corrections are documented on both sides.
+    let params = &doc["paths"]["/api/v1/billing/readings"]["get"]["parameters"];
+    let places: Vec<(&str, &str)> = params
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap_or("?"), p["in"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(places, [("after", "query"), ("limit", "query")]);
+    assert!(doc["components"]["schemas"]["Submission"]["properties"].get("corrects").is_some());
+    assert!(doc["components"]["schemas"]["SyncResult"]["properties"].get("supersedes").is_some());
     server.finish().await;
 }
