@@ -94,15 +94,18 @@ impl AgiSession {
         Ok(session)
     }
 
+    /// One line from Asterisk. Bytes that are not UTF-8 (a caller name in Latin-1, say) are
+    /// replaced rather than ending the call.
     async fn read_line(&mut self) -> Result<String, AgiError> {
-        let mut line = String::new();
-        let read = tokio::time::timeout(COMMAND_TIMEOUT, (&mut self.reader).take(8 * 1024).read_line(&mut line))
-            .await
-            .map_err(|_| AgiError::Timeout)??;
+        let mut line = Vec::new();
+        let read =
+            tokio::time::timeout(COMMAND_TIMEOUT, (&mut self.reader).take(8 * 1024).read_until(b'\n', &mut line))
+                .await
+                .map_err(|_| AgiError::Timeout)??;
         if read == 0 {
             return Err(AgiError::Hangup);
         }
-        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+        Ok(String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_owned())
     }
 
     /// Sends a command and answers the `result=` value of its `200` reply.
@@ -201,7 +204,9 @@ async fn ask<T: ToString>(
             continue;
         };
         session.play("kontor/you-entered").await?;
-        session.say_digits(&value.to_string()).await?;
+        // Read back as keyed: a meter showing 00188 is "zero zero one eight eight", not "188".
+        let keyed: String = keys.chars().filter(char::is_ascii_digit).collect();
+        session.say_digits(&keyed).await?;
         let mut confirmed = None;
         for _ in 0..MAX_TRIES {
             match session.get_data("kontor/confirm", 1).await?.as_str() {

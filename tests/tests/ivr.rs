@@ -15,21 +15,30 @@ tests::on_both_backends!(
     wrong_keys_and_silence_are_asked_again,
     hanging_up_before_the_last_confirmation_stores_nothing,
     too_many_failures_end_the_call,
+    a_latin1_caller_name_and_leading_zeros,
 );
 
 /// What the caller does at each `GET DATA`: keys, silence (`""`), or hanging up (`HANGUP`).
 /// Answers every command the script sent.
 async fn call(server: &TestServer, call_id: &str, caller: &str, keys: &[&str]) -> Vec<String> {
+    call_named(server, call_id, caller, b"unknown", keys).await
+}
+
+/// [`call`] with the caller's name as Asterisk passes it: bytes, in whatever encoding the trunk
+/// gave.
+async fn call_named(server: &TestServer, call_id: &str, caller: &str, name: &[u8], keys: &[&str]) -> Vec<String> {
     let stream = tokio::net::TcpStream::connect(server.agi).await.expect("connect to FastAGI");
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    let env = format!(
+    let mut env = format!(
         "agi_network: yes\nagi_network_script: meter-reading\nagi_request: agi://127.0.0.1/meter-reading\n\
          agi_channel: SIP/trunk-00000001\nagi_language: fa\nagi_type: SIP\nagi_uniqueid: {call_id}\n\
-         agi_callerid: {caller}\nagi_calleridname: unknown\nagi_context: from-trunk\nagi_extension: 3194\n\
-         agi_priority: 1\n\n"
-    );
-    write.write_all(env.as_bytes()).await.expect("send the environment");
+         agi_callerid: {caller}\nagi_calleridname: "
+    )
+    .into_bytes();
+    env.extend_from_slice(name);
+    env.extend_from_slice(b"\nagi_context: from-trunk\nagi_extension: 3194\nagi_priority: 1\n\n");
+    write.write_all(&env).await.expect("send the environment");
     let mut keys: VecDeque<&str> = keys.iter().copied().collect();
     let mut commands = Vec::new();
     while let Ok(Some(command)) = lines.next_line().await {
@@ -110,5 +119,17 @@ async fn too_many_failures_end_the_call(backend: Backend) {
     assert_eq!(played(&commands, "kontor/goodbye"), 1, "{commands:#?}");
     assert_eq!(commands.last().map(String::as_str), Some("HANGUP"));
     assert_eq!(server.stored().await, 0);
+    server.finish().await;
+}
+
+/// A trunk that passes the caller's name in Latin-1 does not drop the call, and a reading with
+/// leading zeros is read back as keyed.
+async fn a_latin1_caller_name_and_leading_zeros(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let commands =
+        call_named(&server, "1700000000.9", PHONE, b"Jos\xe9", &["1111222233", "1", "00188", "HANGUP"]).await;
+    assert_eq!(commands.first().map(String::as_str), Some("ANSWER"), "{commands:#?}");
+    assert!(commands.contains(&"SAY DIGITS 00188 \"\"".to_owned()), "{commands:#?}");
+    assert_eq!(server.stored().await, 0, "hung up before confirming");
     server.finish().await;
 }
