@@ -97,7 +97,7 @@ async function sendOutbox() {
     // Records from before the app kept the device's id: the page sends those.
     if (waiting.length === 0 || !device) return;
     const meter = meters.find((m) => m.subscription === waiting[0].subscription);
-    const headers = { 'content-type': 'application/json' };
+    const headers = { 'content-type': 'application/json', 'accept-language': waiting[0].lang || 'fa' };
     if (meter && meter.device_token) headers.authorization = 'Bearer ' + meter.device_token;
     const submissions = waiting.map((d) => {
       const item = { id: d.id, subscription: d.subscription, meter_serial: d.meter_serial, reading: d.reading, read_at: d.read_at };
@@ -118,6 +118,7 @@ async function sendOutbox() {
     const answer = await response.json();
     // Each outcome as the app's `Declaration::with_result` writes it; a correction's earlier
     // reading marked replaced. Only records still waiting change: a page may have sent them.
+    const answeredAt = new Date().toISOString();
     const write = db.transaction(['declarations'], 'readwrite');
     const store = write.objectStore('declarations');
     for (const result of answer.results || []) {
@@ -126,6 +127,7 @@ async function sendOutbox() {
       store.put(Object.assign({}, sent, {
         state: result.status, code: result.code || null, message: result.message,
         tracking_code: result.tracking_code || null, consumption_m3: result.consumption_m3 ?? null,
+        answered_at: answeredAt,
       }));
       const earlier = result.supersedes && all.find((d) => d.id === result.supersedes);
       if (earlier) store.put(Object.assign({}, earlier, { replaced_by: result.id }));

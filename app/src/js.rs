@@ -111,6 +111,8 @@ pub fn declaration(f: &Fields) -> Option<Declaration> {
         corrects: f.uuid("corrects"),
         replaced_by: f.uuid("replaced_by"),
         device_id: f.uuid("device_id"),
+        lang: f.text("lang"),
+        answered_at: f.time("answered_at"),
     })
 }
 

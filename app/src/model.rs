@@ -102,6 +102,13 @@ pub struct Declaration {
     /// The phone's id, kept with each record so that the service worker, which cannot read
     /// `localStorage`, can send the outbox with no page open (absent in older records).
     pub device_id: Option<Uuid>,
+    /// The app's language when it was saved (`fa`, `en`): the service worker asks for the
+    /// server's messages in it.
+    pub lang: Option<String>,
+    /// When the service worker, sending with no page open, wrote its outcome: the page's "last
+    /// successful send" catches up from it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub answered_at: Option<OffsetDateTime>,
 }
 
 impl Declaration {
@@ -129,6 +136,8 @@ impl Declaration {
             corrects: None,
             replaced_by: None,
             device_id: None,
+            lang: None,
+            answered_at: None,
         }
     }
 

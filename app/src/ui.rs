@@ -95,6 +95,11 @@ pub fn App() -> impl IntoView {
         }
         if let Ok(mut declarations) = outbox::declarations().await {
             crate::model::newest_first(&mut declarations);
+            // The service worker may have sent some while no page was open.
+            let by_worker = declarations.iter().filter_map(|d| d.answered_at).max();
+            if by_worker > state.last_sync.get_untracked() {
+                state.last_sync.set(by_worker);
+            }
             state.declarations.set(declarations);
         }
         if let Ok(mut complaints) = outbox::complaints().await {
@@ -804,7 +809,8 @@ fn baseline(lang: Lang, meter: Option<Meter>) -> Option<impl IntoView> {
 
 /// Saves a declaration made on this phone, shows it, and sends it.
 async fn queue(state: AppState, declaration: Declaration) -> Result<(), String> {
-    let declaration = Declaration { device_id: Some(sync::device_id()), ..declaration };
+    let lang = Some(sync::lang_tag(state.lang.get_untracked()).to_owned());
+    let declaration = Declaration { device_id: Some(sync::device_id()), lang, ..declaration };
     outbox::save_declarations(std::slice::from_ref(&declaration)).await.map_err(|e| format!("IndexedDB: {}", e.0))?;
     // Where the browser has Background Sync, the service worker sends it even if this page is
     // closed before the signal returns (`index.html` asks for the sync).

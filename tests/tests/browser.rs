@@ -1077,6 +1077,8 @@ async fn the_service_worker_sends_the_outbox_with_no_page_open() {
     show(&client, "#history").await;
     wait_for(&client, "return !!document.querySelector('.history li.accepted .tracking')", "the outcome").await;
     assert_eq!(count(&client, ".history li").await, 1);
+    let status = client.find(Locator::Css(".status")).await.expect("status").text().await.expect("text");
+    assert!(!status.contains("هنوز نه"), "the last successful send is the worker's: {status}");
     screenshot(&client, "background-sync-outcome").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(server.store.declarations_of(SUB).await.expect("read").len(), 1, "stored once");
