@@ -155,11 +155,10 @@ impl Declaration {
     /// Whether the subscriber may still replace it with a correction: answered as accepted or
     /// held, not decided by staff nor replaced, and read less than the server's window ago.
     pub fn correctable(&self, server_now: OffsetDateTime) -> bool {
-        let window = time::Duration::hours(shared::wire::CORRECTION_WINDOW_HOURS);
         matches!(self.state, State::Accepted | State::NeedsReview)
             && self.review_accepted.is_none()
             && self.replaced_by.is_none()
-            && server_now - self.read_at < window
+            && shared::rules::correction_open(self.read_at, server_now)
     }
 
     /// Whether it counts or may yet: waiting to be sent, accepted, or approved on review.

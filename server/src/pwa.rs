@@ -30,26 +30,48 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Adds the web app's routes under `/pwa/`, if `root` holds a build.
 pub fn routes<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, root: &Path) -> axum::Router<S> {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
     if !root.is_dir() {
         return router;
     }
     let index = std::fs::read_to_string(root.join("index.html")).unwrap_or_default();
-    let policy =
-        HeaderValue::try_from(policy(&index)).expect("a policy of hashes and keywords is a valid header value");
+    let files = ServiceExt::<Request>::map_response(
+        ServeDir::new(root).precompressed_br().precompressed_gzip(),
+        IntoResponse::into_response,
+    );
+    let favicon = ServiceExt::<Request>::map_response(
+        tower_http::services::ServeFile::new(root.join("icons/icon-192.png")),
+        IntoResponse::into_response,
+    );
+    mount(router, &index, files, favicon)
+}
+
+/// The routes of a web app whose page is `index`, its files answered by `files` and its icon by
+/// `favicon`, from a folder or from memory alike: `/pwa/` under the app's content security policy
+/// and caching, `/pwa` and the site's root leading there (a temporary redirect for the root: it
+/// may one day be a page of its own), and `/favicon.ico` (the console's pages ask for it).
+fn mount<S, F, I>(router: axum::Router<S>, index: &str, files: F, favicon: I) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    F: tower::Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    F::Future: Send + 'static,
+    I: tower::Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + Sync + 'static,
+    I::Future: Send + 'static,
+{
+    let policy = HeaderValue::try_from(policy(index)).expect("a policy of hashes and keywords is a valid header value");
     // No fallback to index.html: a missing `.wasm` must be a 404, never HTML that a service worker
     // would cache under the wrong name.
     let files = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, policy))
         .layer(axum::middleware::from_fn(caching))
-        .service(ServeDir::new(root).precompressed_br().precompressed_gzip());
-    // The site's root leads to the app (a temporary redirect: the root may one day be a page of
-    // its own), and browsers asking for `/favicon.ico` (the console's pages, say) get the flame.
+        .service(files);
     let favicon = tower::ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=86400"),
         ))
-        .service(tower_http::services::ServeFile::new(root.join("icons/icon-192.png")));
+        .service(favicon);
     router
         .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/pwa/") }))
         .route_service("/favicon.ico", favicon)
@@ -160,33 +182,23 @@ impl Embedded {
 /// Adds the web app's routes under `/pwa/` from the build this binary carries.
 pub fn embedded_routes<S: Clone + Send + Sync + 'static>(router: axum::Router<S>, web: Embedded) -> axum::Router<S> {
     let web = std::sync::Arc::new(web);
-    let policy =
-        HeaderValue::try_from(policy(web.index())).expect("a policy of hashes and keywords is a valid header value");
+    let index = web.index().to_owned();
     let files = {
         let web = web.clone();
-        tower::ServiceBuilder::new()
-            .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, policy))
-            .layer(axum::middleware::from_fn(caching))
-            .service(tower::service_fn(move |request: Request| {
-                let web = web.clone();
-                async move { Ok::<_, std::convert::Infallible>(web.answer(&request)) }
-            }))
+        tower::service_fn(move |request: Request| {
+            let web = web.clone();
+            async move { Ok::<_, std::convert::Infallible>(web.answer(&request)) }
+        })
     };
     let favicon = tower::service_fn(move |request: Request| {
         let web = web.clone();
         async move {
             let (mut parts, body) = request.into_parts();
             parts.uri = axum::http::Uri::from_static("/icons/icon-192.png");
-            let mut response = web.answer(&Request::from_parts(parts, body));
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=86400"));
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, std::convert::Infallible>(web.answer(&Request::from_parts(parts, body)))
         }
     });
-    router
-        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/pwa/") }))
-        .route_service("/favicon.ico", favicon)
-        .route("/pwa", axum::routing::get(|| async { axum::response::Redirect::permanent("/pwa/") }))
-        .nest_service("/pwa/", files)
+    mount(router, &index, files, favicon)
 }
 
 /// A year, for files whose names change with their content.

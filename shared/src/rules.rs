@@ -124,6 +124,12 @@ impl Chain {
     }
 }
 
+/// Whether a declaration stored (or, on a phone that cannot know that, read) at `then` may still
+/// be replaced by its sender's correction at `now` ([`crate::wire::Submission::corrects`]).
+pub fn correction_open(then: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now - then <= Duration::hours(crate::wire::CORRECTION_WINDOW_HOURS)
+}
+
 /// The later of two readings in reading time; on a tie, `then`, as in a [`Chain`] that `then`
 /// joined after `first`. A meter's latest reading is `later(its billed reading, its last
 /// counting declaration)`, and a reading that starts to count becomes the latest by
@@ -423,6 +429,12 @@ mod tests {
 
     fn chain(points: &[(Source, u64, i64)]) -> Chain {
         Chain::new(points.iter().map(|&(s, r, d)| point(s, r, d)).collect())
+    }
+
+    #[test]
+    fn a_correction_is_open_for_a_day() {
+        assert!(correction_open(NOW - Duration::hours(24), NOW));
+        assert!(!correction_open(NOW - Duration::hours(24) - Duration::SECOND, NOW));
     }
 
     #[test]

@@ -59,13 +59,13 @@ impl Dialect {
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// How many schema migrations this build applies to a SQLite store (`kontor verify-backup`
 /// checks a copy has them all).
 pub fn sqlite_migrations() -> usize {
     SQLITE_MIGRATIONS.iter().count()
 }
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Every SQLite connection's settings: the write-ahead log, commits that do not wait for the disk
 /// (the `Flusher` flushes the log before anyone is answered), a 5 s wait for the write lock, and
@@ -981,11 +981,10 @@ impl Original {
     /// the window, and still open to it (the meter's latest counting reading, which the judge
     /// checks against the chain, or one waiting for review).
     fn open_to(&self, item: &Incoming, now: OffsetDateTime) -> bool {
-        let window = time::Duration::hours(shared::wire::CORRECTION_WINDOW_HOURS);
         item.device_id.is_some()
             && self.device_id.as_deref() == item.device_id.map(|d| d.to_string()).as_deref()
             && item.parsed_subscription.as_ref().is_some_and(|s| s.as_str() == self.subscription)
-            && now - self.received_at <= window
+            && rules::correction_open(self.received_at, now)
             && (self.counts || self.held)
     }
 }
