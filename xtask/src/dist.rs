@@ -25,22 +25,8 @@ fn ensure_trunk() -> anyhow::Result<()> {
     if version.as_deref().is_some_and(|v| v.contains(TRUNK_VERSION)) {
         return Ok(());
     }
-    println!("==> installing trunk {TRUNK_VERSION} (several minutes, once)");
-    // Trunk's own release profile links with fat LTO into one codegen unit; for a build tool
-    // that runs a few seconds a build, that costs more than it gives: installing without them
-    // took 6 min 19 s against 7 min 34 s (2 cores, dependencies included), and the app it built
-    // was the same.
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"])
-        .env("CARGO_PROFILE_RELEASE_LTO", "false")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
-        .current_dir(workspace_root())
-        .status()
-        .context("running cargo install trunk")?;
-    if !status.success() {
-        bail!("cargo could not install trunk {TRUNK_VERSION}");
-    }
-    Ok(())
+    println!("==> installing trunk {TRUNK_VERSION} (about three minutes, once)");
+    tools::install_tool(&["trunk", "--version", TRUNK_VERSION, "--locked"])
 }
 
 /// Deque's accessibility checker, whose script the browser tests run on every screen
