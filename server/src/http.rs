@@ -39,6 +39,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/meters/verify", post(verify))
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/sms/inbound", post(crate::sms::inbound))
+        .route("/api/v1/sms/kavenegar/{secret}", post(crate::sms::kavenegar))
+        .route("/api/v1/sms/twilio", post(crate::sms::twilio))
         .route("/api/v1/billing/readings", get(crate::billing::readings))
         .route("/api/v1/complaints", post(crate::complaints::file))
         .route("/api/v1/updates", post(crate::complaints::updates));
@@ -67,8 +69,17 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn(crate::body_rate::enforce))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %redacted_path(request.uri().path()))
+        }))
         .with_state(state)
+}
+
+/// A request's path as the logs may show it: no query string (never logged), and no secret that
+/// a gateway can only send in the URL (`/api/v1/sms/kavenegar/{secret}`).
+pub fn redacted_path(path: &str) -> &str {
+    const SECRET_IN_PATH: &str = "/api/v1/sms/kavenegar/";
+    if path.starts_with(SECRET_IN_PATH) { "/api/v1/sms/kavenegar/…" } else { path }
 }
 
 /// The console's pages: no script, styles and images only from the console itself, forms posted

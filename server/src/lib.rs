@@ -10,6 +10,7 @@ pub mod body_rate;
 pub mod complaints;
 pub mod console;
 pub mod demo;
+pub mod gateways;
 pub mod http;
 pub mod import;
 pub mod ivr;
@@ -141,6 +142,15 @@ pub async fn serve(
         tls: options.tls.is_some(),
     }));
     let (stopping, stop_signal) = tokio::sync::watch::channel(false);
+    let outbox = state.sms.as_ref().map(|sms| {
+        let outbox = replies::Outbox {
+            store: state.store.clone(),
+            sender: sms.sender.clone(),
+            retry: sms.retry,
+            wake: sms.wake.clone(),
+        };
+        tokio::spawn(outbox.run(stop_signal.clone()))
+    });
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
     let shutdown = async move {
         shutdown.await;
@@ -150,6 +160,9 @@ pub async fn serve(
     listener::serve(listener, http::router(state), max_connections, options.tls, shutdown).await;
     if let Some(ivr) = ivr {
         ivr.await.context("the ivr listener failed")?;
+    }
+    if let Some(outbox) = outbox {
+        outbox.await.context("the sms reply sender failed")?;
     }
     // The router (and with it the last writer handle) is gone: the writer ends after its queue.
     writer_task.await.context("the writer task failed")?;

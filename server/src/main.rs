@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use server::replies::{HttpSender, LogSender, ReplySender, Retry};
-use server::sms::SmsConfig;
+use server::gateways::{self, Gateway, GatewaySettings};
+use server::sms::{SmsConfig, TwilioWebhook};
 use server::store::{AuditEntry, OperatorRecord, Role, SqlStore, Store};
 use server::{ServeOptions, billing, demo, import};
 use time::OffsetDateTime;
@@ -156,9 +156,29 @@ struct SmsArgs {
     /// The header that carries the secret.
     #[arg(long, env = "KONTOR_SMS_SECRET_HEADER", default_value = "x-kontor-sms-secret")]
     sms_secret_header: String,
-    /// A URL template for sending replies through the gateway, with {to} and {text}; replies are
-    /// only logged (and returned to the webhook) without it.
-    #[arg(long, env = "KONTOR_SMS_REPLY_URL")]
+    /// The gateway replies are sent through; `generic` with `--sms-reply-url` alone, else replies
+    /// are only logged (and returned in the webhook's answer).
+    #[arg(long, env = "KONTOR_SMS_GATEWAY", value_enum)]
+    sms_gateway: Option<Gateway>,
+    /// The gateway's API key (Twilio: the auth token).
+    #[arg(long, env = "KONTOR_SMS_GATEWAY_KEY", hide_env_values = true)]
+    sms_gateway_key: Option<String>,
+    /// Twilio's account SID.
+    #[arg(long, env = "KONTOR_SMS_GATEWAY_ACCOUNT")]
+    sms_gateway_account: Option<String>,
+    /// The line replies are sent from (a number or short code; Twilio: a number or `MG…` service).
+    #[arg(long, env = "KONTOR_SMS_GATEWAY_LINE")]
+    sms_gateway_line: Option<String>,
+    /// The gateway API's address, when not its public one (an on-premises relay, a proxy).
+    #[arg(long, env = "KONTOR_SMS_GATEWAY_URL")]
+    sms_gateway_url: Option<String>,
+    /// Twilio's webhook URL as set in Twilio's console (`https://HOST/api/v1/sms/twilio`): turns
+    /// on Twilio's door, whose requests are checked by their signature with the auth token
+    /// (`--sms-gateway-key`).
+    #[arg(long, env = "KONTOR_SMS_TWILIO_WEBHOOK_URL")]
+    sms_twilio_webhook_url: Option<String>,
+    /// The `generic` gateway: a URL template with {to} and {text}, sent with a GET.
+    #[arg(long, env = "KONTOR_SMS_REPLY_URL", hide_env_values = true)]
     sms_reply_url: Option<String>,
 }
 
@@ -167,11 +187,24 @@ impl SmsArgs {
         let Some(secret) = self.sms_secret.filter(|s| !s.is_empty()) else { return Ok(None) };
         let secret_header = axum::http::HeaderName::try_from(self.sms_secret_header.to_ascii_lowercase())
             .context("--sms-secret-header is not a valid header name")?;
-        let sender: Arc<dyn ReplySender> = match self.sms_reply_url {
-            Some(template) => Arc::new(HttpSender::new(template)?),
-            None => Arc::new(LogSender),
+        let gateway =
+            self.sms_gateway.unwrap_or(if self.sms_reply_url.is_some() { Gateway::Generic } else { Gateway::None });
+        let settings = GatewaySettings {
+            key: self.sms_gateway_key,
+            account: self.sms_gateway_account,
+            line: self.sms_gateway_line,
+            base_url: self.sms_gateway_url,
+            url_template: self.sms_reply_url,
         };
-        Ok(Some(SmsConfig { secret_header, secret, sender, retry: Retry::default() }))
+        let sender = gateways::sender(gateway, &settings)?;
+        let twilio = match self.sms_twilio_webhook_url {
+            Some(url) => Some(TwilioWebhook {
+                auth_token: settings.key.clone().context("--sms-twilio-webhook-url needs --sms-gateway-key")?,
+                url,
+            }),
+            None => None,
+        };
+        Ok(Some(SmsConfig { twilio, ..SmsConfig::new(secret_header, secret, sender) }))
     }
 }
 

@@ -28,6 +28,8 @@ use utoipa::OpenApi;
         crate::http::verify,
         crate::http::sync,
         crate::sms::inbound,
+        crate::sms::kavenegar,
+        crate::sms::twilio,
         crate::billing::readings,
         crate::complaints::file,
         crate::complaints::updates

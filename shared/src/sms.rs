@@ -155,6 +155,19 @@ pub fn normalize_phone(phone: &str) -> Option<String> {
     Some(national.to_owned())
 }
 
+/// A sender's number in E.164 (`+989121234567`), as gateways that send abroad want it: an
+/// Iranian mobile (`09…`, `989…`, `+989…`, Persian digits alike) gets `+98`; a number that came
+/// with its own country code keeps it. `None` when it has too few digits to be a number.
+pub fn international(phone: &str) -> Option<String> {
+    let national = normalize_phone(phone)?;
+    if national.len() == 10 && national.starts_with('9') {
+        return Some(format!("+98{national}"));
+    }
+    let digits_only: String = digits::normalize(phone).chars().filter(char::is_ascii_digit).collect();
+    let digits_only = digits_only.strip_prefix("00").unwrap_or(&digits_only);
+    Some(format!("+{digits_only}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -274,5 +287,15 @@ mod tests {
                 assert_eq!(parse(&canonical), Ok(d), "{text:?}");
             }
         }
+    }
+
+    #[test]
+    fn numbers_in_e164() {
+        for phone in ["09121234567", "+98 912 123 4567", "989121234567", "00989121234567", "۰۹۱۲۱۲۳۴۵۶۷"] {
+            assert_eq!(international(phone).as_deref(), Some("+989121234567"), "{phone}");
+        }
+        assert_eq!(international("+44 7700 900123").as_deref(), Some("+447700900123"));
+        assert_eq!(international("0044 7700 900123").as_deref(), Some("+447700900123"));
+        assert_eq!(international("12"), None);
     }
 }

@@ -113,10 +113,16 @@ impl TestServer {
             web_root: None,
             limits: Limits::default(),
             sms: Some(SmsConfig {
-                secret_header: axum::http::HeaderName::from_static(SMS_SECRET_HEADER),
-                secret: SMS_SECRET.into(),
-                sender: Arc::new(LogSender),
-                retry: Retry { attempts: 3, first_delay: std::time::Duration::from_millis(20) },
+                retry: Retry {
+                    attempts: 3,
+                    first_delay: std::time::Duration::from_millis(20),
+                    max_delay: std::time::Duration::from_secs(1),
+                },
+                ..SmsConfig::new(
+                    axum::http::HeaderName::from_static(SMS_SECRET_HEADER),
+                    SMS_SECRET.into(),
+                    Arc::new(LogSender),
+                )
             }),
             ..ServeOptions::default()
         };

@@ -276,9 +276,9 @@ struct Outbox(Mutex<Vec<(String, String)>>);
 
 #[async_trait::async_trait]
 impl ReplySender for Outbox {
-    async fn send(&self, to: &str, text: &str) -> Result<(), SendError> {
+    async fn send(&self, to: &str, text: &str) -> Result<Option<String>, SendError> {
         self.0.lock().expect("lock").push((to.to_owned(), text.to_owned()));
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
-use server::replies::{HttpSender, Retry};
-use server::store::Store as _;
+use server::gateways::UrlTemplate;
+use server::replies::{ReplySender, Retry, SendError};
+use server::sms::TwilioWebhook;
+use server::store::{NewReply, Store as _};
 use shared::TrackingCode;
 use tests::{Backend, PHONE, SMS_SECRET, SMS_SECRET_HEADER, SUB, TestServer, submission};
 use uuid::Uuid;
@@ -23,6 +25,9 @@ tests::on_both_backends!(
     sms_and_app_share_one_chain,
     the_apps_fallback_sms_is_the_same_reading_however_late,
     replies_reach_the_gateway,
+    the_gateways_own_doors,
+    replies_wait_out_an_outage_and_fail_visibly,
+    two_instances_never_claim_one_reply,
 );
 
 fn persian_digits_only(text: &str) -> String {
@@ -236,8 +241,12 @@ async fn replies_reach_the_gateway(backend: Backend) {
     let template = format!("http://{address}/send?to={{to}}&text={{text}}");
     let server = TestServer::start_with(backend, |options| {
         if let Some(sms) = options.sms.as_mut() {
-            sms.sender = Arc::new(HttpSender::new(template).expect("template"));
-            sms.retry = Retry { attempts: 4, first_delay: std::time::Duration::from_millis(10) };
+            sms.sender = Arc::new(UrlTemplate::new(template).expect("template"));
+            sms.retry = Retry {
+                attempts: 4,
+                first_delay: std::time::Duration::from_millis(10),
+                max_delay: std::time::Duration::from_secs(1),
+            };
         }
     })
     .await;
@@ -245,7 +254,7 @@ async fn replies_reach_the_gateway(backend: Backend) {
     let reply = body["reply"].as_str().expect("reply").to_owned();
     // The first attempt fails; the retry delivers. Wait for the background send, boundedly.
     let mut delivered = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..500 {
         delivered = gateway.received.lock().expect("lock").clone();
         if !delivered.is_empty() {
             break;
@@ -266,7 +275,7 @@ async fn replies_reach_the_gateway(backend: Backend) {
     let voided =
         reviewer.post(&path, &[("csrf", &csrf), ("decision", "void"), ("reason", "خوانش مأمور ۱۰۰۲۰ است")]).await;
     assert_eq!(voided.status, 303, "{}", voided.body);
-    for _ in 0..200 {
+    for _ in 0..500 {
         delivered = gateway.received.lock().expect("lock").clone();
         if delivered.len() > 1 {
             break;
@@ -280,5 +289,181 @@ async fn replies_reach_the_gateway(backend: Backend) {
             && text.contains("خوانش مأمور ۱۰۰۲۰ است")),
         "{delivered:?}"
     );
+    server.finish().await;
+}
+
+const TWILIO_TOKEN: &str = "twilio-auth-token-0123456789abcdef";
+/// The webhook's address as Twilio calls it: a TLS proxy's, not the test server's own.
+const TWILIO_URL: &str = "https://kontor.example/api/v1/sms/twilio";
+
+/// Kavenegar's forward (form fields, the secret in the URL) and Twilio's signed webhook, each in
+/// the gateway's own shape, lead to the same declarations and replies as Kontor's own webhook.
+async fn the_gateways_own_doors(backend: Backend) {
+    let server = TestServer::start_with(backend, |options| {
+        if let Some(sms) = options.sms.as_mut() {
+            sms.twilio = Some(TwilioWebhook { auth_token: TWILIO_TOKEN.into(), url: TWILIO_URL.into() });
+        }
+    })
+    .await;
+    let kavenegar = |secret: &str| format!("{}/api/v1/sms/kavenegar/{secret}", server.base);
+    let form = [("messageid", "4175921"), ("from", PHONE), ("to", "10004346"), ("message", "10050*5*1111222233")];
+    let wrong = server.http.post(kavenegar("not-the-secret")).form(&form).send().await.expect("answers");
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(server.stored().await, 0, "nothing stored without the secret");
+    let first = server.http.post(kavenegar(SMS_SECRET)).form(&form).send().await.expect("answers");
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.expect("json");
+    assert_eq!(first["status"], "accepted", "{first}");
+    let again: Value =
+        server.http.post(kavenegar(SMS_SECRET)).form(&form).send().await.expect("answers").json().await.expect("json");
+    assert_eq!(again["tracking_code"], first["tracking_code"], "a redelivery is the same declaration");
+    let missing = server.http.post(kavenegar(SMS_SECRET)).form(&form[1..]).send().await.expect("answers");
+    assert_eq!(missing.status(), 400, "no messageid");
+    assert_eq!(server.stored().await, 1);
+
+    let fields: Vec<(String, String)> = [
+        ("ToCountry", "US"),
+        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("From", "+989121111111"),
+        ("To", "+15005550006"),
+        ("Body", "۱۰۰۶۰*۵*۱۱۱۱۲۲۲۲۳۳"),
+        ("NumMedia", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let twilio = |fields: &[(String, String)], signature: &str| {
+        server
+            .http
+            .post(format!("{}/api/v1/sms/twilio", server.base))
+            .header("x-twilio-signature", signature)
+            .form(fields)
+            .send()
+    };
+    let signature = server::sms::twilio_signature(TWILIO_TOKEN, TWILIO_URL, &fields);
+    let signed = twilio(&fields, &signature).await.expect("answers");
+    assert_eq!(signed.status(), 200);
+    assert!(signed.headers()["content-type"].to_str().is_ok_and(|t| t.starts_with("text/xml")));
+    assert!(signed.text().await.expect("body").contains("<Response>"), "TwiML");
+    let mut tampered = fields.clone();
+    tampered[5].1 = "99999*5*1111222233".into();
+    assert_eq!(twilio(&tampered, &signature).await.expect("answers").status(), 401, "the body is signed");
+    assert_eq!(twilio(&fields, "").await.expect("answers").status(), 401, "no signature");
+    let stored = server.store.declarations_of(SUB).await.expect("read");
+    let readings: Vec<_> = stored.iter().map(|d| d.reading).collect();
+    assert_eq!(readings, [Some(10_050), Some(10_060)]);
+
+    // Each message is answered once, however often it came.
+    let mut counts = server::store::ReplyCounts::default();
+    for _ in 0..500 {
+        counts = server.store.replies().reply_counts().await.expect("counts");
+        if counts.waiting == 0 && counts.sent == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!((counts.waiting, counts.sent, counts.failed), (0, 2, 0), "one reply per message");
+    server.finish().await;
+}
+
+/// A gateway that refuses everything until it is told to take messages.
+#[derive(Default)]
+struct Flaky {
+    up: std::sync::atomic::AtomicBool,
+    sent: Mutex<Vec<(String, String)>>,
+    tries: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl ReplySender for Flaky {
+    async fn send(&self, to: &str, text: &str) -> Result<Option<String>, SendError> {
+        self.tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if !self.up.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SendError::Refused(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+        }
+        self.sent.lock().expect("lock").push((to.to_owned(), text.to_owned()));
+        Ok(Some(format!("gw-{}", self.sent.lock().expect("lock").len())))
+    }
+}
+
+/// While the gateway is down a reply is retried, then given up and listed for the console; sent
+/// again from there once the gateway is back, it arrives. A reply queued by an instance that
+/// then stopped is sent by this one.
+async fn replies_wait_out_an_outage_and_fail_visibly(backend: Backend) {
+    let gateway = Arc::new(Flaky::default());
+    let sender = gateway.clone();
+    let server = TestServer::start_with(backend, move |options| {
+        if let Some(sms) = options.sms.as_mut() {
+            sms.sender = sender;
+            sms.retry = Retry {
+                attempts: 3,
+                first_delay: std::time::Duration::from_millis(20),
+                max_delay: std::time::Duration::from_millis(40),
+            };
+        }
+    })
+    .await;
+    let (status, body) = server.sms(PHONE, "10050*5*1111222233", "gw-down").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("accepted")), "the reading does not wait for the reply");
+    let mut failed = Vec::new();
+    for _ in 0..500 {
+        failed = server.store.replies().failed_replies(10).await.expect("failed");
+        if !failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(failed.len(), 1, "given up after its attempts");
+    assert_eq!((failed[0].attempts, failed[0].recipient.as_str()), (3, PHONE));
+    assert!(failed[0].last_error.as_deref().is_some_and(|e| e.contains("503")), "{failed:?}");
+    assert_eq!(gateway.tries.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    gateway.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(server.store.replies().send_again(failed[0].id, server::store::now_ms()).await.expect("again"));
+    // Another instance queued this one and stopped before sending it.
+    let orphan = NewReply { answers: "sms:orphan-1", recipient: "09350000000", body: "orphan", now_ms: 0 };
+    assert!(server.store.replies().queue_reply(&orphan).await.expect("queue"));
+    let mut sent = Vec::new();
+    for _ in 0..500 {
+        sent = gateway.sent.lock().expect("lock").clone();
+        if sent.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let recipients: std::collections::BTreeSet<&str> = sent.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(recipients, [PHONE, "09350000000"].into_iter().collect(), "{sent:?}");
+    assert!(sent.iter().any(|(_, text)| text == body["reply"].as_str().unwrap_or("-")), "the webhook's reply");
+    let counts = server.store.replies().reply_counts().await.expect("counts");
+    assert_eq!((counts.waiting, counts.sent, counts.failed), (0, 2, 0));
+    server.finish().await;
+}
+
+/// Two instances polling one database at once (two claimers on one store here, each on its own
+/// connections): every reply is claimed by exactly one of them.
+async fn two_instances_never_claim_one_reply(backend: Backend) {
+    let server = TestServer::start_with(backend, |options| options.sms = None).await;
+    let now = server::store::now_ms();
+    for n in 0..60 {
+        let answers = format!("sms:claim-{n}");
+        let reply = NewReply { answers: &answers, recipient: PHONE, body: "text", now_ms: now - 1 };
+        server.store.replies().queue_reply(&reply).await.expect("queue");
+    }
+    let claimer = |store: Arc<server::store::SqlStore>| async move {
+        let mut mine = Vec::new();
+        loop {
+            let claimed = store.replies().claim_replies(now, now + 60_000, 7).await.expect("claim");
+            if claimed.is_empty() {
+                return mine;
+            }
+            mine.extend(claimed.into_iter().map(|r| r.id));
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(claimer(server.store.clone())), tokio::spawn(claimer(server.store.clone())));
+    let (a, b) = (a.expect("first claimer"), b.expect("second claimer"));
+    let all: std::collections::BTreeSet<i64> = a.iter().chain(&b).copied().collect();
+    assert_eq!(a.len() + b.len(), 60, "each claimed once: {} + {}", a.len(), b.len());
+    assert_eq!(all.len(), 60);
     server.finish().await;
 }

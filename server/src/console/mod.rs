@@ -104,6 +104,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/office/review", get(review_queue))
         .route("/office/review/{seq}", get(review_page).post(decide))
         .route("/office/audit", get(audit_page))
+        .route("/office/replies", get(replies_page))
+        .route("/office/replies/{id}", post(send_again))
         .route("/office/complaints", get(complaints_page))
         .route("/office/complaints/new", get(complaint_form).post(file_complaint))
         .route("/office/complaints/{seq}", get(complaint_page).post(answer_complaint))
@@ -839,7 +841,7 @@ async fn decide(
     let request = ReviewRequest { seq, decision, reviewer: signed.session.username.clone() };
     match state.writer.review(request).await.map_err(|e| write_failed(lang, &e))? {
         ReviewResult::Decided(declaration) => {
-            notify_by_sms(&state, &declaration);
+            notify_by_sms(&state, &declaration).await;
             Ok(see_other(&format!("/office/review?decided={seq}")))
         }
         ReviewResult::NotPending(_) => {
@@ -881,7 +883,7 @@ async fn decide(
 
 /// A declaration that came by SMS hears the decision by SMS: an approval, a rejection, or a
 /// void (the one decision that can follow an acceptance the subscriber was already told of).
-fn notify_by_sms(state: &AppState, declaration: &crate::store::StoredDeclaration) {
+async fn notify_by_sms(state: &AppState, declaration: &crate::store::StoredDeclaration) {
     let (Some(config), Some(to), Some(code)) =
         (state.sms.as_ref(), declaration.sender.as_ref(), declaration.tracking_code())
     else {
@@ -890,12 +892,20 @@ fn notify_by_sms(state: &AppState, declaration: &crate::store::StoredDeclaration
     if declaration.channel != crate::store::Channel::Sms.as_str() {
         return;
     }
-    let text = match (&declaration.void, &declaration.review) {
-        (Some(void), _) => sms::void_reply(code.as_str(), &void.reason),
-        (None, Some(review)) => sms::review_reply(code.as_str(), review.approved, review.reason.as_deref()),
+    let (text, decision) = match (&declaration.void, &declaration.review) {
+        (Some(void), _) => (sms::void_reply(code.as_str(), &void.reason), "void"),
+        (None, Some(review)) => (
+            sms::review_reply(code.as_str(), review.approved, review.reason.as_deref()),
+            if review.approved { "approved" } else { "rejected" },
+        ),
         (None, None) => return,
     };
-    crate::replies::send_in_background(config.sender.clone(), config.retry, to.clone(), text);
+    // One reply per decision on a declaration, however often the page is sent.
+    let answers = format!("decision:{}:{decision}", declaration.seq);
+    if let Err(e) = crate::replies::queue(&*state.store, &config.wake, &answers, to, &text).await {
+        tracing::error!(error = %crate::writer::error_chain(&e), seq = declaration.seq,
+            "the decision was stored; its sms to the subscriber could not be queued");
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -916,6 +926,38 @@ async fn audit_page(
     let older = (rows.len() == PAGE as usize).then(|| rows.last().map(|r| r.seq)).flatten();
     let body = pages::audit(lang, &rows, older);
     Ok(html(StatusCode::OK, &signed.frame(tr(lang, "گزارش رویدادها", "Audit log")), body))
+}
+
+// SMS replies that failed for good.
+
+async fn replies_page(State(state): State<AppState>, headers: HeaderMap) -> Page {
+    let signed = Signed::with_role(&state, &headers, |role| role.audits()).await?;
+    let lang = signed.lang;
+    let queue = state.store.replies();
+    let counts = queue.reply_counts().await.map_err(|e| store_failed(lang, &e))?;
+    let failed = queue.failed_replies(100).await.map_err(|e| store_failed(lang, &e))?;
+    let body = pages::replies(lang, &signed.session.csrf, counts, &failed);
+    Ok(html(StatusCode::OK, &signed.frame(tr(lang, "پیامک‌های پاسخ", "SMS replies")), body))
+}
+
+/// Puts a reply that failed for good back in the queue, as it was.
+async fn send_again(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Page {
+    let (signed, _) = Signed::post(&state, &headers, form, |role| role.audits()).await?;
+    let lang = signed.lang;
+    let queued =
+        state.store.replies().send_again(id, crate::store::now_ms()).await.map_err(|e| store_failed(lang, &e))?;
+    if queued {
+        signed.audit(&state, "reply_sent_again", &id.to_string()).await;
+        if let Some(sms) = state.sms.as_ref() {
+            sms.wake.notify_one();
+        }
+    }
+    Ok(see_other("/office/replies"))
 }
 
 // Complaints.

@@ -118,6 +118,7 @@ fn nav(lang: Lang, session: &Session) -> impl IntoView + use<> {
             {role.reviews().then(|| view! { <a href="/office/review">{tr(lang, "بررسی", "Review")}</a> })}
             <a href="/office/complaints">{tr(lang, "شکایت‌ها", "Complaints")}</a>
             {role.audits().then(|| view! { <a href="/office/audit">{tr(lang, "گزارش رویدادها", "Audit log")}</a> })}
+            {role.audits().then(|| view! { <a href="/office/replies">{tr(lang, "پیامک‌های پاسخ", "SMS replies")}</a> })}
             <span class="who"><bdi>{who}</bdi></span>
             <form method="post" action="/office/logout" class="inline">
                 <input type="hidden" name="csrf" value=csrf />
@@ -727,6 +728,59 @@ pub fn audit(lang: Lang, rows: &[AuditRecord], older: Option<u64>) -> impl IntoV
         {older.map(|seq| view! {
             <p><a href=format!("/office/audit?before={seq}")>{tr(lang, "قدیمی‌تر", "Older")}</a></p>
         })}
+    }
+}
+
+/// The SMS replies: how many wait and were sent, and those the gateway never took, each with
+/// its last error and a button to send it again.
+pub fn replies(
+    lang: Lang,
+    csrf: &str,
+    counts: crate::store::ReplyCounts,
+    failed: &[crate::store::ReplyRecord],
+) -> impl IntoView + use<> {
+    let rows: Vec<_> = failed
+        .iter()
+        .map(|r| {
+            let at = r
+                .failed_at_ms
+                .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok());
+            let action = format!("/office/replies/{}", r.id);
+            let csrf = csrf.to_owned();
+            view! {
+                <tr>
+                    <td>{at.map(|at| when(lang, at))}</td>
+                    <td><bdi dir="ltr">{r.recipient.clone()}</bdi></td>
+                    <td><bdi>{r.body.clone()}</bdi></td>
+                    <td>{digits(lang, r.attempts)}</td>
+                    <td><bdi dir="ltr">{r.last_error.clone()}</bdi></td>
+                    <td>
+                        <form method="post" action=action class="inline">
+                            <input type="hidden" name="csrf" value=csrf />
+                            <button type="submit">{tr(lang, "ارسال دوباره", "Send again")}</button>
+                        </form>
+                    </td>
+                </tr>
+            }
+        })
+        .collect();
+    let headings = vec![
+        tr(lang, "زمان", "When"),
+        tr(lang, "گیرنده", "To"),
+        tr(lang, "متن", "Text"),
+        tr(lang, "تلاش‌ها", "Attempts"),
+        tr(lang, "آخرین خطا", "Last error"),
+        "",
+    ];
+    let number = |n: u64| digits(lang, n);
+    view! {
+        <dl class="card">
+            <dt>{tr(lang, "در صف ارسال", "Waiting")}</dt><dd>{number(counts.waiting)}</dd>
+            <dt>{tr(lang, "فرستاده شده", "Sent")}</dt><dd>{number(counts.sent)}</dd>
+            <dt>{tr(lang, "نرسیده", "Failed for good")}</dt><dd>{number(counts.failed)}</dd>
+        </dl>
+        <h2>{tr(lang, "پیامک‌هایی که درگاه نپذیرفت", "Replies the gateway never took")}</h2>
+        {table(lang, headings, rows)}
     }
 }
 

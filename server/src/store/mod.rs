@@ -8,6 +8,7 @@ mod complaints;
 mod console;
 mod direct;
 mod flusher;
+mod replies;
 mod sql;
 pub mod transfer;
 mod worker;
@@ -21,6 +22,7 @@ use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits, sms
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use replies::{Attempted, ClaimedReply, NewReply, ReplyCounts, ReplyQueue, ReplyRecord};
 pub use sql::{Dialect, SqlStore, sqlite_migrations};
 
 /// The declaration a phone's receipt stands for, within one subscription: the app declaration
@@ -387,6 +389,8 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::
 pub trait Store: Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The SMS replies waiting to be sent.
+    fn replies(&self) -> &dyn ReplyQueue;
     /// Creates or updates registry rows, all or none.
     async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError>;
     async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError>;
@@ -822,6 +826,11 @@ pub struct Review {
     pub reason: Option<String>,
     pub reviewer: String,
     pub at: OffsetDateTime,
+}
+
+/// The time now in Unix milliseconds, as the store keeps times.
+pub fn now_ms() -> i64 {
+    unix_ms(OffsetDateTime::now_utc())
 }
 
 pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {

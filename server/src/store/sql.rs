@@ -1382,6 +1382,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    fn replies(&self) -> &dyn super::ReplyQueue {
+        self
+    }
+
     async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for row in rows {

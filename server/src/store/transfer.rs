@@ -153,10 +153,28 @@ const TABLES: &[Table] = &[
             ("answered_at_ms", Int),
         ],
     },
+    Table {
+        name: "sms_replies",
+        columns: &[
+            ("id", Int),
+            ("answers", Text),
+            ("recipient", Text),
+            ("body", Text),
+            ("queued_at_ms", Int),
+            ("attempts", Int),
+            ("next_attempt_ms", Int),
+            ("claimed_until_ms", Int),
+            ("sent_at_ms", Int),
+            ("gateway_ref", Text),
+            ("failed_at_ms", Int),
+            ("last_error", Text),
+        ],
+    },
 ];
 
-/// Tables whose `seq` PostgreSQL numbers from an identity sequence.
-const SEQUENCED: &[&str] = &["declarations", "audit", "complaints"];
+/// Tables whose key column PostgreSQL numbers from an identity sequence, with that column.
+const SEQUENCED: &[(&str, &str)] =
+    &[("declarations", "seq"), ("audit", "seq"), ("complaints", "seq"), ("sms_replies", "id")];
 
 /// Rows read and written per statement.
 const PAGE: usize = 500;
@@ -326,9 +344,9 @@ pub async fn transfer(from: &SqlStore, to: &SqlStore) -> Result<Vec<Moved>, Tran
     }
     if to.dialect == Dialect::Postgres {
         // New rows continue after the moved ones.
-        for table in SEQUENCED {
+        for (table, column) in SEQUENCED {
             let sql = format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'seq'), (SELECT MAX(seq) FROM {table})) \
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), (SELECT MAX({column}) FROM {table})) \
                  WHERE EXISTS (SELECT 1 FROM {table})"
             );
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db)?;

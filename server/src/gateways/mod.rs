@@ -1,0 +1,125 @@
+//! The SMS gateways Kontor sends replies through, one small module each behind
+//! [`crate::replies::ReplySender`], chosen with `--sms-gateway`:
+//!
+//! - `generic`: a GET to a URL template with `{to}` and `{text}` (Kavenegar's, Magfa's v1 and
+//!   Payam Resan's GET APIs fit it, but a GET can only judge by the HTTP status);
+//! - `kavenegar`, `smsir`, `ippanel`, `twilio`: each gateway's own send API, with its result
+//!   read from the answer's body, where most of them report a refusal inside an HTTP 200.
+//!
+//! Every adapter gives up on a request after [`TIMEOUT`], and none lets a URL, a key, a number or
+//! a text into its errors, which go to the logs and the console.
+
+mod generic;
+mod ippanel;
+mod kavenegar;
+mod smsir;
+mod twilio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+pub use generic::UrlTemplate;
+
+use crate::replies::{LogSender, ReplySender, SendError};
+
+/// How long a send may take before it counts as failed (and is retried).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The gateways there are adapters for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Gateway {
+    /// Replies only logged (and returned in the webhook's answer).
+    None,
+    Generic,
+    Kavenegar,
+    Smsir,
+    Ippanel,
+    Twilio,
+}
+
+/// What the adapters are given: which ones need what is checked at start.
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySettings {
+    /// The API key (Kavenegar, SMS.ir, IPPanel) or Twilio's auth token.
+    pub key: Option<String>,
+    /// Twilio's account SID.
+    pub account: Option<String>,
+    /// The line (short code or number) replies are sent from.
+    pub line: Option<String>,
+    /// The API's address instead of the gateway's public one (a test stand-in, a proxy).
+    pub base_url: Option<String>,
+    /// The `generic` adapter's URL template.
+    pub url_template: Option<String>,
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().timeout(TIMEOUT).build().context("building the gateway's HTTP client")
+}
+
+fn required<'a>(value: &'a Option<String>, flag: &str, gateway: &str) -> anyhow::Result<&'a str> {
+    value.as_deref().filter(|v| !v.is_empty()).with_context(|| format!("--sms-gateway {gateway} needs {flag}"))
+}
+
+/// The adapter for `gateway`, or an error naming the setting it lacks.
+pub fn sender(gateway: Gateway, settings: &GatewaySettings) -> anyhow::Result<Arc<dyn ReplySender>> {
+    let base = |default: &str| settings.base_url.clone().unwrap_or_else(|| default.to_owned());
+    Ok(match gateway {
+        Gateway::None => Arc::new(LogSender),
+        Gateway::Generic => {
+            Arc::new(UrlTemplate::new(required(&settings.url_template, "--sms-reply-url", "generic")?.to_owned())?)
+        }
+        Gateway::Kavenegar => Arc::new(kavenegar::Kavenegar {
+            client: client()?,
+            base: base(kavenegar::BASE),
+            key: required(&settings.key, "--sms-gateway-key", "kavenegar")?.to_owned(),
+            line: settings.line.clone(),
+        }),
+        Gateway::Smsir => Arc::new(smsir::Smsir {
+            client: client()?,
+            base: base(smsir::BASE),
+            key: required(&settings.key, "--sms-gateway-key", "smsir")?.to_owned(),
+            line: required(&settings.line, "--sms-gateway-line", "smsir")?
+                .parse()
+                .context("--sms-gateway-line: SMS.ir's line is a number")?,
+        }),
+        Gateway::Ippanel => Arc::new(ippanel::Ippanel {
+            client: client()?,
+            base: base(ippanel::BASE),
+            key: required(&settings.key, "--sms-gateway-key", "ippanel")?.to_owned(),
+            line: required(&settings.line, "--sms-gateway-line", "ippanel")?.to_owned(),
+        }),
+        Gateway::Twilio => Arc::new(twilio::Twilio {
+            client: client()?,
+            base: base(twilio::BASE),
+            account: required(&settings.account, "--sms-gateway-account", "twilio")?.to_owned(),
+            token: required(&settings.key, "--sms-gateway-key", "twilio")?.to_owned(),
+            line: required(&settings.line, "--sms-gateway-line", "twilio")?.to_owned(),
+        }),
+    })
+}
+
+/// Reads an answer's body as JSON, whatever its HTTP status: gateways explain refusals there.
+async fn json_of(response: reqwest::Response) -> Result<(reqwest::StatusCode, serde_json::Value), SendError> {
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    match serde_json::from_slice(&bytes) {
+        Ok(json) => Ok((status, json)),
+        // No JSON: a proxy's error page, say. The status is all there is to go on.
+        Err(_) if !status.is_success() => Err(SendError::Refused(status)),
+        Err(e) => Err(SendError::Unreadable(format!("not JSON ({e})"))),
+    }
+}
+
+/// A JSON value as text, for result codes that come as numbers or strings.
+fn text_of(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod standin;

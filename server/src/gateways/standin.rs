@@ -1,0 +1,220 @@
+//! Each adapter against a local stand-in that speaks its gateway's documented format: the
+//! request's shape is checked the way the gateway would (where the key goes, which fields), and
+//! the answers are the documented ones, successes and refusals, refusals inside a 200 included.
+//! The stand-in refuses a request of the wrong shape, so an adapter that drifts fails here.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Form, Path};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use super::{Gateway, GatewaySettings, sender};
+use crate::replies::SendError;
+
+const KEY: &str = "key-0123456789";
+/// Recipients the stand-ins refuse: a number that is not one, and an account out of credit.
+const BAD_NUMBER: &str = "09120000000";
+const NO_CREDIT: &str = "09129999999";
+
+fn is(to: &str, number: &str) -> bool {
+    shared::sms::normalize_phone(to) == shared::sms::normalize_phone(number)
+}
+
+async fn kavenegar(Path(key): Path<String>, Form(form): Form<HashMap<String, String>>) -> (StatusCode, Json<Value>) {
+    let refusal = |http: StatusCode, status: u16, message: &str| {
+        (http, Json(json!({"return": {"status": status, "message": message}, "entries": null})))
+    };
+    if key != KEY {
+        return refusal(StatusCode::FORBIDDEN, 403, "کلید شناسایی معتبر نمی‌باشد");
+    }
+    let (Some(to), Some(_)) = (form.get("receptor"), form.get("message")) else {
+        return refusal(StatusCode::BAD_REQUEST, 400, "پارامترها ناقص هستند");
+    };
+    if is(to, BAD_NUMBER) {
+        return refusal(StatusCode::from_u16(411).expect("status"), 411, "دریافت کننده نامعتبر است");
+    }
+    if is(to, NO_CREDIT) {
+        return refusal(StatusCode::from_u16(418).expect("status"), 418, "اعتبار حساب شما کافی نیست");
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"return": {"status": 200, "message": "تایید شد"},
+            "entries": [{"messageid": 8792343, "message": form["message"], "status": 1, "statustext": "در صف ارسال",
+                "sender": "10004346", "receptor": to, "date": 1356619709, "cost": 120}]})),
+    )
+}
+
+async fn smsir(headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"status": 10, "message": "کلید وب سرویس نامعتبر است", "data": null})),
+        );
+    }
+    let to = body["mobiles"][0].as_str().unwrap_or_default();
+    if !body["lineNumber"].is_u64() || body["messageText"].as_str().is_none() || to.is_empty() {
+        return (StatusCode::BAD_REQUEST, Json(json!({"status": 0, "message": "درخواست نامعتبر", "data": null})));
+    }
+    if is(to, NO_CREDIT) {
+        // Refused inside an HTTP 200.
+        return (StatusCode::OK, Json(json!({"status": 102, "message": "اعتبار کافی نیست", "data": null})));
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"status": 1, "message": "موفق",
+        "data": {"packId": "0b2b6a3c-0000-4000-8000-000000000001", "messageIds": [76543210], "cost": 1.0}})),
+    )
+}
+
+async fn ippanel(headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let refusal = |http: StatusCode, code: &str, message: &str| {
+        (
+            http,
+            Json(json!({"data": null, "meta": {"status": false, "message": message,
+            "message_parameters": [], "message_code": code, "errors": {}}})),
+        )
+    };
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        return refusal(StatusCode::UNAUTHORIZED, "400-1", "اطلاعات وارد شده صحیح نمی باشد");
+    }
+    let to = body["params"]["recipients"][0].as_str().unwrap_or_default();
+    if body["sending_type"] != "webservice" || !to.starts_with("+98") || body["message"].as_str().is_none() {
+        return refusal(StatusCode::UNPROCESSABLE_ENTITY, "400-2", "تکمیل گزینه پیام الزامی است");
+    }
+    if is(to, NO_CREDIT) {
+        return refusal(StatusCode::OK, "400-4", "اعتبار کافی نیست");
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"data": {"message_outbox_ids": [1123544244]},
+        "meta": {"status": true, "message": "انجام شد", "message_parameters": [], "message_code": "200-1"}})),
+    )
+}
+
+async fn twilio(
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    use base64::Engine as _;
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{account}:{KEY}")));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"code": 20003, "message": "Authenticate", "status": 401})));
+    }
+    let to = form.get("To").map(String::as_str).unwrap_or_default();
+    if !form.contains_key("Body") || !form.contains_key("From") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": 21602, "message": "Message body is required.", "status": 400})),
+        );
+    }
+    if !to.starts_with('+') || is(to, BAD_NUMBER) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"code": 21211, "message": format!("The 'To' number {to} is not a valid phone number."), "status": 400}),
+            ),
+        );
+    }
+    (StatusCode::CREATED, Json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued", "to": to})))
+}
+
+async fn start() -> String {
+    let app = axum::Router::new()
+        .route("/v1/{key}/sms/send.json", post(kavenegar))
+        .route("/v1/send/bulk", post(smsir))
+        .route("/edge/api/send", post(ippanel))
+        .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+fn settings(base: String, line: &str) -> GatewaySettings {
+    GatewaySettings {
+        key: Some(KEY.into()),
+        account: Some("AC0123456789abcdef0123456789abcdef".into()),
+        line: Some(line.into()),
+        base_url: Some(base),
+        url_template: None,
+    }
+}
+
+/// What a send came to, in short: the gateway's id, or the refusal's code and whether it is final.
+async fn outcome(gateway: Gateway, settings: &GatewaySettings, to: &str) -> Result<Option<String>, (String, bool)> {
+    let sender = sender(gateway, settings).expect("configured");
+    sender.send(to, "رقم کنتور ثبت شد. کد رهگیری: ۱۲۳").await.map_err(|e| {
+        let code = match &e {
+            SendError::Rejected { code, .. } => code.clone(),
+            SendError::Refused(status) => status.as_u16().to_string(),
+            other => other.to_string(),
+        };
+        (code, e.is_permanent())
+    })
+}
+
+#[tokio::test]
+async fn each_adapter_speaks_its_gateways_format() {
+    let base = start().await;
+    let ok = "09121234567";
+
+    let kavenegar = settings(base.clone(), "10004346");
+    assert_eq!(outcome(Gateway::Kavenegar, &kavenegar, ok).await, Ok(Some("8792343".into())));
+    assert_eq!(outcome(Gateway::Kavenegar, &kavenegar, BAD_NUMBER).await, Err(("411".into(), true)));
+    assert_eq!(outcome(Gateway::Kavenegar, &kavenegar, NO_CREDIT).await, Err(("418".into(), false)));
+    let wrong_key = GatewaySettings { key: Some("other".into()), ..kavenegar.clone() };
+    assert_eq!(outcome(Gateway::Kavenegar, &wrong_key, ok).await, Err(("403".into(), false)));
+
+    let smsir = settings(base.clone(), "30007732903879");
+    assert_eq!(outcome(Gateway::Smsir, &smsir, ok).await, Ok(Some("76543210".into())));
+    assert_eq!(outcome(Gateway::Smsir, &smsir, NO_CREDIT).await, Err(("102".into(), false)), "refused inside a 200");
+    let wrong_key = GatewaySettings { key: Some("other".into()), ..smsir.clone() };
+    assert_eq!(outcome(Gateway::Smsir, &wrong_key, ok).await, Err(("10".into(), false)));
+
+    let ippanel = settings(format!("{base}/edge"), "+983000505");
+    assert_eq!(outcome(Gateway::Ippanel, &ippanel, ok).await, Ok(Some("1123544244".into())), "sent in E.164");
+    assert_eq!(outcome(Gateway::Ippanel, &ippanel, NO_CREDIT).await, Err(("400-4".into(), false)), "inside a 200");
+
+    let twilio = settings(base.clone(), "+15005550006");
+    assert_eq!(outcome(Gateway::Twilio, &twilio, ok).await, Ok(Some("SM0123456789abcdef0123456789abcdef".into())));
+    assert_eq!(outcome(Gateway::Twilio, &twilio, BAD_NUMBER).await, Err(("21211".into(), true)));
+    let wrong_token = GatewaySettings { key: Some("other".into()), ..twilio.clone() };
+    assert_eq!(outcome(Gateway::Twilio, &wrong_token, ok).await, Err(("20003".into(), false)));
+}
+
+/// An error page that is not JSON (a proxy's 502) is judged by its status; a 200 that is not
+/// JSON is unreadable and retried, never taken as sent.
+#[tokio::test]
+async fn answers_that_are_not_json() {
+    let app = axum::Router::new()
+        .route("/down/v1/send/bulk", post(|| async { (StatusCode::BAD_GATEWAY, "<html>502 Bad Gateway</html>") }))
+        .route("/odd/v1/send/bulk", post(|| async { (StatusCode::OK, "OK") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let down = settings(format!("http://{address}/down"), "3000");
+    assert_eq!(outcome(Gateway::Smsir, &down, "09121234567").await, Err(("502".into(), false)));
+    let odd = settings(format!("http://{address}/odd"), "3000");
+    let (error, permanent) = outcome(Gateway::Smsir, &odd, "09121234567").await.expect_err("not sent");
+    assert!(error.contains("not JSON") && !permanent, "{error}");
+}
+
+#[test]
+fn a_gateway_without_its_settings_does_not_start() {
+    let none = GatewaySettings::default();
+    for (gateway, flag) in [
+        (Gateway::Kavenegar, "--sms-gateway-key"),
+        (Gateway::Smsir, "--sms-gateway-key"),
+        (Gateway::Ippanel, "--sms-gateway-key"),
+        (Gateway::Twilio, "--sms-gateway-account"),
+        (Gateway::Generic, "--sms-reply-url"),
+    ] {
+        let error = sender(gateway, &none).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains(flag), "{gateway:?}: {error}");
+    }
+    assert!(sender(Gateway::None, &none).is_ok());
+}
