@@ -51,7 +51,9 @@ pub const DEFAULT_PAGE: u32 = 1_000;
 pub struct PageQuery {
     /// The `next` of the previous page; the feed's start when absent.
     pub after: Option<String>,
-    /// At most this many readings (1 to 10,000; 1,000 by default).
+    /// At most this many readings: 1,000 by default, and never more than 10,000 (a larger
+    /// number is taken as 10,000, and 0 as 1).
+    #[param(minimum = 0, maximum = 4_294_967_295_u64)]
     pub limit: Option<u32>,
 }
 

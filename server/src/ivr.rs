@@ -3,9 +3,14 @@
 //!
 //! The caller keys in the subscription code and the reading, hears each back and confirms, and
 //! hears the outcome and the tracking code digit by digit. Prompts are sound files under
-//! `kontor/` (listed by [`PROMPTS`]) so the company can record them in Persian. The caller's
-//! number plays the role of an SMS sender's; the call's unique id makes the declaration's id, and
-//! nothing is stored before the last confirmation.
+//! `kontor/`, listed with their Persian text by [`prompts`]: `kontor ivr-prompts` speaks them
+//! into 8 kHz files with espeak-ng as placeholders until the company records its own. The
+//! caller's number plays the role of an SMS sender's; the call's unique id and what was keyed
+//! make the declaration's id, and nothing is stored before the last confirmation.
+//!
+//! Asterisk answers `result=-1` both when the caller has hung up and when a sound file is
+//! missing while the caller is still there: the call asks for the channel's status before it
+//! ends, and goes on past a missing file with a warning naming it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,27 +34,71 @@ const INPUT_TIMEOUT_MS: u32 = 10_000;
 /// How long this side waits for Asterisk to answer one command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Every sound file the call plays, with what it should say, for the recording studio.
-pub const PROMPTS: &[(&str, &str)] = &[
-    ("kontor/welcome", "Welcome to the meter-reading line of the gas company."),
-    ("kontor/enter-subscription", "Key in your subscription code, then press the hash key."),
-    ("kontor/enter-reading", "Key in the black digits of your meter, then press the hash key."),
-    ("kontor/you-entered", "You entered:"),
-    ("kontor/confirm", "If this is right, press 1; to enter it again, press 2."),
-    ("kontor/no-input", "We did not receive any keys."),
-    ("kontor/invalid-subscription", "That is not a valid subscription code."),
-    ("kontor/invalid-reading", "That is not a valid reading."),
-    ("kontor/outcome-accepted", "Your reading has been recorded."),
-    ("kontor/outcome-review", "Your reading has been recorded and will be checked by our staff."),
-    ("kontor/outcome-rejected", "Your reading could not be accepted."),
-    ("kontor/tracking-code", "Your tracking code is:"),
-    ("kontor/try-later", "The service is busy; please call again later."),
-    ("kontor/goodbye", "Thank you. Goodbye."),
+/// The script name the dialplan calls (`agi://HOST:4573/meter-reading`); a call to another
+/// script is a dialplan mistake, logged and hung up.
+pub const SCRIPT: &str = "meter-reading";
+
+/// The call's fixed prompts: the sound file, what it says in Persian (what the placeholders are
+/// spoken from, and the script for the company's recording), and in English.
+pub const PROMPTS: &[(&str, &str, &str)] = &[
+    (
+        "kontor/welcome",
+        "به سامانهٔ اعلام رقم کنتور شرکت گاز خوش آمدید.",
+        "Welcome to the meter-reading line of the gas company.",
+    ),
+    (
+        "kontor/enter-subscription",
+        "لطفاً کد اشتراک خود را وارد کنید و سپس کلید مربع را فشار دهید.",
+        "Key in your subscription code, then press the hash key.",
+    ),
+    (
+        "kontor/enter-reading",
+        "لطفاً ارقام سیاه کنتور را وارد کنید و سپس کلید مربع را فشار دهید.",
+        "Key in the black digits of your meter, then press the hash key.",
+    ),
+    ("kontor/you-entered", "شما وارد کردید:", "You entered:"),
+    (
+        "kontor/confirm",
+        "اگر درست است، کلید یک را فشار دهید؛ برای وارد کردن دوباره، کلید دو را فشار دهید.",
+        "If this is right, press 1; to enter it again, press 2.",
+    ),
+    ("kontor/no-input", "کلیدی دریافت نشد.", "We did not receive any keys."),
+    ("kontor/invalid-subscription", "کد اشتراک وارد شده درست نیست.", "That is not a valid subscription code."),
+    ("kontor/invalid-reading", "رقم وارد شده درست نیست.", "That is not a valid reading."),
+    ("kontor/outcome-accepted", "رقم کنتور شما ثبت شد.", "Your reading has been recorded."),
+    (
+        "kontor/outcome-review",
+        "رقم کنتور شما ثبت شد و کارشناسان ما آن را بررسی می‌کنند.",
+        "Your reading has been recorded and will be checked by our staff.",
+    ),
+    ("kontor/outcome-rejected", "رقم کنتور شما پذیرفته نشد.", "Your reading could not be accepted."),
+    ("kontor/tracking-code", "کد رهگیری شما:", "Your tracking code is:"),
+    (
+        "kontor/try-later",
+        "سامانه اکنون پاسخ‌گو نیست؛ لطفاً بعداً تماس بگیرید.",
+        "The service is busy; please call again later.",
+    ),
+    ("kontor/goodbye", "از تماس شما سپاسگزاریم. خدانگهدار.", "Thank you. Goodbye."),
 ];
+
+/// How the digits are said, for Asterisk's `digits/0` … `digits/9` in the `fa` language.
+pub const DIGITS_FA: [&str; 10] = ["صفر", "یک", "دو", "سه", "چهار", "پنج", "شش", "هفت", "هشت", "نه"];
 
 /// The extra prompt that explains a code, e.g. `kontor/reason-identity_mismatch`.
 pub fn reason_prompt(code: Code) -> String {
     format!("kontor/reason-{}", code.as_str())
+}
+
+/// Every sound file a call can play under `kontor/`, with its Persian and English text: the
+/// fixed prompts, and the reason for every code a call can end with other than a plain
+/// acceptance (worded as the SMS reply words it: a call names no meter serial either).
+pub fn prompts() -> Vec<(String, &'static str, &'static str)> {
+    let fixed = PROMPTS.iter().map(|(file, fa, en)| ((*file).to_owned(), *fa, *en));
+    let reasons = Code::ALL
+        .iter()
+        .filter(|code| code.status() != Status::Accepted)
+        .map(|code| (reason_prompt(*code), shared::sms::outcome_message(Some(*code)), code.message(shared::Lang::En)));
+    fixed.chain(reasons).collect()
 }
 
 /// Why a call ended early.
@@ -57,6 +106,9 @@ pub fn reason_prompt(code: Code) -> String {
 pub enum AgiError {
     #[error("the caller hung up")]
     Hangup,
+    /// `result=-1`: a hang-up, or a sound file Asterisk could not find.
+    #[error("Asterisk could not carry out the command")]
+    Failed,
     #[error("the connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("Asterisk did not answer in time")]
@@ -124,7 +176,7 @@ impl AgiSession {
                 let result = rest.strip_prefix("result=").unwrap_or("");
                 let value = result.split_whitespace().next().unwrap_or("");
                 if value == "-1" {
-                    return Err(AgiError::Hangup);
+                    return Err(AgiError::Failed);
                 }
                 // "result= (timeout)" has an empty value.
                 return Ok(if result.starts_with(' ') || result.starts_with('(') {
@@ -140,17 +192,47 @@ impl AgiSession {
         }
     }
 
+    /// Whether the caller is still on the line: `CHANNEL STATUS` 6 is "up". After a hang-up
+    /// Asterisk answers `511`, `-1` or `HANGUP`.
+    async fn still_there(&mut self) -> Result<bool, AgiError> {
+        match self.command("CHANNEL STATUS").await {
+            Ok(status) => Ok(status == "6"),
+            Err(AgiError::Failed | AgiError::Hangup) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A command that may fail for a missing sound file: when the caller is still there it is
+    /// logged (naming the file) and answered `None`, and the call goes on.
+    async fn tolerant(&mut self, command: &str) -> Result<Option<String>, AgiError> {
+        match self.command(command).await {
+            Err(AgiError::Failed) if self.still_there().await? => {
+                tracing::warn!(command, "ivr: Asterisk could not play this (is the sound file missing?); going on");
+                Ok(None)
+            }
+            Err(AgiError::Failed) => Err(AgiError::Hangup),
+            other => other.map(Some),
+        }
+    }
+
     async fn play(&mut self, prompt: &str) -> Result<(), AgiError> {
-        self.command(&format!("STREAM FILE {prompt} \"\"")).await.map(|_| ())
+        self.tolerant(&format!("STREAM FILE {prompt} \"\"")).await.map(|_| ())
     }
 
     async fn say_digits(&mut self, digits: &str) -> Result<(), AgiError> {
-        self.command(&format!("SAY DIGITS {digits} \"\"")).await.map(|_| ())
+        self.tolerant(&format!("SAY DIGITS {digits} \"\"")).await.map(|_| ())
     }
 
-    /// Plays `prompt` and collects up to `max` keys, ended by `#` or the timeout.
+    /// Plays `prompt` and collects up to `max` keys, ended by `#` or the timeout. Without the
+    /// prompt's file the keys are still collected, after a moment of Asterisk's own silence.
     async fn get_data(&mut self, prompt: &str, max: u32) -> Result<String, AgiError> {
-        self.command(&format!("GET DATA {prompt} {INPUT_TIMEOUT_MS} {max}")).await
+        match self.tolerant(&format!("GET DATA {prompt} {INPUT_TIMEOUT_MS} {max}")).await? {
+            Some(keys) => Ok(keys),
+            None => match self.command(&format!("GET DATA silence/1 {INPUT_TIMEOUT_MS} {max}")).await {
+                Err(AgiError::Failed) => Err(AgiError::Hangup),
+                other => other,
+            },
+        }
     }
 }
 
@@ -167,7 +249,7 @@ pub async fn serve(listener: TcpListener, writer: Writer, shutdown: tokio::sync:
                 let writer = writer.clone();
                 tokio::spawn(async move {
                     match call(stream, &writer).await {
-                        Ok(()) | Err(AgiError::Hangup) => {}
+                        Ok(()) | Err(AgiError::Hangup | AgiError::Failed) => {}
                         Err(e) => tracing::warn!(%peer, error = %e, "ivr call ended with an error"),
                     }
                 });
@@ -234,6 +316,13 @@ async fn ask<T: ToString>(
 /// One call, from the greeting to the goodbye.
 pub async fn call(stream: TcpStream, writer: &Writer) -> Result<(), AgiError> {
     let mut session = AgiSession::start(stream).await?;
+    // `agi://HOST:4573/meter-reading` arrives as `agi_network_script: meter-reading`; an AGI
+    // line without a script is taken to mean this one.
+    let script = session.env.get("network_script").map(|s| s.trim_matches('/')).unwrap_or_default();
+    if !script.is_empty() && script != SCRIPT {
+        tracing::warn!(script, "ivr: the dialplan asked for a script this server does not have; hanging up");
+        return session.command("HANGUP").await.map(|_| ());
+    }
     let caller = session.env.get("callerid").cloned().unwrap_or_default();
     let call_id = session.env.get("uniqueid").cloned().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     session.command("ANSWER").await?;
@@ -249,10 +338,14 @@ pub async fn call(stream: TcpStream, writer: &Writer) -> Result<(), AgiError> {
             .await?;
     let Some(reading) = reading else { return goodbye(&mut session).await };
 
+    // Asterisk gives a channel that runs the script again (the caller sent back through the
+    // dialplan) the same unique id: with what was keyed in the id, a second reading on one
+    // channel is a declaration of its own, and the same one keyed twice is one.
+    let message_id = format!("{call_id}:{subscription}:{reading}");
     let declaration = SmsDeclaration { reading, subscription, receipt: None };
     let incoming = Incoming::from_phone(PhoneDeclaration {
         channel: Channel::Ivr,
-        message_id: &call_id,
+        message_id: &message_id,
         sender: &caller,
         declaration: &declaration,
         received_at: OffsetDateTime::now_utc(),

@@ -22,6 +22,7 @@ pub mod replies;
 pub mod sms;
 pub mod store;
 pub mod tokens;
+pub mod voice;
 pub mod writer;
 
 use std::future::Future;

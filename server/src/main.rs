@@ -109,6 +109,12 @@ enum Command {
     },
     /// Check a backup: SQLite's integrity check, every schema migration, and what it holds.
     VerifyBackup { file: PathBuf },
+    /// Write the IVR's prompts and the digits as 8 kHz WAV files, spoken in Persian by espeak-ng
+    /// (placeholders until recorded ones replace them), laid out for an Asterisk `fa` folder.
+    IvrPrompts {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Import or update subscribers from the billing system's CSV export.
     ImportSubscribers {
         #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE)]
@@ -319,6 +325,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { database, to } => {
             let contents = server::backup::backup(&database, &to)?;
             println!("backed up to {}: {contents}", to.display());
+            Ok(())
+        }
+        Command::IvrPrompts { out } => {
+            let written = server::voice::write_prompts(&out)?;
+            println!(
+                "{} sound files under {}: copy them into /var/lib/asterisk/sounds/fa/",
+                written.len(),
+                out.display()
+            );
             Ok(())
         }
         Command::VerifyBackup { file } => {

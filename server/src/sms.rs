@@ -141,11 +141,37 @@ fn field(fields: &[(String, String)], name: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidEnvelope, Lang::Fa))
 }
 
+/// Kavenegar's fields, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct KavenegarForm {
+    /// Kavenegar's id of the message.
+    #[schema(min_length = 1, pattern = r"\S")]
+    messageid: String,
+    #[schema(min_length = 1, pattern = r"\S")]
+    from: String,
+    to: Option<String>,
+    message: String,
+}
+
+/// Twilio's fields that Kontor reads (Twilio sends more, all of them signed), for the OpenAPI
+/// document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, non_snake_case)]
+struct TwilioForm {
+    #[schema(min_length = 1, pattern = r"\S")]
+    MessageSid: String,
+    #[schema(min_length = 1, pattern = r"\S")]
+    From: String,
+    To: Option<String>,
+    Body: String,
+}
+
 /// Kavenegar's forward of a received message: `messageid`, `from`, `to` and `message` as form
 /// fields, to a URL that carries the shared secret.
 #[utoipa::path(post, path = "/api/v1/sms/kavenegar/{secret}",
     params(("secret" = String, Path, description = "The shared secret (`--sms-secret`)")),
-    request_body(content_type = "application/x-www-form-urlencoded", description = "Kavenegar's fields: `messageid`, `from`, `to`, `message`"),
+    request_body(content = KavenegarForm, content_type = "application/x-www-form-urlencoded"),
     responses(
     (status = 200, description = "The reply to send to the sender", body = SmsReply),
     (status = 400, description = "A field is missing or empty", body = ErrorBody),
@@ -195,7 +221,7 @@ pub fn twilio_signature(auth_token: &str, url: &str, fields: &[(String, String)]
 
 /// Twilio's webhook for a received message: checked by its signature, answered with empty TwiML.
 #[utoipa::path(post, path = "/api/v1/sms/twilio",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "Twilio's fields: `MessageSid`, `From`, `To`, `Body`, …"),
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
     params(("X-Twilio-Signature" = String, Header, description = "Twilio's signature of the request")),
     responses(
     (status = 200, description = "Empty TwiML: the reply is sent through Twilio's Messages API", content_type = "text/xml", body = String),

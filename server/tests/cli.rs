@@ -161,6 +161,39 @@ fn operators_are_created_from_stdin_and_exports_start_empty() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `kontor ivr-prompts` speaks every sound file the IVR can play, and the digits, into WAV files
+/// Asterisk plays as they are: 8 kHz, mono, 16-bit, each long enough to hold speech.
+#[test]
+fn the_ivr_prompts_are_spoken_for_asterisk() {
+    let dir = scratch("prompts");
+    let (ok, out, err) = kontor(&["ivr-prompts", "--out", dir.to_str().expect("utf-8 path")], "");
+    assert!(ok, "espeak-ng and sox are installed by `cargo xtask setup`: {err}");
+    let expected: Vec<String> = server::ivr::prompts()
+        .into_iter()
+        .map(|(file, _, _)| format!("{file}.wav"))
+        .chain((0..10).map(|d| format!("digits/{d}.wav")))
+        .collect();
+    assert!(out.contains(&format!("{} sound files", expected.len())), "{out}");
+    assert!(expected.iter().any(|f| f == "kontor/reason-unverified_sender.wav"), "reasons included");
+    for file in &expected {
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        assert!(bytes.len() > 44 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "{file} is a WAV file");
+        assert_eq!(
+            (u16_at(20), u16_at(22), u32_at(24), u16_at(34)),
+            (1, 1, 8000, 16),
+            "{file}: PCM, mono, 8 kHz, 16-bit"
+        );
+        // A fifth of a second at least: "یک" is short, a sentence is seconds long.
+        assert!(bytes.len() > 44 + 8000 * 2 / 5, "{file} holds speech: {} bytes", bytes.len());
+    }
+    let welcome = std::fs::metadata(dir.join("kontor/welcome.wav")).expect("welcome").len();
+    let one = std::fs::metadata(dir.join("digits/1.wav")).expect("one").len();
+    assert!(welcome > 4 * one, "a sentence is longer than a digit: {welcome} against {one} bytes");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn serving_on_no_http_threads_is_refused() {
     let (ok, _, err) = kontor(&["serve", "--http-threads", "0"], "");

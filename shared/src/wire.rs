@@ -66,8 +66,12 @@ pub struct MeterInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncRequest {
+    /// The sending device (the app always sends it); a batch without it is taken all the same,
+    /// its declarations then recorded with no device.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub device_id: Uuid,
     /// 1 to 500 submissions.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 500))]
     pub submissions: Vec<Submission>,
 }
 
@@ -182,6 +186,7 @@ pub const MAX_UPDATE_IDS: usize = 500;
 pub struct ComplaintsRequest {
     pub device_id: Uuid,
     /// 1 to 50 complaints.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50))]
     pub complaints: Vec<ComplaintSubmission>,
 }
 
@@ -310,9 +315,11 @@ pub struct UpdatesRequest {
     pub device_id: Uuid,
     /// Ids of declarations answered `needs_review` (at most 500).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 500))]
     pub declarations: Vec<Uuid>,
     /// Ids of received complaints not yet answered (at most 500).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 500))]
     pub complaints: Vec<Uuid>,
 }
 
@@ -442,12 +449,14 @@ pub struct BillingReading {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SmsInbound {
     /// The sender's phone number.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub from: String,
     /// The short number the message was sent to.
     #[serde(default)]
     pub to: Option<String>,
     pub text: String,
     /// The gateway's id of the message: the same id delivered again is the same declaration.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub message_id: String,
     /// When the gateway received the message (RFC 3339); the server's clock when absent.
     #[serde(default)]

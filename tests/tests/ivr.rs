@@ -16,6 +16,9 @@ tests::on_both_backends!(
     hanging_up_before_the_last_confirmation_stores_nothing,
     too_many_failures_end_the_call,
     a_latin1_caller_name_and_leading_zeros,
+    a_missing_sound_file_is_skipped_not_the_call,
+    the_dialplan_names_the_script,
+    one_channel_running_the_script_twice,
 );
 
 /// What the caller does at each `GET DATA`: keys, silence (`""`), or hanging up (`HANGUP`).
@@ -27,11 +30,29 @@ async fn call(server: &TestServer, call_id: &str, caller: &str, keys: &[&str]) -
 /// [`call`] with the caller's name as Asterisk passes it: bytes, in whatever encoding the trunk
 /// gave.
 async fn call_named(server: &TestServer, call_id: &str, caller: &str, name: &[u8], keys: &[&str]) -> Vec<String> {
+    call_with(server, &Peer { call_id, caller, name, script: "meter-reading", missing: &[] }, keys).await
+}
+
+/// How the Asterisk side of a call is set up.
+struct Peer<'a> {
+    call_id: &'a str,
+    caller: &'a str,
+    name: &'a [u8],
+    /// `agi_network_script`.
+    script: &'a str,
+    /// Sound files this Asterisk does not have: `STREAM FILE` and `GET DATA` answer `-1` for
+    /// them while the caller is still on the line, as Asterisk does.
+    missing: &'a [&'a str],
+}
+
+async fn call_with(server: &TestServer, peer: &Peer<'_>, keys: &[&str]) -> Vec<String> {
+    let Peer { call_id, caller, name, script, missing } = *peer;
+    let is_missing = |command: &str| command.split_whitespace().nth(2).is_some_and(|file| missing.contains(&file));
     let stream = tokio::net::TcpStream::connect(server.agi).await.expect("connect to FastAGI");
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     let mut env = format!(
-        "agi_network: yes\nagi_network_script: meter-reading\nagi_request: agi://127.0.0.1/meter-reading\n\
+        "agi_network: yes\nagi_network_script: {script}\nagi_request: agi://127.0.0.1/{script}\n\
          agi_channel: SIP/trunk-00000001\nagi_language: fa\nagi_type: SIP\nagi_uniqueid: {call_id}\n\
          agi_callerid: {caller}\nagi_calleridname: "
     )
@@ -43,7 +64,12 @@ async fn call_named(server: &TestServer, call_id: &str, caller: &str, name: &[u8
     let mut commands = Vec::new();
     while let Ok(Some(command)) = lines.next_line().await {
         commands.push(command.clone());
-        let answer = if command.starts_with("GET DATA") {
+        let answer = if (command.starts_with("STREAM FILE") || command.starts_with("GET DATA")) && is_missing(&command)
+        {
+            if command.starts_with("STREAM FILE") { "200 result=-1 endpos=0" } else { "200 result=-1" }.to_owned()
+        } else if command == "CHANNEL STATUS" {
+            "200 result=6".to_owned()
+        } else if command.starts_with("GET DATA") {
             match keys.pop_front() {
                 Some("HANGUP") | None => {
                     let _ = write.write_all(b"HANGUP\n").await;
@@ -131,5 +157,51 @@ async fn a_latin1_caller_name_and_leading_zeros(backend: Backend) {
     assert_eq!(commands.first().map(String::as_str), Some("ANSWER"), "{commands:#?}");
     assert!(commands.contains(&"SAY DIGITS 00188 \"\"".to_owned()), "{commands:#?}");
     assert_eq!(server.stored().await, 0, "hung up before confirming");
+    server.finish().await;
+}
+
+/// An Asterisk without some of the sound files (the greeting, a question, a reason): each is
+/// skipped with a warning after the channel is found still up, the keys are still collected, and
+/// the caller still hears the tracking code.
+async fn a_missing_sound_file_is_skipped_not_the_call(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let missing = ["kontor/welcome", "kontor/enter-subscription", "kontor/reason-unverified_sender"];
+    let peer =
+        Peer { call_id: "1700000001.1", caller: "09350000000", name: b"x", script: "meter-reading", missing: &missing };
+    let commands = call_with(&server, &peer, &["1111222233", "1", "10087", "1"]).await;
+    assert!(commands.iter().any(|c| c == "CHANNEL STATUS"), "{commands:#?}");
+    assert!(commands.iter().any(|c| c.starts_with("GET DATA silence/1 ")), "keys collected without the prompt");
+    assert_eq!(played(&commands, "kontor/outcome-review"), 1, "{commands:#?}");
+    assert_eq!(played(&commands, "kontor/tracking-code"), 1, "{commands:#?}");
+    assert_eq!(commands.last().map(String::as_str), Some("HANGUP"));
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!(stored.iter().map(|d| d.reading).collect::<Vec<_>>(), [Some(10_087)]);
+    server.finish().await;
+}
+
+/// A dialplan that asks for another script is hung up on at once; nothing is asked or stored.
+async fn the_dialplan_names_the_script(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let peer = Peer { call_id: "1700000001.2", caller: PHONE, name: b"x", script: "billing-enquiry", missing: &[] };
+    let commands = call_with(&server, &peer, &["1111222233", "1", "10087", "1"]).await;
+    assert_eq!(commands, ["HANGUP"]);
+    assert_eq!(server.stored().await, 0);
+    server.finish().await;
+}
+
+/// Asterisk keeps a channel's unique id when the dialplan runs the script again: a second reading
+/// on that channel is its own declaration, the same reading again is the same one.
+async fn one_channel_running_the_script_twice(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // The caller misread the meter and calls the script again at once: the lower reading is held
+    // for review rather than refused as an id conflict; keyed a third time, it is the same one.
+    for (reading, outcome) in
+        [("10087", "kontor/outcome-accepted"), ("10080", "kontor/outcome-review"), ("10080", "kontor/outcome-review")]
+    {
+        let commands = call(&server, "1700000001.3", PHONE, &["1111222233", "1", reading, "1"]).await;
+        assert_eq!(played(&commands, outcome), 1, "{reading}: {commands:#?}");
+    }
+    let stored = server.store.declarations_of(SUB).await.expect("read back");
+    assert_eq!(stored.iter().map(|d| d.reading).collect::<Vec<_>>(), [Some(10_087), Some(10_080)]);
     server.finish().await;
 }

@@ -8,8 +8,7 @@
 //! A measurement on a shared machine, not a test: run it a few times and quote the median.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -27,19 +26,6 @@ const FIGURES: [(&str, &str); 6] = [
     ("interactive", "time to interactive"),
     ("total-byte-weight", "bytes transferred"),
 ];
-
-/// `kontor serve --demo` on a free port over a fresh SQLite file; stopped on drop.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-}
 
 fn lighthouse_cli() -> anyhow::Result<PathBuf> {
     let tools_dir = tools::workspace_root().join("target/tools");
@@ -63,31 +49,6 @@ fn lighthouse_cli() -> anyhow::Result<PathBuf> {
     Ok(cli)
 }
 
-fn serve(dir: &std::path::Path) -> anyhow::Result<Served> {
-    tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
-    let database = format!("sqlite://{}/lighthouse.db?mode=rwc", dir.display());
-    let web_root = tools::workspace_root().join("dist/pwa");
-    let child = Command::new(tools::release_binary("kontor"))
-        .args(["serve", "--demo", "--database", &database, "--listen", &format!("127.0.0.1:{port}"), "--web-root"])
-        .arg(&web_root)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting kontor")?;
-    let served = Served { child, base: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("kontor did not start listening within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(served)
-}
-
 /// Builds the app and the server, serves them, and runs Lighthouse on `/pwa/`.
 pub fn lighthouse() -> anyhow::Result<()> {
     dist::dist()?;
@@ -98,7 +59,14 @@ pub fn lighthouse() -> anyhow::Result<()> {
         .find(|p| p.exists())
         .context("Chromium is needed (Debian's package `chromium`)")?;
     let root = tools::workspace_root();
-    let served = serve(&root.join("target/lighthouse"))?;
+    tools::cargo(&["build", "--release", "-p", "server", "--bin", "kontor"])?;
+    let web_root = root.join("dist/pwa");
+    let web_root = web_root.to_str().context("a UTF-8 path")?;
+    let served = tools::Served::start(
+        tools::release_binary("kontor"),
+        &root.join("target/lighthouse"),
+        &["--web-root", web_root],
+    )?;
     let artifacts = root.join("target/artifacts");
     std::fs::create_dir_all(&artifacts)?;
     let output = artifacts.join("lighthouse");

@@ -9,8 +9,11 @@
 //! - `cargo xtask count`: instructions per one-declaration request, under callgrind (`count.rs`).
 //! - `cargo xtask siege`: the abuse suite's siege (`tests/tests/siege.rs`), longer and in release.
 //! - `cargo xtask lighthouse`: Lighthouse's mobile audit of the web app as served (`lighthouse.rs`).
+//! - `cargo xtask contract`: the OpenAPI document validated, and schemathesis against a live
+//!   server (`contract.rs`; bounded, inside `test`).
 
 mod bench;
+mod contract;
 mod count;
 mod dist;
 mod lighthouse;
@@ -32,9 +35,16 @@ fn main() -> ExitCode {
         Some("dist") => dist::dist(),
         Some("size") => dist::size(),
         Some("setup") => setup::packages().and_then(|()| setup::postgres()).map(|url| {
-            println!("ready: Chromium, chromedriver, npm, openssl, and PostgreSQL at {url}");
+            println!("ready: Chromium, chromedriver, npm, openssl, espeak-ng, SoX, and PostgreSQL at {url}");
         }),
         Some("lighthouse") => lighthouse::lighthouse(),
+        Some("contract") => match &args[1..] {
+            [] => contract::contract(contract::EXAMPLES),
+            [flag, n] if flag == "--examples" => {
+                n.parse().map_err(|_| anyhow::anyhow!("--examples takes a number")).and_then(contract::contract)
+            }
+            _ => Err(anyhow::anyhow!("usage: cargo xtask contract [--examples N]")),
+        },
         _ => {
             eprintln!("usage: cargo xtask <run | test | bench> [options]\n");
             eprintln!("  run [ARGS…]   build and serve on SQLite with demo subscribers (ARGS go to `kontor serve`)");
@@ -45,6 +55,7 @@ fn main() -> ExitCode {
             eprintln!("  dist          build the release web app into dist/pwa");
             eprintln!("  size          the app shell's weight (raw, gzip, brotli) against its budget");
             eprintln!("  lighthouse    Lighthouse's mobile audit (scores, paint times) of the app as served");
+            eprintln!("  contract [--examples N]   openapi-spec-validator and schemathesis against a live server");
             eprintln!(
                 "  bench [--seconds N] [--backend sqlite|postgres|both] [--ids v7|v4] [--repeat N] [--connections N[,N…]]"
             );
@@ -134,6 +145,9 @@ fn test() -> anyhow::Result<()> {
     tools::step("native tests: SQLite, PostgreSQL, and the app in Chromium", || {
         totals.add(&tools::cargo_test(&["test", "--workspace", "--exclude", "app", "--locked"], &database)?);
         Ok(())
+    })?;
+    tools::step("the contract: openapi-spec-validator, then schemathesis against a live server", || {
+        contract::contract(contract::EXAMPLES)
     })?;
     tools::step("shared on wasm32 in headless Chromium", || {
         totals.add(&tools::cargo_test(

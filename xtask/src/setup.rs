@@ -87,6 +87,12 @@ pub fn packages() -> anyhow::Result<()> {
     if !has_command("openssl") {
         missing.push("openssl");
     }
+    // `kontor ivr-prompts` speaks the IVR's prompts with espeak-ng and converts them with SoX.
+    for program in ["espeak-ng", "sox"] {
+        if !has_command(program) {
+            missing.push(program);
+        }
+    }
     apt_install(&missing)
 }
 
