@@ -787,6 +787,44 @@ async fn the_console_works_with_javascript_off() {
         answered.answer.map(|(text, by, _)| (text, by)),
         Some(("رقم پس از بررسی تأیید شد.".into(), "rev".into()))
     );
+    click(&client, "nav form button[type=submit]").await;
+    wait_for_url(&client, "/office/login").await;
+
+    // An admin finds the reply the gateway never took, and sends it again.
+    use server::store::{Attempted, NewReply, Store as _};
+    server.add_operator("boss", Role::Admin, "Headquarters", "correct horse battery").await;
+    let queue = server.store.replies();
+    // Due in an hour, so that the server's own sender leaves it to this test to fail.
+    let later = server::store::now_ms() + 3_600_000;
+    let reply =
+        NewReply {
+            answers: "sms:browser-1", recipient: "09350000000", body: "رقم کنتور ثبت شد.", now_ms: later
+        };
+    queue.queue_reply(&reply).await.expect("queue");
+    let failed =
+        Attempted::Failed { error: "the gateway refused it: 411 دریافت کننده نامعتبر است" };
+    let claimed = queue.claim_replies(later, later + 60_000, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    queue.attempted(claimed[0].id, &failed, later).await.expect("fail it");
+    console_sign_in(&client, &server.base, "boss").await;
+    click(&client, "nav a[href='/office/replies']").await;
+    wait_for_url(&client, "/office/replies").await;
+    let page = client.find(Locator::Css("main")).await.expect("main").text().await.expect("text");
+    assert!(page.contains("09350000000") && page.contains("411"), "{page}");
+    screenshot(&client, "console-replies").await;
+    click(&client, "td form button[type=submit]").await;
+    wait_for_url(&client, "/office/replies").await;
+    let mut counts = queue.reply_counts().await.expect("counts");
+    for _ in 0..300 {
+        if counts.failed == 0 && counts.waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        counts = queue.reply_counts().await.expect("counts");
+    }
+    assert_eq!((counts.failed, counts.waiting), (0, 0), "sent again, and taken by the (logging) gateway");
+    let log = server.store.audit_log(None, 5).await.expect("audit");
+    assert!(log.iter().any(|r| r.action == "reply_sent_again" && r.username == "boss"), "audited");
 
     client.close().await.expect("close the browser");
     server.finish().await;
