@@ -39,8 +39,9 @@ pub enum Gateway {
     Twilio,
 }
 
-/// What the adapters are given: which ones need what is checked at start.
-#[derive(Debug, Clone, Default)]
+/// What the adapters are given: which ones need what is checked at start. Its `Debug` shows
+/// which settings are there, never the key or the URL template (which may hold a key).
+#[derive(Clone, Default)]
 pub struct GatewaySettings {
     /// The API key (Kavenegar, SMS.ir, IPPanel) or Twilio's auth token.
     pub key: Option<String>,
@@ -52,6 +53,19 @@ pub struct GatewaySettings {
     pub base_url: Option<String>,
     /// The `generic` adapter's URL template.
     pub url_template: Option<String>,
+}
+
+impl std::fmt::Debug for GatewaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let given = |v: &Option<String>| if v.is_some() { "set" } else { "unset" };
+        f.debug_struct("GatewaySettings")
+            .field("key", &given(&self.key))
+            .field("account", &self.account)
+            .field("line", &self.line)
+            .field("base_url", &self.base_url)
+            .field("url_template", &given(&self.url_template))
+            .finish()
+    }
 }
 
 fn client() -> anyhow::Result<reqwest::Client> {

@@ -217,4 +217,10 @@ fn a_gateway_without_its_settings_does_not_start() {
         assert!(error.contains(flag), "{gateway:?}: {error}");
     }
     assert!(sender(Gateway::None, &none).is_ok());
+    let set = GatewaySettings {
+        url_template: Some("https://gw/send?key=SECRET&to={to}".into()),
+        ..settings("b".into(), "1")
+    };
+    let shown = format!("{set:?}");
+    assert!(!shown.contains(KEY) && !shown.contains("SECRET"), "{shown}");
 }
