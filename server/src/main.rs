@@ -166,10 +166,10 @@ struct SmsArgs {
     /// are only logged (and returned in the webhook's answer).
     #[arg(long, env = "KONTOR_SMS_GATEWAY", value_enum)]
     sms_gateway: Option<Gateway>,
-    /// The gateway's API key (Twilio: the auth token).
+    /// The gateway's API key (Magfa: the password; Twilio: the auth token).
     #[arg(long, env = "KONTOR_SMS_GATEWAY_KEY", hide_env_values = true)]
     sms_gateway_key: Option<String>,
-    /// Twilio's account SID.
+    /// Twilio's account SID; Magfa's `username/domain`.
     #[arg(long, env = "KONTOR_SMS_GATEWAY_ACCOUNT")]
     sms_gateway_account: Option<String>,
     /// The line replies are sent from (a number or short code; Twilio: a number or `MG…` service).

@@ -3,15 +3,18 @@
 //!
 //! - `generic`: a GET to a URL template with `{to}` and `{text}` (Kavenegar's, Magfa's v1 and
 //!   Payam Resan's GET APIs fit it, but a GET can only judge by the HTTP status);
-//! - `kavenegar`, `smsir`, `ippanel`, `twilio`: each gateway's own send API, with its result
-//!   read from the answer's body, where most of them report a refusal inside an HTTP 200.
+//! - `kavenegar`, `smsir`, `ippanel`, `ghasedak`, `magfa`, `twilio`: each gateway's own send
+//!   API, with its result read from the answer's body, where most of them report a refusal
+//!   inside an HTTP 200.
 //!
 //! Every adapter gives up on a request after [`TIMEOUT`], and none lets a URL, a key, a number or
 //! a text into its errors, which go to the logs and the console.
 
 mod generic;
+mod ghasedak;
 mod ippanel;
 mod kavenegar;
+mod magfa;
 mod smsir;
 mod twilio;
 
@@ -36,6 +39,8 @@ pub enum Gateway {
     Kavenegar,
     Smsir,
     Ippanel,
+    Ghasedak,
+    Magfa,
     Twilio,
 }
 
@@ -43,9 +48,9 @@ pub enum Gateway {
 /// which settings are there, never the key or the URL template (which may hold a key).
 #[derive(Clone, Default)]
 pub struct GatewaySettings {
-    /// The API key (Kavenegar, SMS.ir, IPPanel) or Twilio's auth token.
+    /// The API key (Kavenegar, SMS.ir, IPPanel, Ghasedak), Magfa's password or Twilio's auth token.
     pub key: Option<String>,
-    /// Twilio's account SID.
+    /// Twilio's account SID; Magfa's `username/domain`.
     pub account: Option<String>,
     /// The line (short code or number) replies are sent from.
     pub line: Option<String>,
@@ -103,6 +108,19 @@ pub fn sender(gateway: Gateway, settings: &GatewaySettings) -> anyhow::Result<Ar
             base: base(ippanel::BASE),
             key: required(&settings.key, "--sms-gateway-key", "ippanel")?.to_owned(),
             line: required(&settings.line, "--sms-gateway-line", "ippanel")?.to_owned(),
+        }),
+        Gateway::Ghasedak => Arc::new(ghasedak::Ghasedak {
+            client: client()?,
+            base: base(ghasedak::BASE),
+            key: required(&settings.key, "--sms-gateway-key", "ghasedak")?.to_owned(),
+            line: required(&settings.line, "--sms-gateway-line", "ghasedak")?.to_owned(),
+        }),
+        Gateway::Magfa => Arc::new(magfa::Magfa {
+            client: client()?,
+            base: base(magfa::BASE),
+            account: required(&settings.account, "--sms-gateway-account", "magfa")?.to_owned(),
+            password: required(&settings.key, "--sms-gateway-key", "magfa")?.to_owned(),
+            line: required(&settings.line, "--sms-gateway-line", "magfa")?.to_owned(),
         }),
         Gateway::Twilio => Arc::new(twilio::Twilio {
             client: client()?,

@@ -122,12 +122,66 @@ async fn twilio(
     (StatusCode::CREATED, Json(json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued", "to": to})))
 }
 
+async fn magfa(headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    use base64::Engine as _;
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("kontor/gasco:{KEY}")));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (StatusCode::OK, Json(json!({"status": 18, "messages": null})));
+    }
+    let to = body["recipients"][0].as_str().unwrap_or_default();
+    if body["senders"][0].as_str().is_none() || body["messages"][0].as_str().is_none() || to.is_empty() {
+        return (StatusCode::OK, Json(json!({"status": 31, "messages": null})));
+    }
+    let status = if is(to, BAD_NUMBER) {
+        1
+    } else if is(to, NO_CREDIT) {
+        14
+    } else {
+        0
+    };
+    let id = if status == 0 { json!(5_432_109_876_u64) } else { Value::Null };
+    (
+        StatusCode::OK,
+        Json(json!({"status": 0, "messages": [{"status": status, "id": id, "userId": 7, "parts": 1,
+        "tariff": 1.0, "alphabet": "UCS2", "recipient": to}]})),
+    )
+}
+
+async fn ghasedak(headers: HeaderMap, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    if headers.get("apikey").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"isSuccess": false, "statusCode": 401, "message": "کلید نامعتبر", "data": null})),
+        );
+    }
+    let to = body["Receptor"].as_str().unwrap_or_default();
+    if body["LineNumber"].as_str().is_none() || body["Message"].as_str().is_none() || to.is_empty() {
+        return (
+            StatusCode::OK,
+            Json(json!({"isSuccess": false, "statusCode": 400, "message": "ورودی نامعتبر", "data": null})),
+        );
+    }
+    if is(to, NO_CREDIT) {
+        return (
+            StatusCode::OK,
+            Json(json!({"isSuccess": false, "statusCode": 402, "message": "اعتبار کافی نیست", "data": null})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"isSuccess": true, "statusCode": 200, "message": "با موفقیت انجام شد",
+        "data": {"receptor": to, "lineNumber": body["LineNumber"], "cost": 1, "messageId": "3391127", "message": body["Message"]}})),
+    )
+}
+
 async fn start() -> String {
     let app = axum::Router::new()
         .route("/v1/{key}/sms/send.json", post(kavenegar))
         .route("/v1/send/bulk", post(smsir))
         .route("/edge/api/send", post(ippanel))
-        .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio));
+        .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio))
+        .route("/magfa/send", post(magfa))
+        .route("/ghasedak/SendSingleSMS", post(ghasedak));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -179,6 +233,20 @@ async fn each_adapter_speaks_its_gateways_format() {
     assert_eq!(outcome(Gateway::Ippanel, &ippanel, ok).await, Ok(Some("1123544244".into())), "sent in E.164");
     assert_eq!(outcome(Gateway::Ippanel, &ippanel, NO_CREDIT).await, Err(("400-4".into(), false)), "inside a 200");
 
+    let magfa =
+        GatewaySettings { account: Some("kontor/gasco".into()), ..settings(format!("{base}/magfa"), "3000123") };
+    assert_eq!(outcome(Gateway::Magfa, &magfa, ok).await, Ok(Some("5432109876".into())));
+    assert_eq!(outcome(Gateway::Magfa, &magfa, BAD_NUMBER).await, Err(("1".into(), true)), "refused inside a 200");
+    assert_eq!(outcome(Gateway::Magfa, &magfa, NO_CREDIT).await, Err(("14".into(), false)));
+    let wrong_password = GatewaySettings { key: Some("other".into()), ..magfa.clone() };
+    assert_eq!(outcome(Gateway::Magfa, &wrong_password, ok).await, Err(("18".into(), false)));
+
+    let ghasedak = settings(format!("{base}/ghasedak"), "30005088");
+    assert_eq!(outcome(Gateway::Ghasedak, &ghasedak, ok).await, Ok(Some("3391127".into())));
+    assert_eq!(outcome(Gateway::Ghasedak, &ghasedak, NO_CREDIT).await, Err(("402".into(), false)), "inside a 200");
+    let wrong_key = GatewaySettings { key: Some("other".into()), ..ghasedak.clone() };
+    assert_eq!(outcome(Gateway::Ghasedak, &wrong_key, ok).await, Err(("401".into(), false)));
+
     let twilio = settings(base.clone(), "+15005550006");
     assert_eq!(outcome(Gateway::Twilio, &twilio, ok).await, Ok(Some("SM0123456789abcdef0123456789abcdef".into())));
     assert_eq!(outcome(Gateway::Twilio, &twilio, BAD_NUMBER).await, Err(("21211".into(), true)));
@@ -210,6 +278,8 @@ fn a_gateway_without_its_settings_does_not_start() {
         (Gateway::Kavenegar, "--sms-gateway-key"),
         (Gateway::Smsir, "--sms-gateway-key"),
         (Gateway::Ippanel, "--sms-gateway-key"),
+        (Gateway::Ghasedak, "--sms-gateway-key"),
+        (Gateway::Magfa, "--sms-gateway-account"),
         (Gateway::Twilio, "--sms-gateway-account"),
         (Gateway::Generic, "--sms-reply-url"),
     ] {
