@@ -194,13 +194,15 @@ fn lang_of(headers: &HeaderMap) -> Lang {
     Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
 }
 
+/// A request's media type, lowercased and without its parameters (`application/json` of
+/// `Application/JSON; charset=utf-8`); empty when there is none.
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 fn require_json(headers: &HeaderMap, lang: Lang) -> Result<(), ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if is_json {
+    if media_type(headers) == "application/json" {
         Ok(())
     } else {
         Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, lang))

@@ -108,9 +108,7 @@ pub async fn inbound(
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, ApiErrorCode::Unauthorized, lang));
     }
     let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let message: SmsInbound = match mime.as_str() {
+    let message: SmsInbound = match crate::http::media_type(&headers).as_str() {
         "application/json" => serde_json::from_slice(&body).map_err(|_| ApiError::envelope(&body, lang))?,
         "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::InvalidEnvelope, lang))?,
@@ -123,12 +121,10 @@ fn configured(state: &AppState) -> Result<&SmsConfig, ApiError> {
     state.sms.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, Lang::Fa))
 }
 
-/// A form body's fields, in order, or `400`.
+/// A form body's fields, in order; `415` for a body that is not form-encoded.
 fn form_fields(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
-    let lang = Lang::Fa;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
-        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, lang));
+    if crate::http::media_type(headers) != "application/x-www-form-urlencoded" {
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedMediaType, Lang::Fa));
     }
     Ok(form_urlencoded::parse(body).into_owned().collect())
 }
