@@ -144,6 +144,16 @@ impl ApiError {
         Self { status, code, lang, retry_after: None }
     }
 
+    /// The HTTP status it answers.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its status and code, for a log line where it is not answered to anyone (`crate::pull`).
+    pub(crate) fn summary(&self) -> String {
+        format!("{} {:?}", self.status.as_u16(), self.code)
+    }
+
     fn rate_limited(lang: Lang, wait: Duration) -> Self {
         Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, ApiErrorCode::RateLimited, lang) }
     }

@@ -17,6 +17,7 @@ pub mod ivr;
 pub mod limits;
 pub mod listener;
 pub mod openapi;
+pub mod pull;
 pub mod pwa;
 pub mod replies;
 pub mod sms;
@@ -152,6 +153,15 @@ pub async fn serve(
         };
         tokio::spawn(outbox.run(stop_signal.clone()))
     });
+    let puller = state.sms.as_ref().and_then(|sms| sms.pull.clone()).map(|pull| {
+        let puller = pull::Puller {
+            state: state.clone(),
+            reader: pull.reader,
+            every: pull.every,
+            holder: uuid::Uuid::new_v4().to_string(),
+        };
+        tokio::spawn(puller.run(stop_signal.clone()))
+    });
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
     let shutdown = async move {
         shutdown.await;
@@ -161,6 +171,9 @@ pub async fn serve(
     listener::serve(listener, http::router(state), max_connections, options.tls, shutdown).await;
     if let Some(ivr) = ivr {
         ivr.await.context("the ivr listener failed")?;
+    }
+    if let Some(puller) = puller {
+        puller.await.context("the sms inbox reader failed")?;
     }
     if let Some(outbox) = outbox {
         outbox.await.context("the sms reply sender failed")?;

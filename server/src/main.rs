@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use server::gateways::{self, Gateway, GatewaySettings};
-use server::sms::{SmsConfig, TwilioWebhook};
+use server::sms::{PullSettings, SmsConfig, TwilioWebhook};
 use server::store::{AuditEntry, OperatorRecord, Role, SqlStore, Store};
 use server::{ServeOptions, billing, demo, import};
 use time::OffsetDateTime;
@@ -186,11 +186,21 @@ struct SmsArgs {
     /// The `generic` gateway: a URL template with {to} and {text}, sent with a GET.
     #[arg(long, env = "KONTOR_SMS_REPLY_URL", hide_env_values = true)]
     sms_reply_url: Option<String>,
+    /// Fetch received messages from the gateway's inbox (smsir, ghasedak, magfa, ippanel), which
+    /// keeps them to be fetched instead of pushing them; needs no `--sms-secret`.
+    #[arg(long, env = "KONTOR_SMS_PULL")]
+    sms_pull: bool,
+    /// Seconds between two reads of the gateway's inbox.
+    #[arg(long, env = "KONTOR_SMS_PULL_EVERY", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    sms_pull_every: u64,
 }
 
 impl SmsArgs {
     fn config(self) -> anyhow::Result<Option<SmsConfig>> {
-        let Some(secret) = self.sms_secret.filter(|s| !s.is_empty()) else { return Ok(None) };
+        let secret = self.sms_secret.filter(|s| !s.is_empty());
+        if secret.is_none() && !self.sms_pull {
+            return Ok(None);
+        }
         let secret_header = axum::http::HeaderName::try_from(self.sms_secret_header.to_ascii_lowercase())
             .context("--sms-secret-header is not a valid header name")?;
         let gateway =
@@ -210,7 +220,15 @@ impl SmsArgs {
             }),
             None => None,
         };
-        Ok(Some(SmsConfig { twilio, ..SmsConfig::new(secret_header, secret, sender) }))
+        let pull = if self.sms_pull {
+            Some(PullSettings {
+                reader: gateways::reader(gateway, &settings)?,
+                every: std::time::Duration::from_secs(self.sms_pull_every),
+            })
+        } else {
+            None
+        };
+        Ok(Some(SmsConfig { twilio, pull, ..SmsConfig::new(secret_header, secret.unwrap_or_default(), sender) }))
     }
 }
 

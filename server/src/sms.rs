@@ -35,6 +35,8 @@ use crate::store::{Channel, Incoming, PhoneDeclaration};
 pub struct SmsConfig {
     /// The header that carries the shared secret.
     pub secret_header: HeaderName,
+    /// Empty when messages are only fetched (`--sms-pull` without `--sms-secret`): then the
+    /// doors that take pushed messages answer `404`.
     pub secret: String,
     /// The gateway adapter replies go through (`crate::gateways`).
     pub sender: Arc<dyn ReplySender>,
@@ -43,6 +45,15 @@ pub struct SmsConfig {
     pub wake: Arc<tokio::sync::Notify>,
     /// Twilio's webhook, when Twilio delivers the messages.
     pub twilio: Option<TwilioWebhook>,
+    /// The gateway's inbox, when messages are fetched from it (`crate::pull`).
+    pub pull: Option<PullSettings>,
+}
+
+/// Where and how often messages are fetched, for gateways that keep them to be fetched.
+#[derive(Clone)]
+pub struct PullSettings {
+    pub reader: Arc<dyn crate::gateways::InboxReader>,
+    pub every: std::time::Duration,
 }
 
 /// What proves a request came from Twilio: its signature over the URL it called, made with the
@@ -57,7 +68,7 @@ pub struct TwilioWebhook {
 
 impl SmsConfig {
     pub fn new(secret_header: HeaderName, secret: String, sender: Arc<dyn ReplySender>) -> Self {
-        Self { secret_header, secret, sender, retry: Retry::default(), wake: Arc::default(), twilio: None }
+        Self { secret_header, secret, sender, retry: Retry::default(), wake: Arc::default(), twilio: None, pull: None }
     }
 }
 
@@ -117,8 +128,13 @@ pub async fn inbound(
     receive(&state, config, message).await.map(Json)
 }
 
+/// The SMS channel's settings, if messages may be pushed to it.
 fn configured(state: &AppState) -> Result<&SmsConfig, ApiError> {
-    state.sms.as_ref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, Lang::Fa))
+    state
+        .sms
+        .as_ref()
+        .filter(|config| !config.secret.is_empty())
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, Lang::Fa))
 }
 
 /// A form body's fields, in order; `415` for a body that is not form-encoded.
@@ -257,7 +273,7 @@ pub async fn twilio(
 }
 
 /// Judges one received message and queues its reply: what every door leads to.
-async fn receive(state: &AppState, config: &SmsConfig, message: SmsInbound) -> Result<SmsReply, ApiError> {
+pub(crate) async fn receive(state: &AppState, config: &SmsConfig, message: SmsInbound) -> Result<SmsReply, ApiError> {
     let lang = Lang::Fa;
     // The id is what makes a redelivery one declaration: an empty one would be shared by every
     // message without one, and the second sender would be refused as a conflict with the first.

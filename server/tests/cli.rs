@@ -348,7 +348,9 @@ fn a_restarted_server_finds_each_meters_latest_reading() {
 fn the_binary_carries_the_web_app() {
     let dir = scratch("embedded");
     let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
-    let (mut child, addr) = serve(&db, &[]);
+    // Stopped when dropped, also by a failed assertion: a server left running would hold the
+    // test's output open and keep `cargo test` waiting.
+    let (server, addr) = Running::start(&db);
     let exchange = |method: &str, path: &str, headers: &str| {
         common::exchange(&addr, method, path, headers, "").map(|r| r.to_ascii_lowercase()).unwrap_or_default()
     };
@@ -380,7 +382,6 @@ fn the_binary_carries_the_web_app() {
     assert!(root.starts_with("http/1.1 307") && root.contains("location: /pwa/"), "{root}");
     let favicon = exchange("HEAD", "/favicon.ico", "");
     assert!(favicon.starts_with("http/1.1 200") && favicon.contains("content-type: image/png"), "{favicon}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
 use server::gateways::UrlTemplate;
+use server::gateways::{Gateway as Kind, GatewaySettings};
 use server::replies::{ReplySender, Retry, SendError};
-use server::sms::TwilioWebhook;
-use server::store::{NewReply, Store as _};
+use server::sms::{PullSettings, TwilioWebhook};
+use server::store::{NewReply, PulledMessage, Store as _};
 use shared::TrackingCode;
 use tests::{Backend, PHONE, SMS_SECRET, SMS_SECRET_HEADER, SUB, TestServer, submission};
 use uuid::Uuid;
@@ -28,6 +29,8 @@ tests::on_both_backends!(
     the_gateways_own_doors,
     replies_wait_out_an_outage_and_fail_visibly,
     two_instances_never_claim_one_reply,
+    messages_fetched_from_a_gateways_inbox,
+    one_instance_reads_an_inbox_at_a_time,
 );
 
 fn persian_digits_only(text: &str) -> String {
@@ -465,5 +468,193 @@ async fn two_instances_never_claim_one_reply(backend: Backend) {
     let all: std::collections::BTreeSet<i64> = a.iter().chain(&b).copied().collect();
     assert_eq!(a.len() + b.len(), 60, "each claimed once: {} + {}", a.len(), b.len());
     assert_eq!(all.len(), 60);
+    server.finish().await;
+}
+
+/// An SMS.ir account as its API shows it: an inbox that hands each message out once
+/// (`GET /v1/receive/latest`) and the send API (`POST /v1/send/bulk`), which records what it sent.
+#[derive(Default)]
+struct SmsirAccount {
+    inbox: Mutex<Vec<Value>>,
+    sent: Mutex<Vec<(String, String)>>,
+}
+
+const SMSIR_KEY: &str = "smsir-test-key";
+
+async fn smsir_account(account: Arc<SmsirAccount>) -> String {
+    use axum::routing::{get, post};
+    async fn latest(State(account): State<Arc<SmsirAccount>>, headers: axum::http::HeaderMap) -> axum::Json<Value> {
+        if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(SMSIR_KEY) {
+            return axum::Json(json!({"status": 10, "message": "کلید نامعتبر", "data": null}));
+        }
+        let taken: Vec<Value> = std::mem::take(&mut *account.inbox.lock().expect("lock"));
+        axum::Json(json!({"status": 1, "message": "موفق", "data": taken}))
+    }
+    async fn send(State(account): State<Arc<SmsirAccount>>, axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
+        let to = body["mobiles"][0].as_str().unwrap_or_default().to_owned();
+        let text = body["messageText"].as_str().unwrap_or_default().to_owned();
+        account.sent.lock().expect("lock").push((to, text));
+        axum::Json(json!({"status": 1, "message": "موفق", "data": {"packId": "p", "messageIds": [1], "cost": 1.0}}))
+    }
+    let app = axum::Router::new()
+        .route("/v1/receive/latest", get(latest))
+        .route("/v1/send/bulk", post(send))
+        .with_state(account);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+fn smsir_message(id: u64, mobile: u64, text: &str) -> Value {
+    json!({"receiveReturnId": id, "messageText": text, "number": 30004505000017_u64, "mobile": mobile,
+        "receivedDateTime": time::OffsetDateTime::now_utc().unix_timestamp()})
+}
+
+/// With `--sms-pull` and SMS.ir, messages are fetched from its inbox, judged like pushed ones
+/// and answered through its send API: once each, however often they are handed out; a message
+/// stored by an instance that stopped before judging it is judged by this one. No shared secret
+/// is set, and the doors for pushed messages stay shut.
+async fn messages_fetched_from_a_gateways_inbox(backend: Backend) {
+    let account = Arc::new(SmsirAccount::default());
+    let base = smsir_account(account.clone()).await;
+    let settings = GatewaySettings {
+        key: Some(SMSIR_KEY.into()),
+        line: Some("30004505000017".into()),
+        base_url: Some(base),
+        ..GatewaySettings::default()
+    };
+    let server = TestServer::start_with(backend, |options| {
+        if let Some(sms) = options.sms.as_mut() {
+            sms.secret = String::new();
+            sms.sender = server::gateways::sender(Kind::Smsir, &settings).expect("sender");
+            sms.pull = Some(PullSettings {
+                reader: server::gateways::reader(Kind::Smsir, &settings).expect("reader"),
+                every: std::time::Duration::from_millis(50),
+            });
+        }
+    })
+    .await;
+    account.inbox.lock().expect("lock").extend([
+        smsir_message(9001, 9121111111, "۱۰۰۵۰*۵*۱۱۱۱۲۲۲۲۳۳"),
+        smsir_message(9002, 9350000000, "99960*5*4444555566"),
+        smsir_message(9003, 9121111111, "what is my bill"),
+    ]);
+    // Stored by an instance that stopped before it judged it.
+    let orphan = PulledMessage {
+        message_id: "smsir:9000".into(),
+        sender: "09121111111".into(),
+        recipient: None,
+        body: "10040*5*1111222233".into(),
+        received_at: Some(server.hours_ago(48)),
+    };
+    let stored = server.store.inbox().keep_pulled("smsir", "gone", &[orphan], None, 0).await.expect("store");
+    assert_eq!(stored, 1);
+
+    let wait_for_sends = |n: usize| {
+        let account = account.clone();
+        async move {
+            for _ in 0..500 {
+                if account.sent.lock().expect("lock").len() >= n {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            account.sent.lock().expect("lock").clone()
+        }
+    };
+    let sent = wait_for_sends(4).await;
+    assert_eq!(sent.len(), 4, "one reply per message: {sent:?}");
+    // SMS.ir hands 9001 out again (a retry on its side): the same declaration, no second reply.
+    account.inbox.lock().expect("lock").push(smsir_message(9001, 9121111111, "۱۰۰۵۰*۵*۱۱۱۱۲۲۲۲۳۳"));
+    for _ in 0..500 {
+        if account.inbox.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut counts = server::store::InboxCounts::default();
+    for _ in 0..500 {
+        counts = server.store.inbox().inbox_counts().await.expect("counts");
+        if counts.waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!((counts.waiting, counts.done, counts.failed), (0, 4, 0), "the one handed out twice is one row");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let sent = account.sent.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 4, "{sent:?}");
+
+    let stored = server.store.declarations_of(SUB).await.expect("read");
+    let readings: Vec<_> = stored.iter().map(|d| (d.reading, d.status)).collect();
+    let accepted = shared::Status::Accepted;
+    assert_eq!(readings, [(Some(10_040), accepted), (Some(10_050), accepted)], "in the order they were read");
+    let other = server.store.declarations_of(tests::SUB_WRAP).await.expect("read");
+    let held: Vec<_> = other.iter().map(|d| (d.reading, d.status)).collect();
+    assert_eq!(held, [(Some(99_960), shared::Status::NeedsReview)], "another phone's reading is held");
+    let to = |phone: &str| sent.iter().filter(|(to, _)| to == phone).map(|(_, text)| text.clone()).collect::<Vec<_>>();
+    let registered = to("09121111111");
+    assert_eq!(registered.len(), 3, "{sent:?}");
+    assert_eq!(registered.iter().filter(|t| t.contains("کد رهگیری")).count(), 2, "{registered:?}");
+    assert_eq!(to("09350000000").len(), 1);
+
+    // No secret: the push doors are shut.
+    let (status, _) = server.sms(PHONE, "10070*5*1111222233", "gw-push").await;
+    assert_eq!(status, 404);
+    server.finish().await;
+}
+
+/// The lease on a gateway's inbox: one holder at a time, taken over only once it runs out, and
+/// a holder that lost it cannot move the cursor. Stored messages are claimed by one judge each.
+async fn one_instance_reads_an_inbox_at_a_time(backend: Backend) {
+    let server = TestServer::start_with(backend, |options| options.sms = None).await;
+    let inbox = server.store.inbox();
+    assert_eq!(inbox.hold_pull("ippanel", "a", 1_000, 61_000).await.expect("hold"), Some(None));
+    assert_eq!(inbox.hold_pull("ippanel", "b", 2_000, 62_000).await.expect("hold"), None, "held by a");
+    assert_eq!(inbox.hold_pull("ippanel", "a", 30_000, 90_000).await.expect("hold"), Some(None), "renewed");
+    let message = |n: u32| PulledMessage {
+        message_id: format!("ippanel:{n}"),
+        sender: PHONE.into(),
+        recipient: None,
+        body: "10050*5*1111222233".into(),
+        received_at: None,
+    };
+    assert_eq!(inbox.keep_pulled("ippanel", "a", &[message(1)], Some("1"), 30_000).await.expect("keep"), 1);
+    assert_eq!(inbox.hold_pull("ippanel", "b", 90_000, 150_000).await.expect("hold"), Some(Some("1".into())));
+    // a, whose lease ran out mid-read, stores what it read but cannot move b's cursor.
+    let late = [message(1), message(2)];
+    assert_eq!(inbox.keep_pulled("ippanel", "a", &late, Some("2"), 95_000).await.expect("keep"), 1);
+    assert_eq!(inbox.hold_pull("ippanel", "b", 96_000, 156_000).await.expect("hold"), Some(Some("1".into())));
+    inbox.release_pull("ippanel", "b").await.expect("release");
+    assert!(inbox.hold_pull("ippanel", "a", 97_000, 157_000).await.expect("hold").is_some(), "let go");
+
+    // Racing holders at the same moment: exactly one wins each round.
+    for round in 0..20_i64 {
+        let at = 1_000_000 + round * 100_000;
+        let (x, y) = tokio::join!(
+            server.store.inbox().hold_pull("race", "x", at, at + 60_000),
+            server.store.inbox().hold_pull("race", "y", at, at + 60_000)
+        );
+        let winners = usize::from(x.expect("x").is_some()) + usize::from(y.expect("y").is_some());
+        assert_eq!(winners, 1, "round {round}");
+    }
+
+    let many: Vec<PulledMessage> = (10..50).map(message).collect();
+    inbox.keep_pulled("ippanel", "a", &many, None, 0).await.expect("keep");
+    let judge = |store: Arc<server::store::SqlStore>| async move {
+        let mut mine = Vec::new();
+        loop {
+            let claimed = store.inbox().claim_pulled(1_000, 61_000, 7).await.expect("claim");
+            if claimed.is_empty() {
+                return mine;
+            }
+            mine.extend(claimed.into_iter().map(|m| m.id));
+        }
+    };
+    let (a, b) = tokio::join!(tokio::spawn(judge(server.store.clone())), tokio::spawn(judge(server.store.clone())));
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    let all: std::collections::BTreeSet<i64> = a.iter().chain(&b).copied().collect();
+    assert_eq!((a.len() + b.len(), all.len()), (40, 40), "each claimed once: {} + {}", a.len(), b.len());
     server.finish().await;
 }

@@ -936,7 +936,8 @@ async fn replies_page(State(state): State<AppState>, headers: HeaderMap) -> Page
     let queue = state.store.replies();
     let counts = queue.reply_counts().await.map_err(|e| store_failed(lang, &e))?;
     let failed = queue.failed_replies(100).await.map_err(|e| store_failed(lang, &e))?;
-    let body = pages::replies(lang, &signed.session.csrf, counts, &failed);
+    let inbox = state.store.inbox().inbox_counts().await.map_err(|e| store_failed(lang, &e))?;
+    let body = pages::replies(lang, &signed.session.csrf, counts, inbox, &failed);
     Ok(html(StatusCode::OK, &signed.frame(tr(lang, "پیامک‌های پاسخ", "SMS replies")), body))
 }
 

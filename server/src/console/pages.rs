@@ -737,6 +737,7 @@ pub fn replies(
     lang: Lang,
     csrf: &str,
     counts: crate::store::ReplyCounts,
+    inbox: crate::store::InboxCounts,
     failed: &[crate::store::ReplyRecord],
 ) -> impl IntoView + use<> {
     let rows: Vec<_> = failed
@@ -778,6 +779,9 @@ pub fn replies(
             <dt>{tr(lang, "در صف ارسال", "Waiting")}</dt><dd>{number(counts.waiting)}</dd>
             <dt>{tr(lang, "فرستاده شده", "Sent")}</dt><dd>{number(counts.sent)}</dd>
             <dt>{tr(lang, "نرسیده", "Failed for good")}</dt><dd>{number(counts.failed)}</dd>
+            <dt>{tr(lang, "دریافتی از صندوق درگاه، در انتظار بررسی", "Fetched from the gateway, waiting")}</dt>
+            <dd>{number(inbox.waiting)}</dd>
+            <dt>{tr(lang, "دریافتی کنارگذاشته", "Fetched, set aside")}</dt><dd>{number(inbox.failed)}</dd>
         </dl>
         <h2>{tr(lang, "پیامک‌هایی که درگاه نپذیرفت", "Replies the gateway never took")}</h2>
         {table(lang, headings, rows)}

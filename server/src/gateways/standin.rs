@@ -294,3 +294,224 @@ fn a_gateway_without_its_settings_does_not_start() {
     let shown = format!("{set:?}");
     assert!(!shown.contains(KEY) && !shown.contains("SECRET"), "{shown}");
 }
+
+/// What the inbox stand-ins hold: messages as each gateway lists them, and which have been
+/// handed out by the gateways that hand a message out once.
+#[derive(Default)]
+struct Inboxes {
+    smsir: Vec<Value>,
+    magfa: Vec<Value>,
+    ghasedak: Vec<Value>,
+    /// Newest last here; listed newest first.
+    ippanel: Vec<Value>,
+}
+
+type Shared = std::sync::Arc<std::sync::Mutex<Inboxes>>;
+
+async fn smsir_latest(
+    axum::extract::State(inboxes): axum::extract::State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"status": 10, "message": "کلید نامعتبر", "data": null})));
+    }
+    let count: usize = query.get("count").and_then(|c| c.parse().ok()).unwrap_or(100).min(100);
+    let mut inboxes = inboxes.lock().expect("lock");
+    let held = &mut inboxes.smsir;
+    let taken: Vec<Value> = held.drain(..count.min(held.len())).collect();
+    (StatusCode::OK, Json(json!({"status": 1, "message": "موفق", "data": taken})))
+}
+
+async fn magfa_messages(
+    axum::extract::State(inboxes): axum::extract::State<Shared>,
+    headers: HeaderMap,
+    Path(count): Path<usize>,
+) -> (StatusCode, Json<Value>) {
+    use base64::Engine as _;
+    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("kontor/gasco:{KEY}")));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return (StatusCode::OK, Json(json!({"status": 18, "messages": null})));
+    }
+    let mut inboxes = inboxes.lock().expect("lock");
+    let held = &mut inboxes.magfa;
+    let taken: Vec<Value> = held.drain(..count.min(held.len())).collect();
+    (StatusCode::OK, Json(json!({"status": 0, "messages": taken})))
+}
+
+async fn ghasedak_received(
+    axum::extract::State(inboxes): axum::extract::State<Shared>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if headers.get("apikey").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"isSuccess": false, "statusCode": 401, "message": "کلید نامعتبر", "data": null})),
+        );
+    }
+    if query.get("LineNumber").is_none_or(String::is_empty) || query.get("IsRead").map(String::as_str) != Some("False")
+    {
+        return (
+            StatusCode::OK,
+            Json(json!({"isSuccess": false, "statusCode": 400, "message": "ورودی نامعتبر", "data": null})),
+        );
+    }
+    // Unread messages stay unread: every read lists them all again.
+    let items = inboxes.lock().expect("lock").ghasedak.clone();
+    (StatusCode::OK, Json(json!({"isSuccess": true, "statusCode": 200, "message": "موفق", "data": {"items": items}})))
+}
+
+async fn ippanel_inbox(
+    axum::extract::State(inboxes): axum::extract::State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(KEY) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"data": null, "meta": {"status": false, "message": "اطلاعات وارد شده صحیح نمی باشد",
+                "message_parameters": [], "message_code": "400-1", "errors": {}}})),
+        );
+    }
+    let page = body["page"].as_u64().unwrap_or(1).max(1) as usize;
+    let per_page = body["per_page"].as_u64().unwrap_or(10).max(1) as usize;
+    let from_id = body["filters"]["from_id"].as_i64().unwrap_or(0);
+    let inboxes = inboxes.lock().expect("lock");
+    let matching: Vec<&Value> =
+        inboxes.ippanel.iter().rev().filter(|m| m["messages_inbox_id"].as_i64().unwrap_or(0) > from_id).collect();
+    let last_page = matching.len().div_ceil(per_page).max(1);
+    let data: Vec<&Value> = matching.iter().skip((page - 1) * per_page).take(per_page).copied().collect();
+    (
+        StatusCode::OK,
+        Json(json!({"data": data, "meta": {"current_page": page, "last_page": last_page, "per_page": per_page,
+            "total": matching.len(), "status": true, "message": "انجام شد", "message_code": "200-1"}})),
+    )
+}
+
+async fn start_inboxes(inboxes: Shared) -> String {
+    let app = axum::Router::new()
+        .route("/v1/receive/latest", axum::routing::get(smsir_latest))
+        .route("/magfa/messages/{count}", axum::routing::get(magfa_messages))
+        .route("/ghasedak/GetReceivedSmses", axum::routing::get(ghasedak_received))
+        .route("/edge/api/report/messages-inbox", post(ippanel_inbox))
+        .with_state(inboxes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+/// What a read gave, in short: (id, sender, text, time) per message, and the cursor.
+async fn read(
+    gateway: Gateway,
+    settings: &GatewaySettings,
+    cursor: Option<&str>,
+) -> (Vec<(String, String, String, Option<String>)>, Option<String>) {
+    let reader = super::reader(gateway, settings).expect("configured");
+    let fetched = reader.fetch(cursor).await.expect("read");
+    let messages = fetched.messages.into_iter().map(|m| (m.message_id, m.sender, m.body, m.received_at)).collect();
+    (messages, fetched.cursor)
+}
+
+#[tokio::test]
+async fn each_inbox_reader_speaks_its_gateways_format() {
+    let inboxes = Shared::default();
+    let base = start_inboxes(inboxes.clone()).await;
+    {
+        let mut held = inboxes.lock().expect("lock");
+        held.smsir = vec![
+            json!({"receiveReturnId": 123456789, "messageText": "۱۰۰۵۰*۵*۱۱۱۱۲۲۲۲۳۳", "number": 30004505000017_u64,
+                "mobile": 9121111111_u64, "receivedDateTime": 1796634000}),
+            json!({"receiveReturnId": 123456790, "messageText": "hello", "number": 30004505000017_u64,
+                "mobile": 9350000000_u64, "receivedDateTime": 1796634060}),
+        ];
+        let magfa = json!({"body": "10050*5*1111222233", "senderNumber": "989121111111",
+            "recipientNumber": "3000123", "date": "2026-12-07 14:05:09"});
+        held.magfa = vec![
+            magfa.clone(),
+            magfa,
+            json!({"body": "x", "senderNumber": "989350000000",
+            "recipientNumber": "3000123", "date": "2026-12-07 14:05:10"}),
+        ];
+        held.ghasedak = vec![
+            json!({"id": 41, "message": "10050*5*1111222233", "sender": "09121111111", "lineNumber": "30005088",
+                "receiveDate": "2026-12-07T14:05:09.123"}),
+            json!({"id": 42, "message": "10060*5*1111222233", "sender": "09121111111", "lineNumber": "30005088",
+                "receiveDate": "2026-12-07T14:06:00"}),
+        ];
+        held.ippanel = (1..=250)
+            .map(|id| {
+                json!({"messages_inbox_id": id, "from": "+989121111111", "number": "+983000505",
+                    "message": format!("m{id}"), "type": "normal", "time": 1796634000 + id, "seen": "0"})
+            })
+            .collect();
+    }
+
+    // SMS.ir: read once; its id, the mobile dialled as it is dialled, Unix time.
+    let smsir = settings(base.clone(), "30004505000017");
+    let (messages, cursor) = read(Gateway::Smsir, &smsir, None).await;
+    assert_eq!(cursor, None);
+    assert_eq!(
+        messages[0],
+        (
+            "smsir:123456789".into(),
+            "09121111111".into(),
+            "۱۰۰۵۰*۵*۱۱۱۱۲۲۲۲۳۳".into(),
+            Some("2026-12-07T09:00:00Z".into())
+        )
+    );
+    assert_eq!(messages.len(), 2);
+    assert!(read(Gateway::Smsir, &smsir, None).await.0.is_empty(), "handed out once");
+
+    // Magfa: no ids, so derived; the same message twice in one read is two, numbered.
+    let magfa =
+        GatewaySettings { account: Some("kontor/gasco".into()), ..settings(format!("{base}/magfa"), "3000123") };
+    let (messages, _) = read(Gateway::Magfa, &magfa, None).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0].starts_with("magfa:") && ids[1] == format!("{}#2", ids[0]) && ids[2] != ids[0], "{ids:?}");
+    assert_eq!(messages[0].3.as_deref(), Some("2026-12-07T14:05:09+03:30"), "Iran's time");
+    let wrong = GatewaySettings { key: Some("other".into()), ..magfa.clone() };
+    let error = super::reader(Gateway::Magfa, &wrong).expect("configured").fetch(None).await.expect_err("refused");
+    assert!(error.to_string().contains("18"), "{error}");
+
+    // Ghasedak: lists unread messages every time; the cursor passes over those taken.
+    let ghasedak = settings(format!("{base}/ghasedak"), "30005088");
+    let (messages, cursor) = read(Gateway::Ghasedak, &ghasedak, None).await;
+    assert_eq!(messages.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["ghasedak:41", "ghasedak:42"]);
+    assert_eq!(messages[0].3.as_deref(), Some("2026-12-07T14:05:09+03:30"));
+    assert_eq!(cursor.as_deref(), Some("42"));
+    assert!(read(Gateway::Ghasedak, &ghasedak, cursor.as_deref()).await.0.is_empty(), "nothing new");
+
+    // IPPanel: the first read starts after the newest message; then every page past the cursor.
+    let ippanel = settings(format!("{base}/edge"), "+983000505");
+    let (messages, cursor) = read(Gateway::Ippanel, &ippanel, None).await;
+    assert_eq!((messages.len(), cursor.as_deref()), (0, Some("250")));
+    let (messages, cursor) = read(Gateway::Ippanel, &ippanel, Some("20")).await;
+    assert_eq!(messages.len(), 230, "three pages of a hundred, oldest first");
+    assert_eq!((messages[0].0.as_str(), messages[229].0.as_str()), ("ippanel:21", "ippanel:250"));
+    assert_eq!(cursor.as_deref(), Some("250"));
+    assert!(read(Gateway::Ippanel, &ippanel, Some("250")).await.0.is_empty());
+
+    // A backlog of more pages than one read takes: the oldest first, the rest next time.
+    inboxes.lock().expect("lock").ippanel = (1..=2150)
+        .map(|id| {
+            json!({"messages_inbox_id": id, "from": "+989121111111", "number": "+983000505",
+            "message": "m", "type": "normal", "time": 1796634000 + id, "seen": "0"})
+        })
+        .collect();
+    let (messages, cursor) = read(Gateway::Ippanel, &ippanel, Some("0")).await;
+    assert_eq!((messages.len(), cursor.as_deref()), (1950, Some("1950")), "the oldest twenty pages");
+    let (messages, cursor) = read(Gateway::Ippanel, &ippanel, cursor.as_deref()).await;
+    assert_eq!((messages.len(), cursor.as_deref()), (200, Some("2150")), "then the rest");
+}
+
+#[test]
+fn only_the_gateways_with_an_inbox_are_read() {
+    let set = settings("http://127.0.0.1:9".into(), "3000");
+    for gateway in [Gateway::Kavenegar, Gateway::Twilio, Gateway::Generic, Gateway::None] {
+        let error = super::reader(gateway, &set).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("--sms-pull"), "{gateway:?}: {error}");
+    }
+}

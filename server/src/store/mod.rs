@@ -8,6 +8,7 @@ mod complaints;
 mod console;
 mod direct;
 mod flusher;
+mod inbox;
 mod replies;
 mod sql;
 pub mod transfer;
@@ -22,6 +23,7 @@ use shared::{Code, MeterSerial, Reading, Status, SubscriptionNumber, digits, sms
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use inbox::{ClaimedMessage, InboxCounts, Judged, PulledMessage, SmsInbox};
 pub use replies::{Attempted, ClaimedReply, NewReply, ReplyCounts, ReplyQueue, ReplyRecord};
 pub use sql::{Dialect, SqlStore, sqlite_migrations};
 
@@ -391,6 +393,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// The SMS replies waiting to be sent.
     fn replies(&self) -> &dyn ReplyQueue;
+    /// The messages taken from gateways' inbox APIs.
+    fn inbox(&self) -> &dyn SmsInbox;
     /// Creates or updates registry rows, all or none.
     async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError>;
     async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError>;

@@ -196,10 +196,7 @@ impl ReplyQueue for SqlStore {
     }
 
     async fn reply_counts(&self) -> Result<ReplyCounts, StoreError> {
-        let count = |sql: &'static str| async move {
-            let n: i64 = sqlx::query(sql).fetch_one(&self.pool).await.map_err(db)?.try_get(0)?;
-            Ok::<u64, StoreError>(u64::try_from(n).unwrap_or(0))
-        };
+        let count = |sql| self.count(sql);
         Ok(ReplyCounts {
             waiting: count("SELECT COUNT(*) FROM sms_replies WHERE sent_at_ms IS NULL AND failed_at_ms IS NULL")
                 .await?,

@@ -214,6 +214,14 @@ pub(super) fn db(err: sqlx::Error) -> StoreError {
     StoreError::classify(err)
 }
 
+impl SqlStore {
+    /// The one count a `SELECT COUNT(*) …` answers.
+    pub(super) async fn count(&self, sql: &'static str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query(sql).fetch_one(&self.pool).await.map_err(db)?.try_get(0).map_err(db)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
 /// A meter with its latest counting declaration, in [`MeterColumns`]' order: the registry's
 /// columns of `meters AS m`, then `d`, the latest declaration. Callers add the `WHERE` on `m`;
 /// [`Dialect::meter_select`] adds how each database finds `d`.
@@ -1383,6 +1391,10 @@ impl Store for SqlStore {
     }
 
     fn replies(&self) -> &dyn super::ReplyQueue {
+        self
+    }
+
+    fn inbox(&self) -> &dyn super::SmsInbox {
         self
     }
 

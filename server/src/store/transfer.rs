@@ -3,8 +3,9 @@
 //!
 //! Both stores are brought to the current schema first. The target must hold no data. Every
 //! table that carries data (registry, devices, declarations, the billing feed, operators and
-//! their sessions, the audit log, complaints) is copied in key order, in pages, inside one
-//! transaction on the target, so a failed move leaves it empty. PostgreSQL's identity sequences
+//! their sessions, the audit log, complaints, the SMS replies, inbox and inbox cursors) is
+//! copied in key order, in pages, inside one transaction on the target, so a failed move leaves
+//! it empty. PostgreSQL's identity sequences
 //! and billing position are then set past the copied rows, so that new declarations and
 //! complaints continue the numbering (tracking codes and complaint numbers stay unique). Last,
 //! each table is read back from both sides and compared by row count and by a SHA-256 over its
@@ -170,11 +171,33 @@ const TABLES: &[Table] = &[
             ("last_error", Text),
         ],
     },
+    Table {
+        name: "sms_inbox",
+        columns: &[
+            ("id", Int),
+            ("message_id", Text),
+            ("sender", Text),
+            ("recipient", Text),
+            ("body", Text),
+            ("received_at", Text),
+            ("fetched_at_ms", Int),
+            ("attempts", Int),
+            ("next_attempt_ms", Int),
+            ("claimed_until_ms", Int),
+            ("done_at_ms", Int),
+            ("failed_at_ms", Int),
+            ("last_error", Text),
+        ],
+    },
+    Table {
+        name: "sms_pull",
+        columns: &[("gateway", Text), ("cursor", Text), ("holder", Text), ("held_until_ms", Int)],
+    },
 ];
 
 /// Tables whose key column PostgreSQL numbers from an identity sequence, with that column.
 const SEQUENCED: &[(&str, &str)] =
-    &[("declarations", "seq"), ("audit", "seq"), ("complaints", "seq"), ("sms_replies", "id")];
+    &[("declarations", "seq"), ("audit", "seq"), ("complaints", "seq"), ("sms_replies", "id"), ("sms_inbox", "id")];
 
 /// Rows read and written per statement.
 const PAGE: usize = 500;
