@@ -43,7 +43,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/v1/sms/twilio", post(crate::sms::twilio))
         .route("/api/v1/billing/readings", get(crate::billing::readings))
         .route("/api/v1/complaints", post(crate::complaints::file))
-        .route("/api/v1/updates", post(crate::complaints::updates));
+        .route("/api/v1/updates", post(crate::complaints::updates))
+        .route("/api/v1/declarations/{id}/photo", axum::routing::put(crate::photo::upload));
     router = crate::console::routes(router);
     if let Some(root) = state.web_root.as_ref() {
         router = crate::pwa::routes(router, root);
@@ -200,7 +201,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn lang_of(headers: &HeaderMap) -> Lang {
+pub(crate) fn lang_of(headers: &HeaderMap) -> Lang {
     Lang::from_accept_language(headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
 }
 

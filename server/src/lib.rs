@@ -17,6 +17,7 @@ pub mod ivr;
 pub mod limits;
 pub mod listener;
 pub mod openapi;
+pub mod photo;
 pub mod pull;
 pub mod pwa;
 pub mod replies;
@@ -93,6 +94,8 @@ pub struct ServeOptions {
     pub max_connections: Option<usize>,
     /// HTTPS with this certificate (`listener::tls_config`); plain HTTP without.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// How long meter photos are kept; for ever when `None`.
+    pub photo_retention: Option<std::time::Duration>,
 }
 
 /// How many threads serve HTTP when not told (`kontor serve --http-threads`), on a machine with
@@ -162,6 +165,9 @@ pub async fn serve(
         };
         tokio::spawn(puller.run(stop_signal.clone()))
     });
+    let forget = options
+        .photo_retention
+        .map(|retention| tokio::spawn(photo::forget_old(state.store.clone(), retention, stop_signal.clone())));
     let ivr = options.ivr.map(|agi| tokio::spawn(ivr::serve(agi, state.writer.clone(), stop_signal)));
     let shutdown = async move {
         shutdown.await;
@@ -171,6 +177,9 @@ pub async fn serve(
     listener::serve(listener, http::router(state), max_connections, options.tls, shutdown).await;
     if let Some(ivr) = ivr {
         ivr.await.context("the ivr listener failed")?;
+    }
+    if let Some(forget) = forget {
+        forget.await.context("the photo retention task failed")?;
     }
     if let Some(puller) = puller {
         puller.await.context("the sms inbox reader failed")?;

@@ -56,6 +56,10 @@ enum Command {
         /// GET /api/v1/billing/readings; that endpoint is off without it.
         #[arg(long, env = "KONTOR_BILLING_TOKEN", hide_env_values = true)]
         billing_token: Option<String>,
+        /// Days a meter photo is kept after it arrives (long enough for a billing dispute).
+        #[arg(long, env = "KONTOR_PHOTO_RETENTION_DAYS", default_value_t = 400,
+            value_parser = clap::value_parser!(u64).range(1..=3650))]
+        photo_retention_days: u64,
         /// The reverse proxies in front (CIDRs, comma-separated, e.g. 10.0.0.0/8,::1/128): from
         /// these peers only, the client's address is read from `X-Forwarded-For` or `Forwarded`
         /// for the per-client limits. Without it every peer is the client.
@@ -267,6 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sms,
             ivr_listen,
             billing_token,
+            photo_retention_days,
             trusted_proxies,
             max_connections,
             tls_cert,
@@ -334,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 trusted_proxies,
                 max_connections: Some(max_connections),
                 tls,
+                photo_retention: Some(std::time::Duration::from_secs(photo_retention_days * 24 * 3600)),
                 ..ServeOptions::default()
             };
             let served = server::serve(listener, store.clone(), options, server::shutdown_signal()).await;

@@ -32,10 +32,12 @@ use utoipa::OpenApi;
         crate::sms::twilio,
         crate::billing::readings,
         crate::complaints::file,
-        crate::complaints::updates
+        crate::complaints::updates,
+        crate::photo::upload
     ),
     modifiers(&BillingToken),
     components(schemas(
+        crate::photo::PhotoReceipt,
         shared::wire::VerifyRequest,
         shared::wire::VerifyResponse,
         shared::wire::MeterInfo,

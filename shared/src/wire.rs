@@ -522,6 +522,11 @@ api_errors! {
     NotFound = "not_found", "چنین نشانی‌ای وجود ندارد.", "There is no such address.";
     Unauthorized = "unauthorized", "کلید دسترسی درست نیست.", "The shared secret is missing or wrong.";
     InvalidCursor = "invalid_cursor", "این نشانگر صفحه از این سرور نیست.", "The cursor is not one this server handed out.";
+    UnsupportedPictureType = "unsupported_picture_type", "نوع محتوا باید image/jpeg یا image/webp باشد.", "The content type must be image/jpeg or image/webp.";
+    NotAPicture = "not_a_picture", "فایل فرستاده‌شده عکس JPEG یا WebP درستی نیست.", "The file is not a valid JPEG or WebP picture.";
+    PictureTooLarge = "picture_too_large", "عکس بزرگ‌تر از حد مجاز است (۵۱۲ کیلوبایت یا ۱۶ مگاپیکسل).", "The picture is larger than allowed (512 KiB or 16 megapixels).";
+    UnknownDeclaration = "unknown_declaration", "این اعلام هنوز به سرور نرسیده است؛ پس از ارسال رقم دوباره بفرستید.", "No declaration from the app has this id yet; send the reading first.";
+    PhotoExists = "photo_exists", "برای این اعلام عکس دیگری ثبت شده است.", "Another photo is already stored for this declaration.";
 }
 
 impl ErrorBody {

@@ -388,14 +388,17 @@ impl ConsoleClient {
         Answer { status, location, set_cookies, body: response.text().await.expect("a body") }
     }
 
-    pub async fn get(&self, path: &str) -> Answer {
-        let response = self
-            .http
+    async fn send_get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
             .send()
             .await
-            .expect("the server answers");
+            .expect("the server answers")
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self.send_get(path).await;
         self.answer(response).await
     }
 
@@ -421,6 +424,15 @@ impl ConsoleClient {
     }
 
     /// Opens the sign-in page and signs in; answers the sign-in post's answer.
+    /// The status, content type and bytes of a GET: for what is not a page (a photo).
+    pub async fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let response = self.send_get(path).await;
+        let status = response.status().as_u16();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        (status, content_type, response.bytes().await.expect("a body").to_vec())
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> Answer {
         let page = self.get("/office/login").await;
         let csrf = page.field("csrf").expect("the sign-in form has a token");

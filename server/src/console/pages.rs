@@ -446,9 +446,11 @@ pub fn review(
     meter: Option<&MeterRecord>,
     chain: &[StoredDeclaration],
     effect: &Effect,
+    photo: Option<(u32, u32)>,
 ) -> impl IntoView + use<> {
     let csrf = csrf.to_owned();
     let action = format!("/office/review/{}", d.seq);
+    let figure = photo.map(|(width, height)| photo_figure(lang, d.seq, width, height));
     let billed = meter.and_then(|m| m.last).map(|p| (digits(lang, p.reading), when(lang, p.read_at)));
     let average = meter.and_then(|m| m.avg_daily_m3).map(|a| decimal(lang, a));
     let channel = channel_name(lang, &d.channel);
@@ -462,6 +464,7 @@ pub fn review(
     let repeat_of = d.repeat_of.and_then(shared::TrackingCode::from_sequence).map(|code| digits(lang, code.as_str()));
     view! {
         {outcome_summary(lang, d, ())}
+        {figure}
         <dl class="card">
             <dt>{tr(lang, "کانال", "Channel")}</dt>
             <dd>{channel}</dd>
@@ -654,6 +657,7 @@ pub fn complaint(
     csrf: &str,
     c: &ComplaintRecord,
     about: Option<&StoredDeclaration>,
+    photo: Option<(u64, u32, u32)>,
     may_answer: bool,
 ) -> impl IntoView + use<> {
     let number = c.number().map(|n| digits(lang, n.as_str())).unwrap_or_default();
@@ -682,6 +686,7 @@ pub fn complaint(
             <p class="text">{text}</p>
         </section>
         {about.map(|summary| view! { <h2>{tr(lang, "رقم مورد اعتراض", "The disputed reading")}</h2>{summary} })}
+        {photo.map(|(seq, width, height)| photo_figure(lang, seq, width, height))}
         {answer.map(|(answer, by, at)| view! {
             <section class="card outcome accepted">
                 <p class="status">{tr(lang, "پاسخ", "Answer")}</p>
@@ -699,6 +704,18 @@ pub fn complaint(
                 <button type="submit">{tr(lang, "ثبت پاسخ", "Send the answer")}</button>
             </form>
         })}
+    }
+}
+
+/// A declaration's meter photo as the subscriber sent it (without its metadata); loading it is
+/// recorded in the audit log.
+fn photo_figure(lang: Lang, seq: u64, width: u32, height: u32) -> impl IntoView + use<> {
+    view! {
+        <figure class="card photo">
+            <img src=format!("/office/photos/{seq}") width=width height=height
+                alt=tr(lang, "عکس کنتور که مشترک فرستاده است", "The meter photo the subscriber sent") />
+            <figcaption>{tr(lang, "عکس کنتور از مشترک", "Meter photo from the subscriber")}</figcaption>
+        </figure>
     }
 }
 
@@ -801,6 +818,7 @@ nav .who { margin-inline-start: auto; color: #56606b; }
 .lang { margin-inline-start: auto; }
 main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.4rem; }
+.photo img { display: block; max-width: 100%; height: auto; border-radius: .25rem; }
 .card { background: #fff; border: 1px solid #dde1e6; border-radius: .5rem; padding: 1rem; margin-block: 1rem; }
 form.card { display: grid; gap: .8rem; max-width: 32rem; }
 form.inline { display: inline; }

@@ -9,6 +9,7 @@ mod console;
 mod direct;
 mod flusher;
 mod inbox;
+mod photos;
 mod replies;
 mod sql;
 pub mod transfer;
@@ -24,6 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use inbox::{ClaimedMessage, InboxCounts, Judged, PulledMessage, SmsInbox};
+pub use photos::{NewPhoto, PhotoStore, PutPhoto, StoredPhoto};
 pub use replies::{Attempted, ClaimedReply, NewReply, ReplyCounts, ReplyQueue, ReplyRecord};
 pub use sql::{Dialect, SqlStore, sqlite_migrations};
 
@@ -395,6 +397,8 @@ pub trait Store: Send + Sync + 'static {
     fn replies(&self) -> &dyn ReplyQueue;
     /// The messages taken from gateways' inbox APIs.
     fn inbox(&self) -> &dyn SmsInbox;
+    /// The meter photos sent with declarations.
+    fn photos(&self) -> &dyn PhotoStore;
     /// Creates or updates registry rows, all or none.
     async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError>;
     async fn meter(&self, subscription: &SubscriptionNumber) -> Result<Option<MeterRecord>, StoreError>;

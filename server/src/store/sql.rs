@@ -1398,6 +1398,10 @@ impl Store for SqlStore {
         self
     }
 
+    fn photos(&self) -> &dyn super::PhotoStore {
+        self
+    }
+
     async fn upsert_subscribers(&self, rows: &[SubscriberRow], now: OffsetDateTime) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         for row in rows {

@@ -3,9 +3,9 @@
 //!
 //! Both stores are brought to the current schema first. The target must hold no data. Every
 //! table that carries data (registry, devices, declarations, the billing feed, operators and
-//! their sessions, the audit log, complaints, the SMS replies, inbox and inbox cursors) is
-//! copied in key order, in pages, inside one transaction on the target, so a failed move leaves
-//! it empty. PostgreSQL's identity sequences
+//! their sessions, the audit log, complaints, meter photos, the SMS replies, inbox and inbox
+//! cursors) is copied in key order, in pages, inside one transaction on the target, so a failed
+//! move leaves it empty. PostgreSQL's identity sequences
 //! and billing position are then set past the copied rows, so that new declarations and
 //! complaints continue the numbering (tracking codes and complaint numbers stay unique). Last,
 //! each table is read back from both sides and compared by row count and by a SHA-256 over its
@@ -28,9 +28,11 @@ enum Kind {
     Real,
     /// `BOOLEAN` on PostgreSQL, `INTEGER` 0/1 on SQLite: carried as 0/1.
     Bool,
+    /// `BYTEA` on PostgreSQL, `BLOB` on SQLite.
+    Bytes,
 }
 
-use Kind::{Bool, Int, Real, Text};
+use Kind::{Bool, Bytes, Int, Real, Text};
 
 struct Table {
     name: &'static str,
@@ -193,6 +195,18 @@ const TABLES: &[Table] = &[
         name: "sms_pull",
         columns: &[("gateway", Text), ("cursor", Text), ("holder", Text), ("held_until_ms", Int)],
     },
+    Table {
+        name: "photos",
+        columns: &[
+            ("declaration_id", Text),
+            ("sha256", Text),
+            ("media_type", Text),
+            ("width", Int),
+            ("height", Int),
+            ("bytes", Bytes),
+            ("received_at_ms", Int),
+        ],
+    },
 ];
 
 /// Tables whose key column PostgreSQL numbers from an identity sequence, with that column.
@@ -208,13 +222,14 @@ enum Value {
     Text(Option<String>),
     Int(Option<i64>),
     Real(Option<f64>),
+    Bytes(Option<Vec<u8>>),
 }
 
 impl Value {
     /// Feeds the value to a checksum, unambiguously (a tag, then the value and its length).
     fn digest(&self, hash: &mut Sha256) {
         match self {
-            Self::Text(None) | Self::Int(None) | Self::Real(None) => hash.update([0]),
+            Self::Text(None) | Self::Int(None) | Self::Real(None) | Self::Bytes(None) => hash.update([0]),
             Self::Text(Some(t)) => {
                 hash.update([1]);
                 hash.update((t.len() as u64).to_le_bytes());
@@ -227,6 +242,11 @@ impl Value {
             Self::Real(Some(r)) => {
                 hash.update([3]);
                 hash.update(r.to_bits().to_le_bytes());
+            }
+            Self::Bytes(Some(b)) => {
+                hash.update([4]);
+                hash.update((b.len() as u64).to_le_bytes());
+                hash.update(b);
             }
         }
     }
@@ -243,7 +263,7 @@ pub struct Moved {
 /// How `kind` is selected so that either database answers the type the copy binds.
 fn select_expr(dialect: Dialect, column: &str, kind: Kind) -> String {
     match (kind, dialect) {
-        (Text, _) => column.to_owned(),
+        (Text | Bytes, _) => column.to_owned(),
         (Int, _) => format!("CAST({column} AS BIGINT)"),
         (Real, Dialect::Sqlite) => format!("CAST({column} AS REAL)"),
         (Real, Dialect::Postgres) => format!("CAST({column} AS DOUBLE PRECISION)"),
@@ -261,6 +281,7 @@ fn read_row(row: &AnyRow, table: &Table) -> Result<Vec<Value>, StoreError> {
                 Text => Value::Text(row.try_get(i)?),
                 Int | Bool => Value::Int(row.try_get(i)?),
                 Real => Value::Real(row.try_get(i)?),
+                Bytes => Value::Bytes(row.try_get(i)?),
             })
         })
         .collect()
@@ -283,6 +304,7 @@ async fn page(store: &SqlStore, table: &Table, after: Option<&Value>) -> Result<
         Some(Value::Text(t)) => query.bind(t.clone()),
         Some(Value::Int(i)) => query.bind(*i),
         Some(Value::Real(r)) => query.bind(*r),
+        Some(Value::Bytes(b)) => query.bind(b.clone()),
         None => query,
     };
     let rows = query.fetch_all(&store.pool).await.map_err(db)?;
@@ -358,6 +380,7 @@ pub async fn transfer(from: &SqlStore, to: &SqlStore) -> Result<Vec<Moved>, Tran
                     Value::Text(t) => query.bind(t),
                     Value::Int(i) => query.bind(i),
                     Value::Real(r) => query.bind(r),
+                    Value::Bytes(b) => query.bind(b),
                 };
             }
             query.execute(&mut *tx).await.map_err(db)?;
