@@ -46,11 +46,19 @@ pub struct PhotoReceipt {
     pub replayed: bool,
 }
 
+/// A picture's bytes, for the OpenAPI document (`type: string, format: binary`).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct Picture(Vec<u8>);
+
 /// Receives the photo of a declaration the app has sent.
 #[utoipa::path(put, path = "/api/v1/declarations/{id}/photo",
     params(("id" = Uuid, Path, description = "The declaration's id, as the app sent it in `/api/v1/sync`")),
-    request_body(content = Vec<u8>, content_type = "image/jpeg",
-        description = "The picture, `image/jpeg` or `image/webp`, at most 512 KiB and 16 megapixels"),
+    request_body(content(
+        (Picture = "image/jpeg"),
+        (Picture = "image/webp"),
+    ), description = "The picture, at most 512 KiB and 16 megapixels"),
     responses(
     (status = 201, description = "Stored, without its metadata", body = PhotoReceipt),
     (status = 200, description = "This same photo was stored before: a retry", body = PhotoReceipt),
@@ -75,6 +83,11 @@ pub async fn upload(
         return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, ApiErrorCode::UnsupportedPictureType));
     }
     let body = body.map_err(|r| ApiError::from_body(&r, lang))?;
+    // The declaration first: a photo for one that has not arrived waits, whatever it is.
+    let declaration = state.store.declaration_by_id(id).await.map_err(|e| ApiError::from_store(&e, lang))?;
+    if declaration.is_none_or(|d| d.channel != crate::store::Channel::App.as_str()) {
+        return Err(refuse(StatusCode::NOT_FOUND, ApiErrorCode::UnknownDeclaration));
+    }
     let checked = check(&body).map_err(|e| match e {
         PhotoError::TooManyBytes | PhotoError::TooLarge { .. } => {
             refuse(StatusCode::PAYLOAD_TOO_LARGE, ApiErrorCode::PictureTooLarge)
@@ -83,10 +96,6 @@ pub async fn upload(
             refuse(StatusCode::BAD_REQUEST, ApiErrorCode::NotAPicture)
         }
     })?;
-    let declaration = state.store.declaration_by_id(id).await.map_err(|e| ApiError::from_store(&e, lang))?;
-    if declaration.is_none_or(|d| d.channel != crate::store::Channel::App.as_str()) {
-        return Err(refuse(StatusCode::NOT_FOUND, ApiErrorCode::UnknownDeclaration));
-    }
     let sha256 = crate::tokens::hex(&Sha256::digest(&body));
     let photo = NewPhoto {
         sha256: &sha256,
