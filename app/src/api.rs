@@ -202,3 +202,42 @@ pub async fn complaints(request: &ComplaintsRequest, lang: &str) -> Result<Vec<F
     });
     filed.collect::<Option<Vec<_>>>().ok_or(ApiError::Server)
 }
+
+/// What sending a meter photo came to.
+pub enum PhotoSent {
+    /// The server has it (stored now, or before).
+    Kept,
+    /// Its declaration has not reached the server yet: the photo waits.
+    NotYet,
+    /// Refused for good (not a picture the server takes, or another photo is there).
+    Refused,
+}
+
+/// Sends a declaration's photo on a request of its own; the same bytes again are a replay.
+pub async fn put_photo(id: uuid::Uuid, blob: &web_sys::Blob) -> Result<PhotoSent, ApiError> {
+    let headers = web_sys::Headers::new().map_err(|_| ApiError::Server)?;
+    headers.set("content-type", "image/jpeg").map_err(|_| ApiError::Server)?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("PUT");
+    init.set_headers(&headers);
+    init.set_body(blob);
+    let window = web_sys::window().ok_or(ApiError::Offline)?;
+    let url = format!("/api/v1/declarations/{id}/photo");
+    let answer = JsFuture::from(window.fetch_with_str_and_init(&url, &init)).await.map_err(|_| ApiError::Offline)?;
+    let response: web_sys::Response = answer.dyn_into().map_err(|_| ApiError::Server)?;
+    match response.status() {
+        200 | 201 => Ok(PhotoSent::Kept),
+        404 => Ok(PhotoSent::NotYet),
+        429 | 503 => Err(ApiError::RetryAfter(retry_after(&response))),
+        400..=499 => Ok(PhotoSent::Refused),
+        _ => Err(ApiError::Server),
+    }
+}
+
+/// Shrinks a picture to a JPEG of at most `budget` bytes (public/photo.js, loaded the first time).
+pub async fn shrink(file: &web_sys::Blob, budget: u32) -> Option<web_sys::Blob> {
+    let window = web_sys::window()?;
+    let shrink: js_sys::Function = js_sys::Reflect::get(&window, &"kontorShrink".into()).ok()?.dyn_into().ok()?;
+    let promise: js_sys::Promise = shrink.call2(&window, file, &budget.into()).ok()?.dyn_into().ok()?;
+    JsFuture::from(promise).await.ok()?.dyn_into().ok()
+}

@@ -76,6 +76,13 @@ pub enum Text {
     OfThisMeter,
     HeldNext,
     NewReading,
+    AddPhoto,
+    PhotoHelps,
+    PhotoKept,
+    PhotoSent,
+    PhotoFailed,
+    MeterPhoto,
+    Kilobytes,
     Menu,
 }
 
@@ -224,6 +231,22 @@ pub fn t(lang: Lang, text: Text) -> &'static str {
         (Lang::En, HeldNext) => "Staff will check it; their decision will show here.",
         (Lang::Fa, NewReading) => "اعلام رقم دیگر",
         (Lang::En, NewReading) => "Declare another reading",
+        (Lang::Fa, AddPhoto) => "افزودن عکس کنتور",
+        (Lang::En, AddPhoto) => "Add a photo of the meter",
+        (Lang::Fa, PhotoHelps) => "این رقم بررسی می‌شود؛ عکسی که رقم‌های کنتور در آن خوانا باشد به بررسی کمک می‌کند.",
+        (Lang::En, PhotoHelps) => "This reading will be reviewed; a photo with the meter's digits legible helps.",
+        (Lang::Fa, PhotoKept) => "عکس در گوشی ذخیره شد و پس از رقم فرستاده می‌شود",
+        (Lang::En, PhotoKept) => "Photo kept on the phone; it follows the reading",
+        (Lang::Fa, PhotoSent) => "عکس فرستاده شد",
+        (Lang::En, PhotoSent) => "Photo sent",
+        (Lang::Fa, PhotoFailed) => "عکس ذخیره نشد (شاید حافظهٔ گوشی پر است)؛ رقم شما ذخیره شده است.",
+        (Lang::En, PhotoFailed) => {
+            "The photo could not be kept (the phone's storage may be full); your reading is saved."
+        }
+        (Lang::Fa, MeterPhoto) => "عکس کنتور",
+        (Lang::En, MeterPhoto) => "Meter photo",
+        (Lang::Fa, Kilobytes) => "کیلوبایت",
+        (Lang::En, Kilobytes) => "KB",
         (Lang::Fa, Menu) => "بخش‌ها",
         (Lang::En, Menu) => "Sections",
         (Lang::Fa, Language) => "English",

@@ -3,8 +3,9 @@
 //! before the screen says "saved" and stays as history after its outcome arrives. Records are
 //! written through serde and read back field by field (`crate::js`).
 //!
-//! Version 1 had meters and declarations; version 2 adds complaints. Opening at version 2 runs
-//! the upgrade, which creates only what is missing: a phone's queued declarations survive it.
+//! Version 1 had meters and declarations; version 2 adds complaints; version 3 adds meter photos
+//! (one per declaration, the shrunk JPEG as a `Blob`, with whether the server has it). Opening
+//! runs the upgrade, which creates only what is missing: a phone's queued declarations survive it.
 
 use rexie::{ObjectStore, Rexie, TransactionMode};
 use serde::Serialize;
@@ -16,6 +17,7 @@ const DATABASE: &str = "kontor";
 const METERS: &str = "meters";
 const DECLARATIONS: &str = "declarations";
 const COMPLAINTS: &str = "complaints";
+const PHOTOS: &str = "photos";
 
 /// Why the device store failed, in a few words. The underlying error is not formatted: its
 /// `Debug` text would cost the shell several KiB and tells the subscriber nothing more.
@@ -30,10 +32,11 @@ impl From<rexie::Error> for OutboxError {
 
 async fn open() -> Result<Rexie, OutboxError> {
     Ok(Rexie::builder(DATABASE)
-        .version(2)
+        .version(3)
         .add_object_store(ObjectStore::new(METERS).key_path("subscription"))
         .add_object_store(ObjectStore::new(DECLARATIONS).key_path("id"))
         .add_object_store(ObjectStore::new(COMPLAINTS).key_path("id"))
+        .add_object_store(ObjectStore::new(PHOTOS).key_path("id"))
         .build()
         .await?)
 }
@@ -112,4 +115,39 @@ pub async fn save_complaints(items: &[Complaint]) -> Result<(), OutboxError> {
 
 pub async fn complaints() -> Result<Vec<Complaint>, OutboxError> {
     get_all(COMPLAINTS, js::complaint).await
+}
+
+/// A declaration's meter photo as the phone keeps it.
+pub struct Photo {
+    pub id: uuid::Uuid,
+    pub blob: web_sys::Blob,
+    /// Whether the server has it (then it is never sent again).
+    pub sent: bool,
+}
+
+/// Keeps a declaration's photo (replacing one not sent yet). A full device storage is an error
+/// the screen shows; the declaration itself is stored already.
+pub async fn save_photo(photo: &Photo) -> Result<(), OutboxError> {
+    let record = js_sys::Object::new();
+    let set = |key: &str, value: &wasm_bindgen::JsValue| js_sys::Reflect::set(&record, &key.into(), value);
+    let written = set("id", &photo.id.to_string().into())
+        .and_then(|_| set("blob", &photo.blob))
+        .and_then(|_| set("sent", &photo.sent.into()));
+    if written.is_err() {
+        return Err(OutboxError("a record could not be written"));
+    }
+    put_values(PHOTOS, &[record.into()]).await
+}
+
+pub async fn photos() -> Result<Vec<Photo>, OutboxError> {
+    use wasm_bindgen::JsCast as _;
+    Ok(get_values(PHOTOS)
+        .await?
+        .into_iter()
+        .filter_map(|value| {
+            let blob = js_sys::Reflect::get(&value, &"blob".into()).ok()?.dyn_into::<web_sys::Blob>().ok()?;
+            let fields = Fields(value);
+            Some(Photo { id: fields.uuid("id")?, blob, sent: fields.flag("sent").unwrap_or(false) })
+        })
+        .collect())
 }

@@ -45,6 +45,62 @@ pub struct AppState {
     pub form_kind: RwSignal<shared::wire::ComplaintKind>,
     /// The answered declaration the declare form is correcting, if any.
     pub form_corrects: RwSignal<Option<Uuid>>,
+    /// The meter photos on this phone: declaration, a URL to show it, its size, whether sent.
+    pub photos: RwSignal<Vec<PhotoShown>>,
+}
+
+/// A meter photo as the screen shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoShown {
+    pub id: Uuid,
+    /// A `blob:` URL of the kept picture.
+    pub url: String,
+    pub bytes: u32,
+    pub sent: bool,
+}
+
+impl PhotoShown {
+    pub fn of(photo: &outbox::Photo) -> Self {
+        Self {
+            id: photo.id,
+            url: web_sys::Url::create_object_url_with_blob(&photo.blob).unwrap_or_default(),
+            bytes: photo.blob.size() as u32,
+            sent: photo.sent,
+        }
+    }
+}
+
+/// Shows the photos kept on the phone (at start).
+pub async fn load_photos(state: AppState) {
+    if let Ok(photos) = outbox::photos().await {
+        state.photos.set(photos.iter().map(PhotoShown::of).collect());
+    }
+}
+
+/// Sends the photos whose declarations the server has answered; one not wanted yet waits.
+async fn send_photos(state: AppState) -> Result<(), ApiError> {
+    let Ok(photos) = outbox::photos().await else { return Ok(()) };
+    let declarations = state.declarations.get_untracked();
+    for photo in photos.into_iter().filter(|p| !p.sent) {
+        let answered = declarations.iter().any(|d| d.id == photo.id && d.state != crate::model::State::Waiting);
+        if !answered {
+            continue;
+        }
+        match api::put_photo(photo.id, &photo.blob).await? {
+            api::PhotoSent::NotYet => continue,
+            api::PhotoSent::Kept | api::PhotoSent::Refused => {
+                let sent = outbox::Photo { sent: true, ..photo };
+                if outbox::save_photo(&sent).await.is_ok() {
+                    state.photos.update(|all| {
+                        if let Some(shown) = all.iter_mut().find(|p| p.id == sent.id) {
+                            shown.sent = true;
+                        }
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The offset to date readings with: what the server's answers taught, or none.
@@ -257,6 +313,7 @@ async fn send_waiting(state: AppState) -> Result<(), ApiError> {
         let batch = next_batch(&state.declarations.get_untracked(), shared::wire::MAX_BATCH);
         if batch.is_empty() {
             send_complaints(state).await?;
+            send_photos(state).await?;
             learn_updates(state).await;
             return Ok(());
         }

@@ -85,6 +85,7 @@ pub fn App() -> impl IntoView {
         last_saved: RwSignal::new(None),
         form_kind: RwSignal::new(ComplaintKind::Dispute),
         form_corrects: RwSignal::new(None),
+        photos: RwSignal::new(Vec::new()),
     };
     provide_context(state);
     let loaded = RwSignal::new(false);
@@ -106,6 +107,7 @@ pub fn App() -> impl IntoView {
             crate::model::newest_first_complaints(&mut complaints);
             state.complaints.set(complaints);
         }
+        sync::load_photos(state).await;
         loaded.set(true);
         // The device's meters and outbox are on screen: the app is usable from here, with or
         // without a network. The browser tests read this mark for the offline start-up time.
@@ -614,6 +616,7 @@ fn Outcome() -> impl IntoView {
             let code = d.tracking_code.clone();
             let code_for_copy = code.clone().unwrap_or_default();
             let waiting = d.state == State::Waiting;
+            let held = class == "review";
             let taken = d.clone();
             view! {
                 <div class=format!("outcome {class}") id="outcome" data-id=d.id.to_string()>
@@ -652,10 +655,83 @@ fn Outcome() -> impl IntoView {
                             on:click=move |_| retype(state, &taken)>{t(l, Text::Retype)}</button>
                     })}
                     {correct_button(state, &d, l)}
+                    <MeterPhoto id=d.id review=held />
                     <button class="link" on:click=move |_| state.last_saved.set(None)>{t(l, Text::NewReading)}</button>
                 </div>
             }
         })}
+        </div>
+    }
+}
+
+/// The shrunk photo's budget: legible digits in about 60 KB.
+const PHOTO_BUDGET: u32 = 60 * 1024;
+
+/// A declaration's meter photo: taken with the rear camera or picked, shrunk on the phone, kept
+/// in IndexedDB beside the declaration, and sent after it (`sync::send_photos`). Offered on every
+/// outcome, and asked for when the reading is held for review.
+#[component]
+fn MeterPhoto(id: Uuid, review: bool) -> impl IntoView {
+    let state = expect_context::<AppState>();
+    let lang = state.lang;
+    let failed = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let shown = move || state.photos.get().into_iter().find(|p| p.id == id);
+    let picked = move |ev: leptos::ev::Event| {
+        let Some(input) = ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(t).ok())
+        else {
+            return;
+        };
+        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+        busy.set(true);
+        spawn_local(async move {
+            let kept = match crate::api::shrink(&file, PHOTO_BUDGET).await {
+                Some(blob) => {
+                    let photo = outbox::Photo { id, blob, sent: false };
+                    outbox::save_photo(&photo).await.ok().map(|()| sync::PhotoShown::of(&photo))
+                }
+                None => None,
+            };
+            busy.set(false);
+            failed.set(kept.is_none());
+            if let Some(kept) = kept {
+                state.photos.update(|all| {
+                    all.retain(|p| p.id != id);
+                    all.push(kept);
+                });
+                sync::sync_once(state).await;
+            }
+        });
+    };
+    view! {
+        <div class="photo">
+            {move || {
+                let l = lang.get();
+                match shown() {
+                    Some(photo) => view! {
+                        <figure>
+                            <img src=photo.url.clone() alt=t(l, Text::MeterPhoto) />
+                            <figcaption>
+                                {t(l, if photo.sent { Text::PhotoSent } else { Text::PhotoKept })}
+                                " — " {number(l, &photo.bytes.div_ceil(1024).to_string())} " " {t(l, Text::Kilobytes)}
+                            </figcaption>
+                        </figure>
+                    }
+                    .into_any(),
+                    None => view! {
+                        <div>
+                            {review.then(|| view! { <p>{t(l, Text::PhotoHelps)}</p> })}
+                            <label class="button secondary photo-pick">
+                                {t(l, Text::AddPhoto)}
+                                <input type="file" accept="image/*" capture="environment" name="photo"
+                                    disabled=move || busy.get() on:change=picked />
+                            </label>
+                        </div>
+                    }
+                    .into_any(),
+                }
+            }}
+            {move || failed.get().then(|| view! { <p class="reason" role="alert">{t(lang.get(), Text::PhotoFailed)}</p> })}
         </div>
     }
 }

@@ -219,13 +219,16 @@ async fn caching(request: Request, next: Next) -> Response {
     response
 }
 
-/// Whether a file's name carries Trunk's content hash: `name-<16 hex digits>` before the
-/// extension, or before `_bg.wasm`.
+/// Whether a file's name carries Trunk's content hash: `name-<hex digits>` before the
+/// extension, or before `_bg.wasm`. Trunk writes the 64-bit hash without leading zeros, so it is
+/// 16 digits fifteen times in sixteen and shorter otherwise (a build once named its files
+/// `kontor-app-6ff0d01091b0763`, 15 digits, which were then served as if they could change).
 fn content_hashed(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or("");
     let stem = name.split('.').next().unwrap_or("");
     let stem = stem.strip_suffix("_bg").unwrap_or(stem);
-    stem.rsplit_once('-').is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+    stem.rsplit_once('-')
+        .is_some_and(|(_, hash)| (10..=16).contains(&hash.len()) && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The content security policy for a page whose HTML is `index`.
@@ -237,7 +240,7 @@ pub fn policy(index: &str) -> String {
         })
         .collect();
     format!(
-        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self'; img-src 'self'; \
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self'; img-src 'self' blob:; \
          font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; form-action 'self'; \
          frame-ancestors 'none'; base-uri 'none'"
     )
@@ -290,6 +293,8 @@ mod tests {
         assert!(content_hashed("/pwa/kontor-app-5c1bd9e0a7f3c2d4.js"));
         assert!(content_hashed("/pwa/kontor-app-5c1bd9e0a7f3c2d4_bg.wasm"));
         assert!(content_hashed("/style-00ff00ff00ff00ff.css"));
+        assert!(content_hashed("/pwa/kontor-app-6ff0d01091b0763.js"), "a hash with a leading zero dropped");
+        assert!(content_hashed("/pwa/kontor-app-6ff0d01091b0763_bg.wasm"));
         assert!(!content_hashed("/pwa/index.html"));
         assert!(!content_hashed("/pwa/sw.js"));
         assert!(!content_hashed("/pwa/fonts/Vazirmatn-NL-Regular.woff2"));

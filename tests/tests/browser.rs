@@ -239,7 +239,7 @@ async fn the_shell_is_sent_compressed_and_cached() {
     let mut named: Vec<String> = std::fs::read_dir(built_app())
         .expect("the build")
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|f| [".js", ".wasm", ".css"].iter().any(|ext| f.ends_with(ext)) && f != "sw.js")
+        .filter(|f| [".js", ".wasm", ".css"].iter().any(|ext| f.ends_with(ext)) && f != "sw.js" && f != "photo.js")
         .collect();
     named.sort();
     named.dedup();
@@ -268,6 +268,17 @@ async fn the_shell_is_sent_compressed_and_cached() {
         named.len() + 1
     );
     assert!(br * 2 < raw, "brotli should at least halve the shell: {br} of {raw} bytes");
+    // The photo's code is not the shell: fetched when a photo is taken (and precached by the
+    // service worker after the first visit), compressed, revalidated (its name has no hash).
+    let photo = get("photo.js".into(), "gzip, deflate, br").await;
+    assert_eq!(
+        (photo.headers()["content-encoding"].to_str().ok(), photo.headers()["cache-control"].to_str().ok()),
+        (Some("br"), Some("no-cache"))
+    );
+    println!(
+        "the photo's code, fetched when a photo is taken: {} bytes as brotli",
+        photo.bytes().await.expect("body").len()
+    );
     let manifest = get("manifest.webmanifest".into(), "br").await;
     assert_eq!(manifest.headers()["cache-control"], "no-cache");
     let missing = get("kontor-app-0000000000000000_bg.wasm".into(), "br").await;
@@ -1326,5 +1337,88 @@ async fn a_fresh_baseline_and_a_wrong_clock() {
             d.read_at
         );
     }
+    server.finish().await;
+}
+
+/// A meter photo taken offline (a file given to the photo button, as a phone's camera gives
+/// one): shrunk on the phone, shown, kept in IndexedDB through a browser restart, sent after its
+/// reading once the server is back, and seen by a reviewer in the console. Prints the photo's
+/// bytes on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meter_photo_taken_offline_reaches_the_reviewer() {
+    let mut server = TestServer::start_with(Backend::Sqlite, |o| o.web_root = Some(built_app())).await;
+    let chromium = Chromium::start("photo");
+    let app = format!("{}/pwa/", server.base);
+    let client = chromium.open().await;
+    open_app(&client, &app).await;
+    add_meter(&client, "۱۱۱۱۲۲۲۲۳۳").await;
+    wait_for(&client, "return !!navigator.serviceWorker.controller", "the service worker").await;
+
+    server.stop().await;
+    client.goto(&app).await.expect("reload offline");
+    wait_for(&client, "return !!document.querySelector('main[data-ready=true]')", "the app offline").await;
+    declare(&client, "۱۰۰۵۰").await;
+    let picker = client.find(Locator::Css("input[name=photo]")).await.expect("the photo button");
+    let fixture = workspace().join("tests/fixtures/meter.jpg");
+    picker.send_keys(&fixture.display().to_string()).await.expect("a picture from the camera");
+    wait_for(&client, "return !!document.querySelector('.photo figure img')", "the photo shown").await;
+    let caption = client.find(Locator::Css(".photo figcaption")).await.expect("caption").text().await.expect("text");
+    assert!(caption.contains("ذخیره شد"), "kept on the phone, not sent: {caption}");
+    screenshot(&client, "photo-1-offline-kept").await;
+    screen_is_usable(&client, "photo-1-offline-kept").await;
+    // What the shrinking makes of a camera's picture: 12 megapixels of sensor noise (the hardest
+    // to compress) with a dial on it, encoded as a phone would (JPEG, quality 0.92).
+    let sizes = client
+        .execute_async(
+            r"const done = arguments[arguments.length - 1];
+            const c = document.createElement('canvas'); c.width = 4000; c.height = 3000;
+            const x = c.getContext('2d'); const img = x.createImageData(4000, 3000);
+            let seed = 7;
+            for (let i = 0; i < img.data.length; i += 4) {
+              seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+              const v = 96 + ((seed >> 16) % 64); img.data[i] = v; img.data[i + 1] = v; img.data[i + 2] = v; img.data[i + 3] = 255;
+            }
+            x.putImageData(img, 0, 0); x.fillStyle = '#111'; x.fillRect(800, 1100, 2400, 800);
+            x.fillStyle = '#fff'; x.font = 'bold 600px monospace'; x.fillText('10321', 900, 1750);
+            c.toBlob((camera) => window.kontorShrink(camera, 61440)
+              .then((small) => done([camera.size, small.size]), (e) => done(String(e))), 'image/jpeg', 0.92);",
+            vec![],
+        )
+        .await
+        .expect("shrink a camera's picture");
+    println!("a 12-megapixel camera JPEG and what the phone sends of it (bytes): {sizes}");
+    assert!(sizes[1].as_u64().is_some_and(|small| small <= 60 * 1024), "{sizes}");
+    client.close().await.expect("close the browser");
+
+    // A new browser on the same profile, still offline, then the server is back.
+    let client = chromium.open().await;
+    open_app(&client, &app).await;
+    server.resume().await;
+    client.execute("window.dispatchEvent(new Event('online')); return true;", vec![]).await.expect("online");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seq = loop {
+        let stored = server.store.declarations_of(SUB).await.expect("read");
+        if let Some(d) = stored.first()
+            && server.store.photos().photo(d.seq).await.expect("read").is_some()
+        {
+            break d.seq;
+        }
+        assert!(Instant::now() < deadline, "the photo reaches the server after its reading");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let photo = server.store.photos().photo(seq).await.expect("read").expect("stored");
+    println!("meter photo on the wire: {} bytes, {} × {} pixels", photo.bytes.len(), photo.width, photo.height);
+    assert!(photo.bytes.len() <= 60 * 1024, "{} bytes", photo.bytes.len());
+    assert_eq!(photo.media_type, "image/jpeg");
+    client.close().await.expect("close");
+
+    // The reviewer sees it.
+    server.add_operator("rev", server::store::Role::Reviewer, "Billing", "correct horse battery").await;
+    let console = server.console();
+    console.login("rev", "correct horse battery").await;
+    let page = console.get(&format!("/office/review/{seq}")).await;
+    assert!(page.body.contains(&format!("/office/photos/{seq}")), "{}", page.body);
+    let (status, content_type, bytes) = console.get_bytes(&format!("/office/photos/{seq}")).await;
+    assert_eq!((status, content_type.as_str(), bytes.len()), (200, "image/jpeg", photo.bytes.len()));
     server.finish().await;
 }
