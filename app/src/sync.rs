@@ -82,7 +82,8 @@ async fn send_photos(state: AppState) -> Result<(), ApiError> {
     let Ok(photos) = outbox::photos().await else { return Ok(()) };
     let declarations = state.declarations.get_untracked();
     for photo in photos.into_iter().filter(|p| !p.sent) {
-        let answered = declarations.iter().any(|d| d.id == photo.id && d.state != crate::model::State::Waiting);
+        // A reading taken back before it was sent has nothing on the server to go with.
+        let answered = declarations.iter().any(|d| d.id == photo.id && d.answered());
         if !answered {
             continue;
         }
