@@ -47,6 +47,9 @@ pub struct AppState {
     pub form_corrects: RwSignal<Option<Uuid>>,
     /// The meter photos on this phone: declaration, a URL to show it, its size, whether sent.
     pub photos: RwSignal<Vec<PhotoShown>>,
+    /// The declaration saved last, when the phone's own check said it will be held for review:
+    /// its card asks for a photo before the server has answered.
+    pub expects_review: RwSignal<Option<Uuid>>,
 }
 
 /// A meter photo as the screen shows it.

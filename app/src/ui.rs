@@ -86,6 +86,7 @@ pub fn App() -> impl IntoView {
         form_kind: RwSignal::new(ComplaintKind::Dispute),
         form_corrects: RwSignal::new(None),
         photos: RwSignal::new(Vec::new()),
+        expects_review: RwSignal::new(None),
     };
     provide_context(state);
     let loaded = RwSignal::new(false);
@@ -527,7 +528,9 @@ fn Declare() -> impl IntoView {
             warning.set(Some(t(lang.get(), Text::BadReading).to_owned()));
             return;
         };
-        match check(state, &meter, value) {
+        let checked = check(state, &meter, value);
+        let expects_review = matches!(checked, Check::Held(_));
+        match checked {
             Check::Refused(why) => {
                 warning.set(Some(why));
                 confirm.set(false);
@@ -553,6 +556,7 @@ fn Declare() -> impl IntoView {
                 Err(e) => warning.set(Some(e)),
                 Ok(()) => {
                     state.last_saved.set(Some(id));
+                    state.expects_review.set(expects_review.then_some(id));
                     state.form_corrects.set(None);
                     reading.set(String::new());
                     warning.set(None);
@@ -616,7 +620,8 @@ fn Outcome() -> impl IntoView {
             let code = d.tracking_code.clone();
             let code_for_copy = code.clone().unwrap_or_default();
             let waiting = d.state == State::Waiting;
-            let held = class == "review";
+            // Held by the server, or by the phone's own check before it could be sent.
+            let held = class == "review" || state.expects_review.get() == Some(d.id);
             let taken = d.clone();
             view! {
                 <div class=format!("outcome {class}") id="outcome" data-id=d.id.to_string()>

@@ -1357,7 +1357,17 @@ async fn a_meter_photo_taken_offline_reaches_the_reviewer() {
     server.stop().await;
     client.goto(&app).await.expect("reload offline");
     wait_for(&client, "return !!document.querySelector('main[data-ready=true]')", "the app offline").await;
-    declare(&client, "۱۰۰۵۰").await;
+    // A reading the phone's own check expects to be held (520 m³ in thirty days against 3 a day):
+    // saved after the warning, its card asks for a photo at once, still offline.
+    show(&client, "#declare").await;
+    fill(&client, "reading", "۱۰۵۲۰").await;
+    submit(&client, "reading").await;
+    wait_for(&client, "return !!document.querySelector('#reading-problem:not(:empty)')", "the warning").await;
+    submit(&client, "reading").await;
+    wait_for(&client, "return document.querySelectorAll('.history li').length === 1", "saved").await;
+    wait_for(&client, "return !!document.querySelector('.outcome .photo p')", "the photo asked for").await;
+    let asked = client.find(Locator::Css(".outcome .photo p")).await.expect("ask").text().await.expect("text");
+    assert!(asked.contains("بررسی"), "{asked}");
     let picker = client.find(Locator::Css("input[name=photo]")).await.expect("the photo button");
     let fixture = workspace().join("tests/fixtures/meter.jpg");
     picker.send_keys(&fixture.display().to_string()).await.expect("a picture from the camera");
@@ -1398,7 +1408,7 @@ async fn a_meter_photo_taken_offline_reaches_the_reviewer() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let seq = loop {
         let stored = server.store.declarations_of(SUB).await.expect("read");
-        if let Some(d) = stored.first()
+        if let Some(d) = stored.iter().find(|d| d.reading == Some(10_520))
             && server.store.photos().photo(d.seq).await.expect("read").is_some()
         {
             break d.seq;
@@ -1407,6 +1417,8 @@ async fn a_meter_photo_taken_offline_reaches_the_reviewer() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let photo = server.store.photos().photo(seq).await.expect("read").expect("stored");
+    let held = server.store.declaration(seq).await.expect("read").expect("stored");
+    assert_eq!(held.status, Status::NeedsReview, "the reading the phone expected to be held is");
     println!("meter photo on the wire: {} bytes, {} × {} pixels", photo.bytes.len(), photo.width, photo.height);
     assert!(photo.bytes.len() <= 60 * 1024, "{} bytes", photo.bytes.len());
     assert_eq!(photo.media_type, "image/jpeg");
