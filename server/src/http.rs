@@ -70,9 +70,15 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn(crate::body_rate::enforce))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
+        // Every answer carries its request's id (`x-request-id`: the proxy's when it sent one,
+        // else a new UUID), and so does every log line written while it is handled.
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-            tracing::debug_span!("request", method = %request.method(), path = %redacted_path(request.uri().path()))
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %redacted_path(request.uri().path()),
+                request_id = %id)
         }))
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(tower_http::request_id::MakeRequestUuid))
         .with_state(state)
 }
 

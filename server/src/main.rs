@@ -24,8 +24,18 @@ const DEFAULT_DATABASE: &str = "sqlite://data/kontor.db?mode=rwc";
 #[derive(Parser)]
 #[command(name = "kontor", version, about = "Kontor: gas meter-reading declarations, reconciled exactly once")]
 struct Cli {
+    /// How log lines are written: `text` for people, `json` (one object a line, with the
+    /// request's id) for a log collector.
+    #[arg(long, global = true, env = "KONTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -237,13 +247,13 @@ impl SmsArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info")),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt().json().with_current_span(true).with_env_filter(filter).init(),
+    }
     let processors = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let threads = match &cli.command {
         Command::Serve { http_threads: Some(threads), .. } => threads.get(),

@@ -385,3 +385,66 @@ fn the_binary_carries_the_web_app() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--log-format json`: every log line is one JSON object, and a line written while a request
+/// is handled carries that request's id, which its answer carries too (`x-request-id`, the
+/// caller's own when it sent one).
+#[test]
+fn json_logs_carry_the_request_id() {
+    let dir = scratch("json-logs");
+    let db = format!("sqlite://{}/k.db?mode=rwc", dir.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(KONTOR)
+        .args(["serve", "--demo", "--log-format", "json", "--database", &db, "--listen", &addr])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start kontor");
+    let mut server = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&addr, "/readyz").as_deref() != Some("HTTP/1.1 200 OK") {
+        assert!(Instant::now() < deadline, "kontor did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = "0b7f2a5e-1c7e-4d0e-9a8b-5b5a3f7c9d21";
+    let synced = declare(&addr, id, 10_330, "2026-11-26T08:15:00+03:30");
+    assert!(synced.contains("\"results\""), "{synced}");
+
+    // The photo, with the caller's own request id.
+    let photo =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/meter.jpg")).expect("fixture");
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let head = format!(
+        "PUT /api/v1/declarations/{id}/photo HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: image/jpeg\r\nX-Request-Id: cli-req-8\r\nContent-Length: {}\r\n\r\n",
+        photo.len()
+    );
+    stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&photo)).expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let answer = answer.to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 201") && answer.contains("x-request-id: cli-req-8"), "{answer}");
+    // Without one, the server makes one up.
+    let plain = common::exchange(&addr, "GET", "/healthz", "", "").unwrap_or_default().to_ascii_lowercase();
+    let made = plain.lines().find_map(|l| l.strip_prefix("x-request-id: ")).unwrap_or_default().trim().to_owned();
+    assert_eq!(made.len(), 36, "a UUID: {plain}");
+
+    // Stopped (SIGTERM, waited for) before its output is read to the end.
+    let stdout = server.0.stdout.take();
+    drop(server);
+    let mut out = String::new();
+    stdout.map(|mut s| s.read_to_string(&mut out));
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "kontor is serving"), "{out}");
+    let stored =
+        lines.iter().find(|l| l["fields"]["message"] == "meter photo stored").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(stored["span"]["request_id"], "cli-req-8", "{stored}");
+    assert_eq!(stored["level"], "INFO");
+    let _ = std::fs::remove_dir_all(&dir);
+}
