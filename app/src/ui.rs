@@ -627,7 +627,8 @@ fn Outcome() -> impl IntoView {
                 <div class=format!("outcome {class}") id="outcome" data-id=d.id.to_string()>
                     <p class="state"><strong>{t(l, label)}</strong></p>
                     {waiting.then(|| view! {
-                        <p>{t(l, if state.syncing.get() { Text::Sending } else { Text::SavedOnPhone })}</p>
+                        // Only this line follows the sync: the card itself is not drawn again.
+                        <p>{move || t(lang.get(), if state.syncing.get() { Text::Sending } else { Text::SavedOnPhone })}</p>
                     })}
                     <p class="reading">
                         {t(l, Text::Reading)} ": " <strong><bdi>{number(l, &d.reading.to_string())}</bdi></strong>
