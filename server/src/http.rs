@@ -71,7 +71,7 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
         // Every answer carries its request's id (`x-request-id`: the proxy's when it sent one,
-        // else a new UUID), and so does every log line written while it is handled.
+        // else one from `RequestIds`), and so does every log line written while it is handled.
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
             let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
